@@ -1,0 +1,56 @@
+"""Attack regions from object masks (1 = attackable): full, background, foreground, block."""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import torch
+from torch import Tensor
+
+from ..data import Batch
+from ..errors import ConfigError
+
+GENERIC_REGIONS = ("full", "background", "foreground", "block")
+
+
+def full(mask: Tensor) -> Tensor:
+    return torch.ones_like(mask)
+
+
+def background(mask: Tensor) -> Tensor:
+    return 1.0 - mask
+
+
+def foreground(mask: Tensor) -> Tensor:
+    return mask.clone()
+
+
+def block(mask: Tensor, generator: torch.Generator, side_fraction: float = 56 / 224) -> Tensor:
+    """One square per sample (side = fraction of the image side), placed uniformly, within the background."""
+    b, _, h, w = mask.shape
+    side_h, side_w = max(1, round(side_fraction * h)), max(1, round(side_fraction * w))
+    top = torch.randint(0, h - side_h + 1, (b,), generator=generator)
+    left = torch.randint(0, w - side_w + 1, (b,), generator=generator)
+    rows = torch.arange(h).view(1, h, 1)
+    cols = torch.arange(w).view(1, 1, w)
+    box = ((rows >= top.view(-1, 1, 1)) & (rows < (top + side_h).view(-1, 1, 1))
+           & (cols >= left.view(-1, 1, 1)) & (cols < (left + side_w).view(-1, 1, 1)))
+    return box.unsqueeze(1).to(mask) * (1.0 - mask)
+
+
+def make_region(
+    name: str,
+    batch: Batch,
+    generator: torch.Generator,
+    dataset_regions: Mapping[str, Callable[[Batch], Tensor]] = {},
+    block_fraction: float = 56 / 224,
+) -> Tensor:
+    """The region mask (B,1,H,W) named `name` for a batch; datasets may add their own names."""
+    if name in dataset_regions:
+        return dataset_regions[name](batch)
+    if name == "block":
+        return block(batch.mask, generator, block_fraction)
+    if name in ("full", "background", "foreground"):
+        return {"full": full, "background": background, "foreground": foreground}[name](batch.mask)
+    known = [*GENERIC_REGIONS, *dataset_regions]
+    raise ConfigError(f"unknown attack region {name!r}; expected one of {', '.join(known)}")

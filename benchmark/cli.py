@@ -1,0 +1,182 @@
+"""The `benchmark` command: run, list, results, perf.
+
+Bad input ends with one line on stderr and exit status 2; nothing already written is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from .errors import BenchmarkError
+from .runtime import tune_allocator
+
+DEFAULT_METHODS = ("vanilla", "weight_decay")
+DEFAULT_DATASET = "cmnist"
+LISTABLE = {
+    "methods": "METHODS",
+    "datasets": "DATASETS",
+    "encoders": "ENCODERS",
+    "suites": "SUITES",
+    "attacks": "ATTACKS",
+    "perf": "PERF_CASES",
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line (and exit 2, as argparse does)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="benchmark", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    run = sub.add_parser("run", help="train methods on a dataset, evaluate, write Parquet results")
+    run.add_argument("--method", action="append", help="method name(s), comma-separated or repeated "
+                     f"(default: {','.join(DEFAULT_METHODS)})")
+    run.add_argument("--dataset", default=DEFAULT_DATASET, help=f"dataset name (default: {DEFAULT_DATASET})")
+    run.add_argument("--profile", default="quick", help="quick (default, CPU minutes) or paper (published settings)")
+    run.add_argument("--seed", default="0", help="training seed(s), comma-separated (default: 0)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a setting, e.g. train.lr=1e-4 or robustness.samples=256")
+    _common(run)
+    run.add_argument("--plugin", action="append", default=[], metavar="FILE", help="import a plugin file first")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+
+    lst = sub.add_parser("list", help="list registered methods, datasets, encoders, suites, attacks, perf cases")
+    lst.add_argument("kind", choices=sorted(LISTABLE))
+    lst.add_argument("pattern", nargs="?", default="*", help="wildcard filter, e.g. 'l1*'")
+    lst.add_argument("--plugin", action="append", default=[], metavar="FILE")
+
+    res = sub.add_parser("results", help="summarise the results store")
+    res.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
+
+    perf = sub.add_parser("perf", help="micro-benchmarks: medians and ratios against a peer")
+    perf.add_argument("cases", nargs="*", help="case names (default: all)")
+    perf.add_argument("--device", default="cpu", help="cpu or cuda")
+    perf.add_argument("--repeats", type=int, default=15)
+    perf.add_argument("--warmup", type=int, default=3)
+    perf.add_argument("--json", type=Path, help="also write the results as JSON")
+    return parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", type=Path, help="folder with the dataset files (or BENCHMARK_DATA_ROOT)")
+    p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:i]")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Logs and pipes get wide tables instead of rich's 80-column fallback.
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    tune_allocator()
+    try:
+        return COMMANDS[args.command](args, console)
+    except BenchmarkError as err:
+        print(f"benchmark: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("benchmark: interrupted", file=sys.stderr)
+        return 130
+
+
+# -- commands ---------------------------------------------------------------------------------
+def cmd_run(args, console: Console) -> int:
+    from .config import resolve
+    from .data import data_root_from
+    from .progress import Reporter
+    from .registry import load_plugin_file
+    from .run import run
+    from .store import read_results
+    from .summary import run_tables
+
+    for plugin in args.plugin:
+        load_plugin_file(plugin)
+    methods = [m.strip() for item in (args.method or [",".join(DEFAULT_METHODS)]) for m in item.split(",") if m.strip()]
+    seeds = _seeds(args.seed)
+    # Resolving every configuration first rejects unknown names and bad overrides before training.
+    for m in methods:
+        resolve(m, args.dataset, profile=args.profile, seed=seeds[0], overrides=args.overrides)
+
+    reporter = Reporter(Console(stderr=True), quiet=args.quiet)
+    paths = []
+    for seed in seeds:
+        for m in methods:
+            outcome = run(m, args.dataset, profile=args.profile, seed=seed, overrides=args.overrides,
+                          data_root=data_root_from(args.data_root), out_dir=args.out, device=args.device,
+                          reporter=reporter)
+            paths.append(outcome.results_path)
+            reporter.log(f"  wrote {outcome.results_path}")
+    frame, _ = read_results(paths)
+    for table in run_tables(frame):
+        console.print(table)
+    return 0
+
+
+def cmd_list(args, console: Console) -> int:
+    from . import registry
+
+    for plugin in args.plugin:
+        registry.load_plugin_file(plugin)
+    reg = getattr(registry, LISTABLE[args.kind])
+    table = Table(title=f"{args.kind}", show_lines=False)
+    table.add_column("name", style="bold")
+    table.add_column("description")
+    table.add_column("origin", style="dim")
+    for entry in reg.entries(args.pattern):
+        table.add_row(entry.name, entry.description, entry.origin)
+    console.print(table)
+    return 0
+
+
+def cmd_results(args, console: Console) -> int:
+    from .store import read_results
+    from .summary import run_tables
+
+    if not args.out.is_dir():
+        raise BenchmarkError(f"results folder {str(args.out)!r} does not exist")
+    frame, problems = read_results([args.out])
+    for line in problems:
+        print(f"benchmark: skipped {line}", file=sys.stderr)
+    if frame.empty:
+        console.print(f"no results in {args.out}")
+        return 0
+    console.print(f"{len(frame)} rows from {frame['source_file'].nunique()} files in {args.out}")
+    for table in run_tables(frame):
+        console.print(table)
+    return 0
+
+
+def cmd_perf(args, console: Console) -> int:
+    from .perf import run_cases
+
+    if args.repeats < 1 or args.warmup < 0:
+        raise BenchmarkError("--repeats must be >= 1 and --warmup >= 0")
+    run_cases(args.cases, device=args.device, repeats=args.repeats, warmup=args.warmup, console=console,
+              json_path=args.json)
+    return 0
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise BenchmarkError(f"--seed expects integers separated by commas, got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise BenchmarkError(f"--seed expects integers >= 0, got {text!r}")
+    return seeds
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "results": cmd_results, "perf": cmd_perf}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The dataset contract: splits of (image in [0,1], label, salient mask), plus what models need.
+
+Mask convention everywhere: 1 = salient object (protected), 0 = background (attackable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterator, Protocol
+
+import torch
+from torch import Tensor
+
+from .errors import DataError
+
+
+@dataclass
+class Batch:
+    """A batch of images in [0,1] (B,C,H,W), labels (B,), object masks (B,1,H,W) and indices."""
+
+    x: Tensor
+    y: Tensor
+    mask: Tensor
+    index: Tensor
+
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(*(t.to(device, non_blocking=True) for t in (self.x, self.y, self.mask, self.index)))
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+class Split(Protocol):
+    """What the engine needs of a split: its length and batches by index."""
+
+    def __len__(self) -> int: ...
+
+    def batch(self, index: Tensor) -> Batch: ...
+
+
+class TensorSplit:
+    """A split held in memory: uint8 images (N,C,H,W), int64 labels, uint8 masks (N,1,H,W)."""
+
+    def __init__(self, images: Tensor, labels: Tensor, masks: Tensor):
+        if images.dtype != torch.uint8 or masks.dtype not in (torch.uint8, torch.bool):
+            raise DataError("a TensorSplit holds uint8 images and uint8 or bool masks")
+        if images.ndim != 4 or masks.ndim != 4 or masks.shape[1] != 1:
+            raise DataError(f"expected images (N,C,H,W) and masks (N,1,H,W), got {tuple(images.shape)} and {tuple(masks.shape)}")
+        if not (len(images) == len(labels) == len(masks)) or images.shape[-2:] != masks.shape[-2:]:
+            raise DataError("images, labels and masks of a split must have matching lengths and sizes")
+        self.images, self.labels, self.masks = images, labels.long(), masks.to(torch.uint8)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int, Tensor]:
+        return self.images[i].float() / 255.0, int(self.labels[i]), self.masks[i].float()
+
+    def batch(self, index: Tensor) -> Batch:
+        return Batch(
+            x=self.images[index].float().div_(255.0),
+            y=self.labels[index],
+            mask=self.masks[index].float(),
+            index=index,
+        )
+
+
+class MapSplit:
+    """Adapts any map-style dataset yielding (image, label, mask) to the Split protocol."""
+
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batch(self, index: Tensor) -> Batch:
+        items = [self.dataset[int(i)] for i in index]
+        return Batch(
+            x=torch.stack([item[0] for item in items]),
+            y=torch.tensor([int(item[1]) for item in items]),
+            mask=torch.stack([item[2] for item in items]).float(),
+            index=index,
+        )
+
+
+def iterate(
+    split: Split,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    indices: Tensor | None = None,
+) -> Iterator[Batch]:
+    """Batches of a split, in order or shuffled by `generator`, optionally over a subset."""
+    order = torch.arange(len(split)) if indices is None else indices
+    if shuffle:
+        order = order[torch.randperm(len(order), generator=generator)]
+    for start in range(0, len(order), batch_size):
+        yield split.batch(order[start : start + batch_size])
+
+
+def first_of_shuffle(n_total: int, n: int | None, seed: int = 0) -> Tensor | None:
+    """The first `n` indices of a seeded permutation (None when n covers everything)."""
+    if n is None or n >= n_total:
+        return None
+    return torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a model and a method need to know about a dataset, without its data."""
+
+    num_classes: int
+    class_names: tuple[str, ...]
+    input_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    encoder: str
+    encoder_args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvalSet:
+    """A named set scored for clean accuracy: a split and its label protocol."""
+
+    name: str
+    split: Split
+    predict: Callable[[Tensor], Tensor] = field(default=lambda logits: logits.argmax(dim=1))
+
+
+RegionFn = Callable[[Batch], Tensor]
+
+
+class BenchmarkDataset:
+    """Base class of a dataset plugin. Subclasses set `name`, `info`, `Params`, and the splits."""
+
+    name: ClassVar[str] = ""
+    preset: ClassVar[str] = ""  # the paper setting whose method presets apply (coco, isic, imagenet...)
+    Params: ClassVar[type | None] = None
+    split_names: ClassVar[tuple[str, ...]] = ("train", "val", "test")
+
+    def __init__(self, params: Any = None, data_root: Path | None = None):
+        self.params = params
+        self.data_root = data_root
+
+    @property
+    def info(self) -> DataInfo:
+        raise DataError(f"dataset {self.name!r} does not declare its DataInfo")
+
+    @classmethod
+    def defaults(cls, profile: str) -> dict[str, dict[str, Any]]:
+        """Config overrides for this dataset under a profile ({section: {key: value}})."""
+        return {}
+
+    def split(self, name: str) -> Split:
+        raise DataError(f"dataset {self.name!r} has no split {name!r}; expected one of {', '.join(self.split_names)}")
+
+    def check(self) -> None:
+        """Fail early, with a one-line DataError, if the data cannot be loaded (loads the train split)."""
+        self.split("train")
+
+    def eval_sets(self) -> list[EvalSet]:
+        """Sets scored for clean accuracy besides the configured splits (e.g. IN-9 variants)."""
+        return []
+
+    def regions(self) -> dict[str, RegionFn]:
+        """Attack regions this dataset defines beyond the generic ones (1 = attackable)."""
+        return {}
+
+    def derived(self, accuracy: dict[str, float]) -> dict[str, float]:
+        """Metrics derived from clean accuracy per eval set (e.g. a background gap)."""
+        return {}
+
+    def augment(self, batch: Batch, generator: torch.Generator) -> Batch:
+        """Training augmentation, applied to image and mask alike (identity by default)."""
+        return batch
+
+    def source(self) -> str:
+        """Where the data came from, for provenance."""
+        return str(self.data_root) if self.data_root else "unknown"
+
+    def class_weights(self) -> Tensor:
+        """Class-balanced loss weights w_k = N / (K * N_k) from the training labels."""
+        labels = _labels_of(self.split("train"))
+        counts = torch.bincount(labels, minlength=self.info.num_classes).float()
+        if (counts == 0).any():
+            missing = [self.info.class_names[k] for k in torch.nonzero(counts == 0).flatten().tolist()]
+            raise DataError(f"dataset {self.name!r}: no training samples of class {', '.join(missing)}")
+        return counts.sum() / (len(counts) * counts)
+
+
+def _labels_of(split: Split) -> Tensor:
+    labels = getattr(split, "labels", None)
+    if labels is not None:
+        return labels.long()
+    return torch.cat([b.y for b in iterate(split, 1024)])
+
+
+def data_root_from(path: str | Path | None, env: str = "BENCHMARK_DATA_ROOT") -> Path | None:
+    """The data root given on the command line, else from the environment, else None."""
+    import os
+
+    value = path if path is not None else os.environ.get(env)
+    return Path(value).expanduser() if value else None

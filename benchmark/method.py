@@ -1,0 +1,104 @@
+"""The training-method contract. A method is one class registered in METHODS.
+
+A method builds the model around an encoder, chooses the optimiser, computes the loss terms of
+a training step (it runs its own forward pass, so it can read embeddings, hidden activations,
+the object mask or input gradients), and may keep state updated per step and per epoch that is
+saved in the checkpoint. The base class is plain cross-entropy training.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .config import TrainConfig
+from .data import Batch, DataInfo, Split, iterate
+from .models import Classifier, Encoder
+
+
+@dataclass
+class TrainState:
+    """Where training stands; handed to every hook of a method."""
+
+    device: torch.device
+    epochs: int
+    samples_per_epoch: int
+    batch_size: int
+    train_split: Split
+    train_indices: Tensor | None = None
+    class_weights: Tensor | None = None
+    generator: torch.Generator = field(default_factory=torch.Generator)
+    epoch: int = 0
+    step: int = 0
+    samples_seen: int = 0
+
+    def clean_batches(self, fraction: float = 1.0) -> Iterator[Batch]:
+        """Un-augmented training batches in a fixed order: the first ceil(fraction * N) samples."""
+        indices = self.train_indices if self.train_indices is not None else torch.arange(len(self.train_split))
+        indices = indices[: math.ceil(fraction * len(indices))]
+        for batch in iterate(self.train_split, self.batch_size, indices=indices):
+            yield batch.to(self.device)
+
+
+@dataclass
+class StepOutput:
+    """The weighted loss terms of one step (summed for the backward pass) and the logits."""
+
+    losses: dict[str, Tensor]
+    logits: Tensor
+
+    @property
+    def loss(self) -> Tensor:
+        return sum(self.losses.values())
+
+
+class Method:
+    """Cross-entropy training with Adam: the base that every method extends."""
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type | None] = None
+
+    def __init__(self, params: Any, info: DataInfo):
+        self.params = params
+        self.info = info
+
+    @classmethod
+    def defaults(cls, dataset: str, profile: str) -> dict[str, dict[str, Any]]:
+        """Config overrides for this method on a dataset and profile ({section: {key: value}})."""
+        return {}
+
+    def build_model(self, encoder: Encoder) -> Classifier:
+        return Classifier(encoder, self.info.mean, self.info.std)
+
+    def optimizer(self, model: Classifier, train: TrainConfig) -> torch.optim.Optimizer:
+        return torch.optim.Adam(model.parameters(), lr=train.lr, betas=train.adam_betas, eps=train.adam_eps)
+
+    def on_train_start(self, model: Classifier, state: TrainState) -> None:
+        """Called once before the first step, with the model on its device."""
+
+    def training_step(self, model: Classifier, batch: Batch, state: TrainState) -> StepOutput:
+        logits = model(batch.x)
+        return StepOutput({"ce": self.cross_entropy(logits, batch.y, state)}, logits)
+
+    def on_step_end(self, model: Classifier, batch: Batch, output: StepOutput, state: TrainState) -> None:
+        """Called after each optimiser step (state.samples_seen already counts this batch)."""
+
+    def on_epoch_end(self, model: Classifier, state: TrainState) -> dict[str, float]:
+        """Called after each epoch; the returned numbers join the training history."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Method state saved in the checkpoint (tensors and plain data only)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+
+    def cross_entropy(self, logits: Tensor, y: Tensor, state: TrainState | None = None) -> Tensor:
+        weight = state.class_weights if state is not None else None
+        return F.cross_entropy(logits, y, weight=weight)

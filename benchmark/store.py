@@ -1,0 +1,162 @@
+"""The result store: long-format rows with provenance, one Parquet file per run.
+
+One writer (`write_run`), many readers (`read_results`): the CLI summary, the leaderboard and
+its HTML / Markdown / CSV exports. The schema is documented in docs/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Measurement:
+    """One measured number and the settings that produced it."""
+
+    suite: str
+    metric: str
+    value: float
+    n: int
+    eval_set: str = "test"
+    attack: str | None = None
+    region: str | None = None
+    norm: str | None = None
+    eps: float | None = None
+    steps: int | None = None
+    step_size: float | None = None
+    attack_seed: int | None = None
+    explainer: str | None = None
+    severity: int | None = None
+    area_fraction: float | None = None
+    flags: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+    duration_s: float | None = None
+
+
+SCHEMA = pa.schema(
+    [
+        ("schema_version", pa.int32()),
+        ("run_id", pa.string()),
+        ("run_key", pa.string()),
+        ("config_key", pa.string()),
+        ("method", pa.string()),
+        ("dataset", pa.string()),
+        ("profile", pa.string()),
+        ("seed", pa.int64()),
+        ("eval_set", pa.string()),
+        ("suite", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("n", pa.int64()),
+        ("attack", pa.string()),
+        ("region", pa.string()),
+        ("norm", pa.string()),
+        ("eps", pa.float64()),
+        ("steps", pa.int64()),
+        ("step_size", pa.float64()),
+        ("attack_seed", pa.int64()),
+        ("explainer", pa.string()),
+        ("severity", pa.int64()),
+        ("area_fraction", pa.float64()),
+        ("flags", pa.string()),
+        ("extra", pa.string()),
+        ("duration_s", pa.float64()),
+        ("config", pa.string()),
+        ("git_commit", pa.string()),
+        ("versions", pa.string()),
+        ("device", pa.string()),
+        ("data_source", pa.string()),
+        ("created", pa.timestamp("us", tz="UTC")),
+    ]
+)
+COLUMNS = tuple(SCHEMA.names)
+REQUIRED = ("schema_version", "run_key", "method", "dataset", "suite", "metric", "value")
+
+
+def run_file_name(method: str, dataset: str, profile: str, seed: int, run_key: str) -> str:
+    """One file per configuration: a repeated run replaces its earlier file."""
+    return f"{method}__{dataset}__{profile}__seed{seed}__{run_key}.parquet"
+
+
+def to_rows(measurements: Iterable[Measurement], run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Flatten measurements and the run's provenance into schema rows."""
+    rows = []
+    for m in measurements:
+        row = {**run, **asdict(m), "schema_version": SCHEMA_VERSION}
+        row["flags"] = ",".join(sorted(set(m.flags)))
+        row["extra"] = json.dumps(m.extra, sort_keys=True)
+        rows.append({c: row.get(c) for c in COLUMNS})
+    return rows
+
+
+def write_run(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Write rows atomically: a temporary file in the same folder, fsync, then rename."""
+    table = pa.Table.from_pylist(list(rows), schema=SCHEMA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            pq.write_table(table, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_results(paths: Sequence[Path | str]) -> tuple[pd.DataFrame, list[str]]:
+    """All result rows under the given folders or files, and a line per file that was skipped."""
+    frames, problems = [], []
+    for file in _parquet_files(paths):
+        try:
+            table = pq.read_table(file)
+        except Exception as err:  # corrupt or truncated files are reported, never fatal
+            problems.append(f"{file}: not a readable Parquet file ({type(err).__name__})")
+            continue
+        missing = [c for c in REQUIRED if c not in table.column_names]
+        if missing:
+            problems.append(f"{file}: not a results file (missing columns {', '.join(missing)})")
+            continue
+        versions = set(table.column("schema_version").to_pylist())
+        if versions - {SCHEMA_VERSION}:
+            problems.append(f"{file}: schema version {sorted(versions)} is not {SCHEMA_VERSION}")
+            continue
+        frame = table.to_pandas()
+        frame["source_file"] = str(file)
+        frames.append(frame.reindex(columns=[*COLUMNS, "source_file"]))
+    if not frames:
+        return pd.DataFrame(columns=[*COLUMNS, "source_file"]), problems
+    return pd.concat(frames, ignore_index=True), problems
+
+
+def latest_per_run_key(frame: pd.DataFrame) -> pd.DataFrame:
+    """Keep, for each run_key, only the rows of its most recent run (copies never double-count)."""
+    if frame.empty:
+        return frame
+    newest = frame.groupby("run_key")["created"].transform("max")
+    kept = frame[frame["created"] == newest]
+    first_id = kept.groupby("run_key")["run_id"].transform("first")
+    return kept[kept["run_id"] == first_id].reset_index(drop=True)
+
+
+def _parquet_files(paths: Sequence[Path | str]) -> list[Path]:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(f for f in p.glob("*.parquet") if not f.name.startswith(".")))
+        elif p.suffix == ".parquet" and p.exists():
+            files.append(p)
+    return files

@@ -1,0 +1,1 @@
+"""Evaluation suites, registered in SUITES: accuracy, robustness, ... (one module each)."""

@@ -1,0 +1,69 @@
+"""Summary tables of the results store: one table per (dataset, profile), mean ± std over seeds."""
+
+from __future__ import annotations
+
+import pandas as pd
+from rich.table import Table
+
+from .store import latest_per_run_key
+
+
+def eps_label(eps: float) -> str:
+    """2/255 rather than 0.007843 when eps is a whole number of grey levels below 1."""
+    levels = eps * 255
+    if 0 < eps < 1 and abs(levels - round(levels)) < 1e-6:
+        return f"{round(levels)}/255"
+    return f"{eps:.4g}"
+
+
+def column_label(row: pd.Series) -> str:
+    if row["suite"] == "accuracy":
+        return f"clean {row['eval_set']}"
+    if row["suite"] == "robustness":
+        norm = "" if row["norm"] == "linf" else f" {row['norm']}"
+        return f"{row['attack']}{norm} {row['region']} {eps_label(row['eps'])}"
+    return str(row["metric"])
+
+
+def summarize(frame: pd.DataFrame) -> pd.DataFrame:
+    """Long rows -> mean, std, count and seeds per (method, dataset, profile, column)."""
+    columns = ["method", "dataset", "profile", "column", "mean", "std", "count", "seeds", "order"]
+    frame = latest_per_run_key(frame)
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    keep = ((frame["suite"] == "accuracy") & (frame["metric"] == "accuracy")) | (
+        (frame["suite"] == "robustness") & (frame["metric"] == "robust_accuracy")
+    ) | (frame["suite"] == "derived")
+    part = frame[keep].copy()
+    if part.empty:
+        return pd.DataFrame(columns=columns)
+    part["column"] = part.apply(column_label, axis=1)
+    part["order"] = part["suite"].map({"accuracy": 0, "robustness": 1, "derived": 2}).fillna(3)
+    grouped = part.groupby(["method", "dataset", "profile", "column"], sort=False)
+    out = grouped["value"].agg(["mean", "std", "count"]).reset_index()
+    out["seeds"] = grouped["seed"].nunique().values
+    out["order"] = grouped["order"].first().values
+    return out[columns]
+
+
+def run_tables(frame: pd.DataFrame) -> list[Table]:
+    """Rich tables in percent; '± std' where several seeds or attack seeds were measured."""
+    summary = summarize(frame)
+    tables = []
+    for (dataset, profile), part in summary.groupby(["dataset", "profile"], sort=True):
+        table = Table(title=f"{dataset} · {profile} profile · accuracy in %")
+        table.add_column("method", style="bold")
+        table.add_column("seeds", justify="right")
+        columns = part.sort_values(["order", "column"])["column"].drop_duplicates().tolist()
+        for col in columns:
+            table.add_column(col, justify="right")
+        for method, group in part.groupby("method", sort=True):
+            cells = {r["column"]: _cell(r["mean"], r["std"], r["count"]) for _, r in group.iterrows()}
+            table.add_row(method, str(int(group["seeds"].max())), *[cells.get(c, "—") for c in columns])
+        tables.append(table)
+    return tables
+
+
+def _cell(mean: float, std: float, count: int) -> str:
+    text = f"{100 * mean:.1f}"
+    return f"{text} ± {100 * std:.1f}" if count > 1 and pd.notna(std) else text

@@ -1,0 +1,63 @@
+"""Shared fixtures: the embedded C-MNIST and a LeNet-3 trained briefly on it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmark.runtime import tune_allocator
+
+tune_allocator()
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARK_CLI = [sys.executable, "-m", "benchmark"]
+
+
+@pytest.fixture(scope="session")
+def cmnist():
+    from benchmark_datasets.cmnist import CMNIST
+
+    return CMNIST()
+
+
+@pytest.fixture(scope="session")
+def trained_lenet(cmnist):
+    """LeNet-3 after one pass over 1,600 C-MNIST pairs (about 85% clean accuracy), in eval mode."""
+    from benchmark.data import iterate
+    from benchmark.models import Classifier, build_encoder
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = Classifier(build_encoder(cmnist.info), cmnist.info.mean, cmnist.info.std)
+        opt = torch.optim.Adam(model.parameters(), lr=7e-4)
+        split = cmnist.split("train")
+        gen = torch.Generator().manual_seed(0)
+        for batch in iterate(split, 32, shuffle=True, generator=gen, indices=torch.arange(1600)):
+            loss = torch.nn.functional.cross_entropy(model(batch.x), batch.y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def test_batch(cmnist):
+    from benchmark.data import iterate
+
+    return next(iterate(cmnist.split("test"), 128))
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **extra}
+    env.pop("BENCHMARK_DATA_ROOT", None)
+    return env
+
+
+# Settings that make a full `benchmark run` take seconds: few training and evaluation samples.
+TINY_RUN = [
+    "--set", "train.samples=64", "--set", "eval.samples=64",
+    "--set", "robustness.samples=16", "--set", "robustness.steps=2",
+]

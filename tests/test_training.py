@@ -1,0 +1,87 @@
+"""The training loop and the method contract: hooks, counts, optimiser settings, checkpoints."""
+
+import torch
+
+from benchmark.checkpoint import load_checkpoint
+from benchmark.config import resolve
+from benchmark.method import Method, StepOutput
+from benchmark.progress import Reporter
+from benchmark.run import build, restore, run
+from benchmark.train import train
+from benchmark_methods.weight_decay import WeightDecay, WeightDecayParams
+
+
+class Recording(Method):
+    """Records every hook call."""
+
+    name = "recording"
+
+    def __init__(self, params, info):
+        super().__init__(params, info)
+        self.calls = []
+
+    def on_train_start(self, model, state):
+        self.calls.append(("start", state.samples_seen, sum(len(b) for b in state.clean_batches(0.5))))
+
+    def training_step(self, model, batch, state):
+        out = super().training_step(model, batch, state)
+        return StepOutput({**out.losses, "extra": 0.0 * out.losses["ce"]}, out.logits)
+
+    def on_step_end(self, model, batch, output, state):
+        self.calls.append(("step", state.step, state.samples_seen))
+
+    def on_epoch_end(self, model, state):
+        self.calls.append(("epoch", state.epoch))
+        return {"custom": 1.5}
+
+
+def test_hooks_fire_in_order_with_sample_counts(cmnist):
+    config = resolve("vanilla", "cmnist", overrides=["train.samples=100", "train.batch_size=32", "train.epochs=2"])
+    method = Recording(None, cmnist.info)
+    _, _, model = build(config, None)
+    result = train(model, method, cmnist, config, torch.device("cpu"), Reporter(quiet=True))
+    assert method.calls[0] == ("start", 0, 50)  # half of the 100 clean training samples
+    steps = [c for c in method.calls if c[0] == "step"]
+    assert [s[2] for s in steps] == [32, 64, 96, 100, 132, 164, 196, 200]
+    assert [c for c in method.calls if c[0] == "epoch"] == [("epoch", 0), ("epoch", 1)]
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    assert result.history[0]["custom"] == 1.5 and "loss_extra" in result.history[0]
+
+
+def test_weight_decay_reaches_the_optimiser(cmnist):
+    config = resolve("weight_decay", "cmnist")
+    _, method, model = build(config, None)
+    assert isinstance(method, WeightDecay)
+    opt = method.optimizer(model, config.train)
+    assert opt.param_groups[0]["weight_decay"] == config.method_params.weight_decay == 1e-3
+    assert WeightDecayParams().weight_decay == 1e-4
+
+
+def test_same_seed_trains_the_same_model():
+    overrides = ["train.samples=64", "eval.suites=accuracy", "eval.samples=32"]
+    states = []
+    for _ in range(2):
+        config = resolve("vanilla", "cmnist", seed=5, overrides=overrides)
+        torch.manual_seed(5)
+        ds, method, model = build(config, None)
+        train(model, method, ds, config, torch.device("cpu"), Reporter(quiet=True))
+        states.append(model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_run_writes_a_checkpoint_that_loads_with_weights_only(tmp_path, test_batch):
+    outcome = run("vanilla", "cmnist", overrides=["train.samples=64", "eval.samples=32", "robustness.samples=8",
+                                                  "robustness.steps=1"], out_dir=tmp_path, device="cpu")
+    raw = torch.load(outcome.checkpoint_path, weights_only=True)
+    assert set(raw) >= {"format", "config", "model", "method_state", "history"}
+    payload = load_checkpoint(outcome.checkpoint_path)
+    assert payload["config"]["run"]["method"] == "vanilla"
+    config, ds, method, model, device = restore(outcome.checkpoint_path, device="cpu")
+    assert config.to_json() == outcome.config.to_json()
+    fresh_ds, fresh_method, fresh_model = build(config, None)
+    fresh_model.load_state_dict(raw["model"])
+    model.eval(), fresh_model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(test_batch.x), fresh_model(test_batch.x))
+    metrics = {(m.suite, m.metric) for m in outcome.measurements}
+    assert {("training", "loss"), ("accuracy", "accuracy"), ("robustness", "robust_accuracy")} <= metrics
