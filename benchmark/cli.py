@@ -16,7 +16,7 @@ from rich.table import Table
 from .errors import BenchmarkError
 from .runtime import tune_allocator
 
-DEFAULT_METHODS = ("vanilla", "weight_decay")
+DEFAULT_METHODS = ("vanilla", "weight_decay", "hsplid")
 DEFAULT_DATASET = "cmnist"
 LISTABLE = {
     "methods": "METHODS",

@@ -92,6 +92,13 @@ class Method:
         """Called after each epoch; the returned numbers join the training history."""
         return {}
 
+    def on_train_end(self, model: Classifier, state: TrainState) -> None:
+        """Called once after the last epoch, before the checkpoint is written."""
+
+    def trace(self) -> list[dict[str, float]]:
+        """Time series recorded during training; each record has `samples_seen`. Stored as training rows."""
+        return []
+
     def state_dict(self) -> dict[str, Any]:
         """Method state saved in the checkpoint (tensors and plain data only)."""
         return {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -35,14 +37,14 @@ def engine_step(method: Method, model: Classifier, optimizer, batch: Batch, stat
     method.on_step_end(model, batch, out, state)
 
 
-def method_stepper(method: Method, device: torch.device, batch: Batch):
-    """A model, optimiser and state ready for `engine_step` with this method."""
+def method_stepper(method: Method, device: torch.device, batch: Batch) -> tuple[Callable[[], None], Classifier]:
+    """One `engine_step` of this method as a closure (model, optimiser and state inside), and the model."""
     model = method.build_model(build_encoder(method.info)).to(device).train()
     optimizer = method.optimizer(model, TrainConfig(lr=1e-3))
-    state = TrainState(device=device, epochs=1, samples_per_epoch=len(batch) * 100, batch_size=len(batch),
+    state = TrainState(device=device, epochs=1, samples_per_epoch=len(batch) * 10**6, batch_size=len(batch),
                        train_split=_BatchSplit(batch))
     method.on_train_start(model, state)
-    return lambda: engine_step(method, model, optimizer, batch, state)
+    return (lambda: engine_step(method, model, optimizer, batch, state)), model
 
 
 class _BatchSplit:
@@ -63,7 +65,7 @@ class _BatchSplit:
 def train_step_vanilla(device: torch.device) -> PerfCase:
     """A vanilla LeNet-3 training step at batch 256 through the engine, against a plain PyTorch step."""
     batch = cmnist_batch(device)
-    candidate = method_stepper(Method(None, CMNIST_INFO), device, batch)
+    candidate, _ = method_stepper(Method(None, CMNIST_INFO), device, batch)
 
     plain = Classifier(build_encoder(CMNIST_INFO), CMNIST_INFO.mean, CMNIST_INFO.std).to(device).train()
     opt = torch.optim.Adam(plain.parameters(), lr=1e-3)
@@ -77,3 +79,35 @@ def train_step_vanilla(device: torch.device) -> PerfCase:
 
     return PerfCase(candidate, peer, "engine vanilla step", "plain torch step", "ratio ~ 1.0 (engine overhead)",
                     "LeNet-3, batch 256, 1x64x64")
+
+
+@PERF_CASES.register("train_step_hsplid")
+def train_step_hsplid(device: torch.device) -> PerfCase:
+    """An H-SPLID training step (hard split, all four extra terms) against a vanilla step, LeNet-3, batch 256."""
+    from benchmark_methods.hsplid import HSplid, HSplidParams
+
+    batch = cmnist_batch(device)
+    method = HSplid(HSplidParams(), CMNIST_INFO)
+    candidate, model = method_stepper(method, device, batch)
+    # Random data gives no split by itself: force one at the median so both HSIC terms run.
+    model.salient.copy_(model.beta > model.beta.median())
+    vanilla, _ = method_stepper(Method(None, CMNIST_INFO), device, batch)
+    return PerfCase(candidate, vanilla, "H-SPLID step", "vanilla step", "ratio <= 1.3 (paper, A100: 1.16-1.23)",
+                    "LeNet-3, batch 256, 1x64x64, hard split 512/512, all loss terms on")
+
+
+@PERF_CASES.register("pgd_masked")
+def pgd_masked(device: torch.device) -> PerfCase:
+    """Masked L-inf PGD on the right half against torchattacks' plain PGD: same model, batch 256, 10 steps."""
+    import torchattacks
+
+    from .attacks.pgd import MaskedPGD
+
+    batch = cmnist_batch(device)
+    model = Classifier(build_encoder(CMNIST_INFO), CMNIST_INFO.mean, CMNIST_INFO.std).to(device).eval()
+    ours = MaskedPGD(model, eps=1.0, steps=10, step_size=0.0156)
+    theirs = torchattacks.PGD(model, eps=1.0, alpha=0.0156, steps=10, random_start=True)
+    region = 1.0 - batch.mask  # the right half
+    generator = torch.Generator().manual_seed(0)
+    return PerfCase(lambda: ours(batch.x, batch.y, region, generator), lambda: theirs(batch.x, batch.y),
+                    "masked PGD", "torchattacks PGD", "ratio <= 1.1", "LeNet-3, batch 256, 10 steps, eps 1.0")

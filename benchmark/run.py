@@ -104,13 +104,19 @@ def write_results(measurements: list[Measurement], config: RunConfig, run_id: st
 
 
 def training_measurements(result: TrainResult) -> list[Measurement]:
-    """The training history as rows of suite 'training' (one per epoch and quantity)."""
+    """The training history (per epoch) and the method's trace (per sample count) as 'training' rows."""
     rows = []
     for record in result.history:
         epoch = int(record["epoch"])
         for name, value in record.items():
             if name != "epoch":
                 rows.append(Measurement("training", name, float(value), 0, eval_set="train", extra={"epoch": epoch}))
+    for record in result.trace:
+        seen = int(record["samples_seen"])
+        for name, value in record.items():
+            if name != "samples_seen":
+                rows.append(Measurement("training", name, float(value), 0, eval_set="train",
+                                        extra={"samples_seen": seen}))
     rows.append(Measurement("training", "total_duration_s", result.duration_s, 0, eval_set="train"))
     return rows
 

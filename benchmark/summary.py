@@ -22,6 +22,8 @@ def column_label(row: pd.Series) -> str:
     if row["suite"] == "robustness":
         norm = "" if row["norm"] == "linf" else f" {row['norm']}"
         return f"{row['attack']}{norm} {row['region']} {eps_label(row['eps'])}"
+    if row["suite"] == "corruptions":
+        return f"{row['attack']} {row['region']} s{int(row['severity'])}"
     return str(row["metric"])
 
 
@@ -32,13 +34,13 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame(columns=columns)
     keep = ((frame["suite"] == "accuracy") & (frame["metric"] == "accuracy")) | (
-        (frame["suite"] == "robustness") & (frame["metric"] == "robust_accuracy")
-    ) | (frame["suite"] == "derived")
+        (frame["suite"] == "robustness") & (frame["metric"] == "robust_accuracy") & (frame["attack"] != "noise")
+    ) | (frame["suite"] == "derived") | ((frame["suite"] == "corruptions") & (frame["metric"] == "corrupted_accuracy"))
     part = frame[keep].copy()
     if part.empty:
         return pd.DataFrame(columns=columns)
     part["column"] = part.apply(column_label, axis=1)
-    part["order"] = part["suite"].map({"accuracy": 0, "robustness": 1, "derived": 2}).fillna(3)
+    part["order"] = part["suite"].map({"accuracy": 0, "robustness": 1, "corruptions": 2, "derived": 3}).fillna(4)
     grouped = part.groupby(["method", "dataset", "profile", "column"], sort=False)
     out = grouped["value"].agg(["mean", "std", "count"]).reset_index()
     out["seeds"] = grouped["seed"].nunique().values
@@ -47,19 +49,21 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_tables(frame: pd.DataFrame) -> list[Table]:
-    """Rich tables in percent; '± std' where several seeds or attack seeds were measured."""
+    """Rich tables in percent, one row per measurement and one column per method (methods are few,
+    measurements many); '± std' where several seeds or attack seeds were measured."""
     summary = summarize(frame)
     tables = []
     for (dataset, profile), part in summary.groupby(["dataset", "profile"], sort=True):
         table = Table(title=f"{dataset} · {profile} profile · accuracy in %")
-        table.add_column("method", style="bold")
-        table.add_column("seeds", justify="right")
-        columns = part.sort_values(["order", "column"])["column"].drop_duplicates().tolist()
-        for col in columns:
-            table.add_column(col, justify="right")
-        for method, group in part.groupby("method", sort=True):
-            cells = {r["column"]: _cell(r["mean"], r["std"], r["count"]) for _, r in group.iterrows()}
-            table.add_row(method, str(int(group["seeds"].max())), *[cells.get(c, "—") for c in columns])
+        table.add_column("measurement", style="bold")
+        methods = sorted(part["method"].unique())
+        for method in methods:
+            table.add_column(method, justify="right")
+        seeds = part.groupby("method")["seeds"].max()
+        table.add_row("training seeds", *[str(int(seeds[m])) for m in methods])
+        cells = {(r["method"], r["column"]): _cell(r["mean"], r["std"], r["count"]) for _, r in part.iterrows()}
+        for col in part.sort_values(["order", "column"])["column"].drop_duplicates():
+            table.add_row(col, *[cells.get((m, col), "—") for m in methods])
         tables.append(table)
     return tables
 

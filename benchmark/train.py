@@ -21,6 +21,7 @@ from .progress import Reporter
 class TrainResult:
     history: list[dict[str, float]]  # one record per epoch
     duration_s: float
+    trace: list[dict[str, float]]  # the method's own time series (records carry samples_seen)
 
 
 def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: RunConfig,
@@ -83,4 +84,5 @@ def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: 
         record.update(method.on_epoch_end(model, state))
         record["duration_s"] = time.perf_counter() - epoch_start
         history.append(record)
-    return TrainResult(history, time.perf_counter() - started)
+    method.on_train_end(model, state)
+    return TrainResult(history, time.perf_counter() - started, method.trace())

@@ -158,6 +158,8 @@ class CMNISTParams:
         if not 0 < self.embedded_test < 10000:
             raise ConfigError("dataset.embedded_test must be in 1..9999")
 
+CORRUPTION_GRID = {"brightness": [1, 3, 5], "defocus_blur": [1, 3, 5], "snow": [1, 3, 5]}
+
 
 @DATASETS.register("cmnist")
 class CMNIST(BenchmarkDataset):
@@ -185,16 +187,26 @@ class CMNIST(BenchmarkDataset):
 
     @classmethod
     def defaults(cls, profile: str) -> dict:
+        """Quick: PGD on the right digit and the full image, corruptions of the right digit (other
+        attacks by --set robustness.grid=...). Paper: the published training, plus AutoAttack-rand
+        and 5 attack seeds."""
         if profile == "paper":
             # Published: LR 1e-5, batch 256, 50 epochs, RandomAffine; PGD on the right digit, 5 seeds.
             return {
                 "train": {"epochs": 50, "batch_size": 256, "lr": 1e-5, "augment": True},
-                "robustness": {"grid": {"pgd": {"right_digit": [1.0], "full": [0.1]}}, "seeds": (0, 1, 2, 3, 4),
-                               "samples": None},
+                "eval": {"suites": ("accuracy", "robustness", "corruptions")},
+                "robustness": {"grid": {"pgd": {"right_digit": [1.0], "full": [0.1]},
+                                        "autoattack-rand": {"right_digit": [1.0]}},
+                               "options": {"autoattack-rand": {"steps": 10, "eot": 20}},
+                               "seeds": (0, 1, 2, 3, 4), "samples": None},
+                "corruptions": {"grid": CORRUPTION_GRID, "region": "right_digit", "seeds": (0, 1, 2, 3, 4),
+                                "samples": None},
             }
         return {
-            "train": {"epochs": 1, "batch_size": 32, "lr": 7e-4},
+            "train": {"epochs": 2, "batch_size": 256, "lr": 1e-3},
+            "eval": {"suites": ("accuracy", "robustness", "corruptions")},
             "robustness": {"grid": {"pgd": {"right_digit": [1.0], "full": [0.1]}}, "samples": 256},
+            "corruptions": {"grid": CORRUPTION_GRID, "region": "right_digit", "samples": 256},
         }
 
     def split(self, name: str) -> TensorSplit:

@@ -18,7 +18,7 @@ if sys.argv[1] == "tuned":
 from benchmark.perf_cases import CMNIST_INFO, cmnist_batch, method_stepper
 from benchmark.method import Method
 batch = cmnist_batch(torch.device("cpu"), int(sys.argv[2]))
-step = method_stepper(Method(None, CMNIST_INFO), torch.device("cpu"), batch)
+step, _ = method_stepper(Method(None, CMNIST_INFO), torch.device("cpu"), batch)
 step(); step()
 r0, times = resource.getrusage(resource.RUSAGE_SELF), []
 for _ in range(6):

@@ -59,5 +59,5 @@ def cli_env(**extra: str) -> dict[str, str]:
 # Settings that make a full `benchmark run` take seconds: few training and evaluation samples.
 TINY_RUN = [
     "--set", "train.samples=64", "--set", "eval.samples=64",
-    "--set", "robustness.samples=16", "--set", "robustness.steps=2",
+    "--set", "robustness.samples=16", "--set", "robustness.steps=2", "--set", "corruptions.samples=16",
 ]

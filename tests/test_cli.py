@@ -23,13 +23,14 @@ def tiny_results(tmp_path_factory):
     return out, proc
 
 
-def test_default_run_trains_both_default_methods_and_prints_a_summary(tiny_results):
+def test_default_run_trains_the_default_methods_and_prints_a_summary(tiny_results):
     out, proc = tiny_results
     files = sorted(p.name for p in out.glob("*.parquet"))
-    assert len(files) == 4 and all(f.startswith(("vanilla__cmnist__quick", "weight_decay__cmnist__quick")) for f in files)
-    assert "vanilla" in proc.stdout and "weight_decay" in proc.stdout
+    defaults = ("vanilla__cmnist__quick", "weight_decay__cmnist__quick", "hsplid__cmnist__quick")
+    assert len(files) == 6 and all(f.startswith(defaults) for f in files)
+    assert "vanilla" in proc.stdout and "weight_decay" in proc.stdout and "hsplid" in proc.stdout
     assert "clean test" in proc.stdout and "pgd right_digit 1" in proc.stdout and "pgd full 0.1" in proc.stdout
-    assert len(list((out / "checkpoints").glob("*.pt"))) == 4
+    assert len(list((out / "checkpoints").glob("*.pt"))) == 6
 
 
 def test_written_files_match_the_documented_schema(tiny_results):
@@ -40,8 +41,15 @@ def test_written_files_match_the_documented_schema(tiny_results):
     assert problems == []
     assert set(frame.seed) == {0, 1}
     robust = frame[frame.metric == "robust_accuracy"]
-    assert set(zip(robust.region, robust.eps)) == {("right_digit", 1.0), ("full", 0.1)}
-    assert (robust.n == 16).all() and (robust.steps == 2).all() and (robust.area_fraction > 0).all()
+    assert set(zip(robust.attack, robust.region, robust.eps)) == {
+        ("pgd", "right_digit", 1.0), ("pgd", "full", 0.1), ("noise", "right_digit", 1.0), ("noise", "full", 0.1)}
+    assert (robust.n == 16).all() and (robust.area_fraction > 0).all()
+    assert (robust[robust.attack == "pgd"].steps == 2).all()
+    assert robust[robust.attack == "noise"].steps.isna().all()
+    corrupted = frame[frame.metric == "corrupted_accuracy"]
+    assert set(zip(corrupted.attack, corrupted.severity)) == {
+        (c, s) for c in ("brightness", "defocus_blur", "snow") for s in (1, 3, 5)}
+    assert (corrupted.region == "right_digit").all() and (corrupted.n == 16).all()
     assert frame.git_commit.notna().all() and frame.config.str.startswith("{").all()
 
 

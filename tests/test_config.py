@@ -9,7 +9,7 @@ from benchmark.errors import ConfigError, UnknownNameError
 def test_profile_dataset_and_method_layers_apply_in_order():
     quick = resolve("weight_decay", "cmnist")
     paper = resolve("weight_decay", "cmnist", profile="paper")
-    assert (quick.train.epochs, quick.train.batch_size) == (1, 32)
+    assert (quick.train.epochs, quick.train.batch_size) == (2, 256)
     assert (paper.train.epochs, paper.train.batch_size, paper.train.lr, paper.train.augment) == (50, 256, 1e-5, True)
     assert quick.method_params.weight_decay == 1e-3  # the method's preset for this dataset
     assert paper.suite("robustness").seeds == (0, 1, 2, 3, 4)

@@ -35,3 +35,33 @@ def test_vanilla_step_case_runs_both_sides():
     case = train_step_vanilla(torch.device("cpu"))
     case.candidate()
     case.peer()
+
+
+def test_hsplid_step_case_exercises_every_loss_term(monkeypatch):
+    from benchmark.perf_cases import train_step_hsplid
+    from benchmark_methods.hsplid import HSplid
+
+    seen = []
+    original = HSplid.training_step
+
+    def recording(self, model, batch, state):
+        out = original(self, model, batch, state)
+        seen.append(set(out.losses))
+        return out
+
+    monkeypatch.setattr(HSplid, "training_step", recording)
+    case = train_step_hsplid(torch.device("cpu"))
+    case.candidate()
+    case.peer()
+    assert seen == [{"ce", "class_compactness", "global_compactness", "hsic_x_salient", "hsic_y_nonsalient"}]
+
+
+def test_allocator_script_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "allocator_effect.py"
+    proc = subprocess.run([sys.executable, str(script), "1", "4"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "default / tuned =" in proc.stdout

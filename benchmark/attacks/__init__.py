@@ -19,6 +19,7 @@ class Attack(ABC):
 
     name: ClassVar[str] = ""
     norms: ClassVar[tuple[str, ...]] = ("linf",)
+    iterative: ClassVar[bool] = True  # False: steps and step size mean nothing (e.g. random noise)
 
     def __init__(self, model: nn.Module, *, eps: float, norm: str = "linf", steps: int = 10,
                  step_size: float | None = None, random_start: bool = True, num_classes: int | None = None):

@@ -1,0 +1,76 @@
+"""Square Attack, L-inf (Andriushchenko et al., ECCV 2020), with its squares placed inside the region.
+
+A score-based random search: start from vertical stripes of +-eps, then repeatedly redraw one
+square window of the perturbation to +-eps per channel and keep it when the margin loss drops.
+The window side follows the paper's schedule of p (the fraction of pixels changed). Windows are
+centred on pixels of the region, and the perturbation is multiplied by the region, so only
+region pixels ever change. `steps` is the query budget per sample.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ..registry import ATTACKS
+from . import Attack
+
+
+def margin(logits: Tensor, y: Tensor) -> Tensor:
+    """z_y - max_{i != y} z_i: negative once the sample is misclassified."""
+    z_y = logits.gather(1, y[:, None]).squeeze(1)
+    return z_y - logits.scatter(1, y[:, None], float("-inf")).max(1).values
+
+
+def p_schedule(p_init: float, query: int, budget: int) -> float:
+    """The paper's piecewise-constant schedule, rescaled to a budget of `budget` queries."""
+    it = int(query / budget * 10000)
+    halvings = sum(it > t for t in (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000))
+    return p_init / 2 ** halvings
+
+
+@ATTACKS.register("square")
+class Square(Attack):
+    norms = ("linf",)
+
+    def __init__(self, model, *, eps, steps: int = 5000, p_init: float = 0.8, **kwargs):
+        super().__init__(model, eps=eps, steps=steps, **kwargs)
+        self.p_init = float(p_init)
+
+    def _sign(self, shape, generator, device) -> Tensor:
+        return (torch.randint(0, 2, shape, generator=generator) * 2 - 1).to(device=device, dtype=torch.float32)
+
+    @torch.no_grad()
+    def perturb(self, x: Tensor, y: Tensor, region: Tensor, generator: torch.Generator) -> Tensor:
+        b, c, h, w = x.shape
+        eps = self.eps
+        delta = eps * self._sign((b, c, 1, w), generator, x.device).to(x.dtype) * region
+        adv = torch.clamp(x + delta, 0.0, 1.0)
+        best = margin(self.model(adv), y)
+        # Candidate window centres: the region's pixels, per sample (any channel).
+        where = region.amax(1).flatten(1) > 0  # (b, h*w)
+        for query in range(1, self.steps):
+            todo = (best > 0) & where.any(1)
+            if not todo.any():
+                break
+            idx = todo.nonzero().squeeze(1)
+            p = p_schedule(self.p_init, query, self.steps)
+            side = max(1, min(h, w, round(math.sqrt(p * h * w))))
+            weights = where[idx].float()
+            centre = torch.multinomial(weights.cpu(), 1, generator=generator).squeeze(1)
+            top = (centre // w - side // 2).clamp(0, h - side).to(x.device)
+            left = (centre % w - side // 2).clamp(0, w - side).to(x.device)
+            rows = torch.arange(h, device=x.device).view(1, h, 1)
+            cols = torch.arange(w, device=x.device).view(1, 1, w)
+            window = ((rows >= top.view(-1, 1, 1)) & (rows < (top + side).view(-1, 1, 1))
+                      & (cols >= left.view(-1, 1, 1)) & (cols < (left + side).view(-1, 1, 1))).unsqueeze(1)
+            values = eps * self._sign((len(idx), c, 1, 1), generator, x.device).to(x.dtype)
+            candidate = torch.where(window, values, delta[idx]) * region[idx]
+            trial = torch.clamp(x[idx] + candidate, 0.0, 1.0)
+            loss = margin(self.model(trial), y[idx])
+            better = loss < best[idx]
+            keep = idx[better]
+            delta[keep], adv[keep], best[keep] = candidate[better], trial[better], loss[better]
+        return adv

@@ -1,0 +1,70 @@
+"""Accuracy under common corruptions applied to the background only (the paper's ISIC protocol)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from ..attacks.regions import make_region
+from ..corruptions import CORRUPTIONS, corrupt
+from ..errors import ConfigError
+from ..evaluate import EvalContext, Suite
+from ..registry import SUITES
+from ..store import Measurement
+
+
+@dataclass
+class CorruptionParams:
+    grid: dict[str, list[int]] = field(default_factory=lambda: {
+        "brightness": [1, 3, 5], "defocus_blur": [1, 3, 5], "snow": [1, 3, 5]})  # corruption -> severities
+    region: str = "background"
+    seeds: tuple[int, ...] = (0,)
+    samples: int | None = 512
+    eval_set: str = "test"
+
+    def __post_init__(self) -> None:
+        for name, severities in self.grid.items():
+            if name not in CORRUPTIONS:
+                raise ConfigError(f"corruptions.grid: unknown corruption {name!r}; expected one of "
+                                  f"{', '.join(CORRUPTIONS)}")
+            if not severities or any(s not in (1, 2, 3, 4, 5) for s in severities):
+                raise ConfigError(f"corruptions.grid[{name!r}]: severities must be integers 1 to 5")
+        if not self.seeds:
+            raise ConfigError("corruptions.seeds must list at least one seed")
+        if self.samples is not None and self.samples < 1:
+            raise ConfigError("corruptions.samples must be >= 1 or none")
+
+
+@SUITES.register("corruptions")
+class CorruptionSuite(Suite):
+    """Accuracy per corruption, severity and seed, the corruption confined to `region`."""
+
+    Params = CorruptionParams
+
+    @torch.no_grad()
+    def run(self, ctx: EvalContext) -> list[Measurement]:
+        p: CorruptionParams = self.params
+        model = ctx.model.eval()
+        batches = list(ctx.batches(ctx.split(p.eval_set), limit=p.samples))
+        dataset_regions = ctx.dataset.regions()
+        out = []
+        for name, severities in p.grid.items():
+            for severity in severities:
+                for seed in p.seeds:
+                    started = time.perf_counter()
+                    region_gen, noise_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+                    correct = n = 0
+                    area = 0.0
+                    for batch in batches:
+                        region = make_region(p.region, batch, region_gen, dataset_regions).to(batch.x)
+                        x = corrupt(batch.x, name, severity, region, noise_gen)
+                        correct += int((model(x).argmax(1) == batch.y).sum())
+                        area += float(region.flatten(1).mean(1).sum())
+                        n += len(batch)
+                    out.append(Measurement("corruptions", "corrupted_accuracy", correct / n, n, eval_set=p.eval_set,
+                                           attack=name, region=p.region, severity=severity, attack_seed=seed,
+                                           area_fraction=area / n, duration_s=time.perf_counter() - started))
+                    ctx.reporter.log(f"  {name} severity {severity} in {p.region}: {correct / n:.4f}")
+        return out
