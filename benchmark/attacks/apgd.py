@@ -9,6 +9,7 @@ and starting noise are multiplied by the region, so pixels outside it never move
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 
 import torch
 import torch.nn.functional as F
@@ -56,8 +57,9 @@ class APGD(Attack):
             raise ValueError("eot and restarts must be >= 1")
         self.eot, self.restarts = int(eot), int(restarts)
 
+    @abstractmethod
     def loss(self, logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
-        raise NotImplementedError
+        """Per-sample loss that the attack increases."""
 
     def targets(self, x: Tensor, y: Tensor) -> list[Tensor | None]:
         return [None]

@@ -3,6 +3,8 @@ keeping the worst case per sample. Random noise of the same budget, for the sani
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 from torch import Tensor
 
@@ -22,8 +24,9 @@ class Composition(Attack):
         self.queries, self.eot = int(queries), int(eot)
         self.kwargs = dict(kwargs, steps=steps)
 
+    @abstractmethod
     def attacks(self) -> list[Attack]:
-        raise NotImplementedError
+        """The attacks to run, in order."""
 
     def perturb(self, x: Tensor, y: Tensor, region: Tensor, generator: torch.Generator) -> Tensor:
         adv = x.clone()
