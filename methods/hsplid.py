@@ -249,12 +249,9 @@ class HSplid(Method):
     def initialise(self, model: HSplidClassifier, state: TrainState) -> None:
         """Centres, counts and beta from the encoder on clean training images (eval mode, no grad)."""
         sums = self._embedding_sums(model, state, self.params.beta_init_fraction)
-        mean = (sums.s1.sum(0) / sums.n.sum()).float()
         self.centres = sums.class_means().float()
         self.counts = torch.full_like(self.centres[:, 0], 100.0)
-        # The reference starts c_0 at 0 and takes one EMA step, leaving mean / 2.
-        self.global_centre = 0.5 * mean if self.params.reference else mean
-        beta = self.closed_form(*sums.scatter(self.global_centre)).float()
+        self.global_centre, beta = self._closed_form_on(sums)
         self.accumulated = beta.clone()
         self._set_beta(model, beta)
         self.since_update = 0.0
@@ -315,10 +312,8 @@ class HSplid(Method):
 
     def on_train_end(self, model: HSplidClassifier, state: TrainState) -> None:
         if self.params.eval_mask == "recompute":
-            sums = self._embedding_sums(model, state, 1.0)
-            mean = (sums.s1.sum(0) / sums.n.sum()).float()
-            centre = 0.5 * mean if self.params.reference else mean
-            self._set_beta(model, self.closed_form(*sums.scatter(centre)).float())
+            _, beta = self._closed_form_on(self._embedding_sums(model, state, 1.0))
+            self._set_beta(model, beta)
             self._record(model, state)
 
     def trace(self) -> list[dict[str, float]]:
@@ -345,6 +340,13 @@ class HSplid(Method):
                 sums.add(model.embed(batch.x), batch.y)
         model.train(was_training)
         return sums
+
+    def _closed_form_on(self, sums: ScatterSums) -> tuple[Tensor, Tensor]:
+        """(global centre, beta) from whole-set statistics. The reference starts c_0 at 0 and takes
+        one moving-average step, leaving mean / 2."""
+        mean = (sums.s1.sum(0) / sums.n.sum()).float()
+        centre = 0.5 * mean if self.params.reference else mean
+        return centre, self.closed_form(*sums.scatter(centre)).float()
 
     def _set_beta(self, model: HSplidClassifier, beta: Tensor) -> None:
         model.beta.copy_(beta)

@@ -25,17 +25,22 @@ def foreground(mask: Tensor) -> Tensor:
     return mask.clone()
 
 
+def boxes(top: Tensor, left: Tensor, side_h: int, side_w: int, h: int, w: int) -> Tensor:
+    """Boolean (B,1,h,w): one side_h x side_w box per sample with its corner at (top, left)."""
+    rows = torch.arange(h, device=top.device).view(1, h, 1)
+    cols = torch.arange(w, device=top.device).view(1, 1, w)
+    top, left = top.view(-1, 1, 1), left.view(-1, 1, 1)
+    inside = (rows >= top) & (rows < top + side_h) & (cols >= left) & (cols < left + side_w)
+    return inside.unsqueeze(1)
+
+
 def block(mask: Tensor, generator: torch.Generator, side_fraction: float = 56 / 224) -> Tensor:
     """One square per sample (side = fraction of the image side), placed uniformly, within the background."""
     b, _, h, w = mask.shape
     side_h, side_w = max(1, round(side_fraction * h)), max(1, round(side_fraction * w))
     top = torch.randint(0, h - side_h + 1, (b,), generator=generator)
     left = torch.randint(0, w - side_w + 1, (b,), generator=generator)
-    rows = torch.arange(h).view(1, h, 1)
-    cols = torch.arange(w).view(1, 1, w)
-    box = ((rows >= top.view(-1, 1, 1)) & (rows < (top + side_h).view(-1, 1, 1))
-           & (cols >= left.view(-1, 1, 1)) & (cols < (left + side_w).view(-1, 1, 1)))
-    return box.unsqueeze(1).to(mask) * (1.0 - mask)
+    return boxes(top, left, side_h, side_w, h, w).to(mask) * (1.0 - mask)
 
 
 def make_region(

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ..registry import ATTACKS
 from . import Attack
+from .regions import boxes
 
 
 def margin(logits: Tensor, y: Tensor) -> Tensor:
@@ -62,10 +63,7 @@ class Square(Attack):
             centre = torch.multinomial(weights.cpu(), 1, generator=generator).squeeze(1)
             top = (centre // w - side // 2).clamp(0, h - side).to(x.device)
             left = (centre % w - side // 2).clamp(0, w - side).to(x.device)
-            rows = torch.arange(h, device=x.device).view(1, h, 1)
-            cols = torch.arange(w, device=x.device).view(1, 1, w)
-            window = ((rows >= top.view(-1, 1, 1)) & (rows < (top + side).view(-1, 1, 1))
-                      & (cols >= left.view(-1, 1, 1)) & (cols < (left + side).view(-1, 1, 1))).unsqueeze(1)
+            window = boxes(top, left, side, side, h, w)
             values = eps * self._sign((len(idx), c, 1, 1), generator, x.device).to(x.dtype)
             candidate = torch.where(window, values, delta[idx]) * region[idx]
             trial = torch.clamp(x[idx] + candidate, 0.0, 1.0)

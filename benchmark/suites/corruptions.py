@@ -49,22 +49,24 @@ class CorruptionSuite(Suite):
         model = ctx.model.eval()
         batches = list(ctx.batches(ctx.split(p.eval_set), limit=p.samples))
         dataset_regions = ctx.dataset.regions()
+        regions = {}  # drawn once per seed: every corruption and severity sees the same regions
+        for seed in p.seeds:
+            g = torch.Generator().manual_seed(seed)
+            regions[seed] = [make_region(p.region, b, g, dataset_regions).to(b.x) for b in batches]
+        n = sum(len(b) for b in batches)
         out = []
         for name, severities in p.grid.items():
             for severity in severities:
                 for seed in p.seeds:
                     started = time.perf_counter()
-                    region_gen, noise_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
-                    correct = n = 0
-                    area = 0.0
-                    for batch in batches:
-                        region = make_region(p.region, batch, region_gen, dataset_regions).to(batch.x)
+                    noise_gen = torch.Generator().manual_seed(seed)
+                    correct = 0
+                    for batch, region in zip(batches, regions[seed]):
                         x = corrupt(batch.x, name, severity, region, noise_gen)
                         correct += int((model(x).argmax(1) == batch.y).sum())
-                        area += float(region.flatten(1).mean(1).sum())
-                        n += len(batch)
+                    area = sum(float(r.flatten(1).mean(1).sum()) for r in regions[seed]) / n
                     out.append(Measurement("corruptions", "corrupted_accuracy", correct / n, n, eval_set=p.eval_set,
                                            attack=name, region=p.region, severity=severity, attack_seed=seed,
-                                           area_fraction=area / n, duration_s=time.perf_counter() - started))
+                                           area_fraction=area, duration_s=time.perf_counter() - started))
                     ctx.reporter.log(f"  {name} severity {severity} in {p.region}: {correct / n:.4f}")
         return out
