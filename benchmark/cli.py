@@ -1,4 +1,4 @@
-"""The `benchmark` command: run, list, results, perf.
+"""The `benchmark` command: run, attack, list, results, report, perf.
 
 Bad input ends with one line on stderr and exit status 2; nothing already written is touched.
 """
@@ -24,6 +24,7 @@ LISTABLE = {
     "encoders": "ENCODERS",
     "suites": "SUITES",
     "attacks": "ATTACKS",
+    "explainers": "EXPLAINERS",
     "perf": "PERF_CASES",
 }
 
@@ -51,6 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--plugin", action="append", default=[], metavar="FILE", help="import a plugin file first")
     run.add_argument("--quiet", action="store_true", help="no progress output")
 
+    att = sub.add_parser("attack", help="evaluate a saved checkpoint (attacks, corruptions) without retraining")
+    att.add_argument("--checkpoint", type=Path, required=True, help="a .pt file written by `benchmark run`")
+    att.add_argument("--dataset", help="dataset to evaluate on (default: the one it was trained on)")
+    att.add_argument("--attack", action="append", default=[], help="attack name(s), comma-separated or repeated "
+                     "(default: the saved robustness grid); each gets the grid's regions and eps values")
+    att.add_argument("--suite", action="append", default=[], help="suite(s) to run (default: robustness), "
+                     "e.g. robustness,corruptions")
+    att.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override an evaluation setting, e.g. robustness.seeds=0,1,2")
+    _common(att)
+    att.add_argument("--plugin", action="append", default=[], metavar="FILE", help="import a plugin file first")
+    att.add_argument("--quiet", action="store_true", help="no progress output")
+
     lst = sub.add_parser("list", help="list registered methods, datasets, encoders, suites, attacks, perf cases")
     lst.add_argument("kind", choices=sorted(LISTABLE))
     lst.add_argument("pattern", nargs="?", default="*", help="wildcard filter, e.g. 'l1*'")
@@ -58,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     res = sub.add_parser("results", help="summarise the results store")
     res.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
+
+    rep = sub.add_parser("report", help="the leaderboard: one HTML page plus Markdown and CSV from the results")
+    rep.add_argument("--results", type=Path, action="append", help="results folder(s) or files (default: results)")
+    rep.add_argument("--out", type=Path, default=Path("results/leaderboard.html"),
+                     help="HTML file to write; .md and .csv beside it (default: results/leaderboard.html)")
 
     perf = sub.add_parser("perf", help="micro-benchmarks: medians and ratios against a peer")
     perf.add_argument("cases", nargs="*", help="case names (default: all)")
@@ -101,7 +120,7 @@ def cmd_run(args, console: Console) -> int:
 
     for plugin in args.plugin:
         load_plugin_file(plugin)
-    methods = [m.strip() for item in (args.method or [",".join(DEFAULT_METHODS)]) for m in item.split(",") if m.strip()]
+    methods = _names(args.method or [",".join(DEFAULT_METHODS)])
     seeds = _seeds(args.seed)
     # Resolving every configuration first rejects unknown names and bad overrides before training.
     for m in methods:
@@ -117,6 +136,28 @@ def cmd_run(args, console: Console) -> int:
             paths.append(outcome.results_path)
             reporter.log(f"  wrote {outcome.results_path}")
     frame, _ = read_results(paths)
+    for table in run_tables(frame):
+        console.print(table)
+    return 0
+
+
+def cmd_attack(args, console: Console) -> int:
+    from .data import data_root_from
+    from .progress import Reporter
+    from .registry import load_plugin_file
+    from .run import evaluate_checkpoint
+    from .store import read_results
+    from .summary import run_tables
+
+    for plugin in args.plugin:
+        load_plugin_file(plugin)
+    reporter = Reporter(Console(stderr=True), quiet=args.quiet)
+    outcome = evaluate_checkpoint(args.checkpoint, dataset=args.dataset, suites=_names(args.suite or ["robustness"]),
+                                  attacks=_names(args.attack), overrides=args.overrides,
+                                  data_root=data_root_from(args.data_root), out_dir=args.out, device=args.device,
+                                  reporter=reporter)
+    reporter.log(f"  wrote {outcome.results_path}")
+    frame, _ = read_results([outcome.results_path])
     for table in run_tables(frame):
         console.print(table)
     return 0
@@ -156,6 +197,25 @@ def cmd_results(args, console: Console) -> int:
     return 0
 
 
+def cmd_report(args, console: Console) -> int:
+    from benchmark_leaderboard.report import write_report
+
+    from .provenance import now
+
+    results = args.results or [Path("results")]
+    missing = [str(r) for r in results if not r.exists()]
+    if missing:
+        raise BenchmarkError(f"results folder or file {missing[0]!r} does not exist")
+    if args.out.suffix.lower() not in (".html", ".htm"):
+        raise BenchmarkError(f"--out expects an .html file, got {str(args.out)!r}")
+    paths, problems = write_report(results, args.out, now().strftime("%Y-%m-%d %H:%M UTC"))
+    for line in problems:
+        print(f"benchmark: skipped {line}", file=sys.stderr)
+    for path in paths:
+        console.print(f"wrote {path}")
+    return 0
+
+
 def cmd_perf(args, console: Console) -> int:
     from .perf import run_cases
 
@@ -164,6 +224,11 @@ def cmd_perf(args, console: Console) -> int:
     run_cases(args.cases, device=args.device, repeats=args.repeats, warmup=args.warmup, console=console,
               json_path=args.json)
     return 0
+
+
+def _names(items: Sequence[str]) -> list[str]:
+    """Names given comma-separated, repeated, or both."""
+    return [n.strip() for item in items for n in item.split(",") if n.strip()]
 
 
 def _seeds(text: str) -> list[int]:
@@ -176,7 +241,8 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "results": cmd_results, "perf": cmd_perf}
+COMMANDS = {"run": cmd_run, "attack": cmd_attack, "list": cmd_list, "results": cmd_results, "report": cmd_report,
+            "perf": cmd_perf}
 
 if __name__ == "__main__":
     sys.exit(main())

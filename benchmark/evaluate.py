@@ -59,8 +59,17 @@ class Suite:
     def __init__(self, params: Any = None):
         self.params = params
 
+    def check(self, dataset: BenchmarkDataset) -> None:
+        """Reject settings this dataset cannot serve (e.g. an unknown region), before training."""
+
     def run(self, ctx: EvalContext) -> list[Measurement]:
         return []
+
+
+def check_suites(config: RunConfig, dataset: BenchmarkDataset) -> None:
+    """Every configured suite's `check` against the dataset: bad settings fail before any work."""
+    for name in config.eval.suites:
+        SUITES.get(name)(config.suite(name)).check(dataset)
 
 
 def evaluate(model: Classifier, dataset: BenchmarkDataset, config: RunConfig, device: torch.device,

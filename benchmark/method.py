@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import TrainConfig
+from .errors import ConfigError
 from .data import Batch, DataInfo, Split, iterate
 from .models import Classifier, Encoder
 
@@ -62,6 +63,8 @@ class Method:
 
     name: ClassVar[str] = ""
     Params: ClassVar[type | None] = None
+    # Named hyperparameter grids for sweeps: {grid name: {"method.key": [values]}}.
+    grids: ClassVar[dict[str, dict[str, list[Any]]]] = {}
 
     def __init__(self, params: Any, info: DataInfo):
         self.params = params
@@ -109,3 +112,40 @@ class Method:
     def cross_entropy(self, logits: Tensor, y: Tensor, state: TrainState | None = None) -> Tensor:
         weight = state.class_weights if state is not None else None
         return F.cross_entropy(logits, y, weight=weight)
+
+
+@dataclass
+class PenaltyParams:
+    strength: float = 1e-4  # lambda, the weight of the penalty term
+
+    def __post_init__(self) -> None:
+        if not self.strength >= 0:
+            raise ConfigError(f"method.strength must be >= 0, got {self.strength}")
+
+
+STRENGTH_GRID = {"paper": {"method.strength": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]}}  # paper Table 8
+
+
+class PenalisedMethod(Method):
+    """Cross-entropy plus `strength` times one penalty of the weights or the embedding z.
+
+    Subclasses set `term` (the loss name), `presets` (strength per dataset setting) and
+    `penalty(model, z)`."""
+
+    Params = PenaltyParams
+    term: ClassVar[str] = ""
+    presets: ClassVar[dict[str, float]] = {}
+    grids = STRENGTH_GRID
+
+    @classmethod
+    def defaults(cls, dataset: str, profile: str) -> dict[str, dict[str, Any]]:
+        return {"method": {"strength": cls.presets[dataset]}} if dataset in cls.presets else {}
+
+    def penalty(self, model: Classifier, z: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def training_step(self, model: Classifier, batch: Batch, state: TrainState) -> StepOutput:
+        z = model.embed(batch.x)
+        logits = model.head(z)
+        return StepOutput({"ce": self.cross_entropy(logits, batch.y, state),
+                           self.term: self.params.strength * self.penalty(model, z)}, logits)

@@ -189,4 +189,5 @@ DATASETS: Registry = Registry("dataset", builtin="benchmark_datasets", group="be
 ENCODERS: Registry = Registry("encoder", builtin="benchmark.models", group="benchmark.encoders")
 SUITES: Registry = Registry("suite", builtin="benchmark.suites", group="benchmark.suites")
 ATTACKS: Registry = Registry("attack", builtin="benchmark.attacks", group="benchmark.attacks")
+EXPLAINERS: Registry = Registry("explainer", builtin="benchmark.attribution", group="benchmark.explainers")
 PERF_CASES: Registry = Registry("perf case", builtin="benchmark.perf_cases", group="benchmark.perf_cases")

@@ -11,13 +11,14 @@ import torch
 
 from . import provenance
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import RunConfig, from_dict, merge_layers, resolve
+from .config import RunConfig, from_dict, merge_layers, parse_overrides, resolve
 from .data import BenchmarkDataset
-from .evaluate import evaluate
+from .evaluate import check_suites, evaluate
 from .method import Method
 from .models import Classifier, build_encoder
 from .progress import Reporter
-from .registry import DATASETS, METHODS
+from .errors import ConfigError, DataError
+from .registry import ATTACKS, DATASETS, METHODS, SUITES
 from .store import Measurement, run_file_name, to_rows, write_run
 from .train import TrainResult, train
 
@@ -69,6 +70,7 @@ def run(
     with seeded(seed, dev):
         ds, method_obj, model = build(config, data_root)
         ds.check()
+        check_suites(config, ds)
         model.to(dev)
         reporter.log(f"[bold]{method}[/] on [bold]{dataset}[/] ({profile}, seed {seed}, {provenance.device_name(dev)})")
         result = train(model, method_obj, ds, config, dev, reporter)
@@ -131,6 +133,102 @@ def restore(checkpoint: Path, *, data_root: Path | None = None, device: str = "a
     dev = provenance.resolve_device(device)
     with seeded(config.seed, dev):
         ds, method, model = build(config, data_root)
-    model.load_state_dict(payload["model"])
-    method.load_state_dict(payload["method_state"])
+    load_trained(model, method, payload, checkpoint, config.dataset)
     return config, ds, method, model.to(dev), dev
+
+
+def load_trained(model: Classifier, method: Method, payload: Mapping[str, Any], checkpoint: Path,
+                 dataset: str) -> None:
+    """Load weights and method state; a model of another shape is a one-line DataError."""
+    trained_on = payload["config"]["run"]["dataset"]
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[-1].strip()
+        raise DataError(f"checkpoint {str(checkpoint)!r} (trained on {trained_on}) does not fit a model for "
+                        f"dataset {dataset!r}: {first}") from None
+    method.load_state_dict(payload["method_state"])
+
+
+FROZEN_SECTIONS = ("train",)  # what trained the weights; evaluating cannot change it
+
+
+def checkpoint_config(saved: Mapping[str, Any], *, dataset: str | None = None,
+                      suites: Sequence[str] = ("robustness",), attacks: Sequence[str] = (),
+                      overrides: Sequence[str] | Mapping[str, Mapping[str, Any]] = ()) -> RunConfig:
+    """The configuration that evaluates a trained model: the saved method and training settings,
+    the target dataset's settings (the saved ones when it is the training dataset), the chosen
+    suites, and `attacks` replacing the robustness grid's attacks (an attack the grid lacks gets
+    the regions and eps values of the grid's first attack)."""
+    run_info = saved["run"]
+    user = parse_overrides(overrides) if not isinstance(overrides, Mapping) else {k: dict(v) for k, v in overrides.items()}
+    frozen = [f"{s}.{k}" for s in FROZEN_SECTIONS for k in user.get(s, {})]
+    if frozen:
+        raise ConfigError(f"{frozen[0]} describes how the checkpoint was trained and cannot change when "
+                          "evaluating it; train a new model with `benchmark run` instead")
+    target = dataset or run_info["dataset"]
+    if not suites:
+        raise ConfigError("expected at least one suite to evaluate, e.g. --suite robustness")
+    for name in suites:
+        SUITES.get(name)
+    kept = ("train", "method") if target != run_info["dataset"] else tuple(k for k in saved if k != "run")
+    layers = {k: v for k, v in saved.items() if k in kept and (k not in SUITES or k in suites)}
+    base = merge_layers(layers, {"eval": {"suites": tuple(suites)}}, user)
+
+    def resolved(layer):
+        return resolve(run_info["method"], target, profile=run_info["profile"], seed=run_info["seed"],
+                       overrides=layer)
+
+    config = resolved(base)
+    if attacks:
+        if "robustness" not in suites:
+            raise ConfigError("--attack needs the robustness suite among the evaluated suites")
+        grid = config.suite("robustness").grid
+        template = next(iter(grid.values()), None)
+        if template is None:
+            raise ConfigError("the robustness grid is empty; set regions with --set robustness.grid=...")
+        for name in attacks:
+            ATTACKS.get(name)
+        config = resolved(merge_layers(base, {"robustness": {"grid": {a: grid.get(a, template) for a in attacks}}}))
+    return config
+
+
+def evaluate_checkpoint(
+    checkpoint: Path,
+    *,
+    dataset: str | None = None,
+    suites: Sequence[str] = ("robustness",),
+    attacks: Sequence[str] = (),
+    overrides: Sequence[str] | Mapping[str, Mapping[str, Any]] = (),
+    data_root: Path | None = None,
+    out_dir: Path = Path("results"),
+    device: str = "auto",
+    reporter: Reporter | None = None,
+) -> RunOutcome:
+    """Evaluate a saved model without retraining and write one Parquet file of results.
+
+    Rows carry the training run's key as `extra.checkpoint_key`, so the leaderboard can tie the
+    evaluation to the run that produced the weights."""
+    reporter = reporter or Reporter(quiet=True)
+    payload = load_checkpoint(checkpoint)
+    trained_key = from_dict(payload["config"]).key()
+    config = checkpoint_config(payload["config"], dataset=dataset, suites=suites, attacks=attacks,
+                               overrides=overrides)
+    dev = provenance.resolve_device(device)
+    created = provenance.now()
+    with seeded(config.seed, dev):
+        ds, method, model = build(config, data_root)
+        load_trained(model, method, payload, checkpoint, config.dataset)
+        ds.check()
+        check_suites(config, ds)
+        model.to(dev)
+        reporter.log(f"[bold]{config.method}[/] checkpoint on [bold]{config.dataset}[/] "
+                     f"({', '.join(config.eval.suites)}; {provenance.device_name(dev)})")
+        name = run_file_name(config.method, config.dataset, config.profile, config.seed, config.key())
+        measurements = evaluate(model, ds, config, dev, reporter,
+                                artifacts_dir=out_dir / "artifacts" / Path(name).stem)
+    for m in measurements:
+        m.extra = {**m.extra, "checkpoint_key": trained_key}
+    run_id = f"{config.key()}-{created.strftime('%Y%m%dT%H%M%S%fZ')}"
+    path = write_results(measurements, config, run_id, created, dev, ds.source(), out_dir / name)
+    return RunOutcome(config, run_id, path, None, measurements)

@@ -19,11 +19,17 @@ def eps_label(eps: float) -> str:
 def column_label(row: pd.Series) -> str:
     if row["suite"] == "accuracy":
         return f"clean {row['eval_set']}"
+    if row["suite"] == "robustness" and row["metric"] == "clean_accuracy":
+        return f"clean {row['eval_set']} (attacked samples)"
     if row["suite"] == "robustness":
         norm = "" if row["norm"] == "linf" else f" {row['norm']}"
         return f"{row['attack']}{norm} {row['region']} {eps_label(row['eps'])}"
     if row["suite"] == "corruptions":
         return f"{row['attack']} {row['region']} s{int(row['severity'])}"
+    if row["suite"] == "attribution":
+        if row["metric"] == "object_area_fraction":
+            return "object area (chance mass)"
+        return f"mass on object: {row['explainer']}"
     return str(row["metric"])
 
 
@@ -33,14 +39,22 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     frame = latest_per_run_key(frame)
     if frame.empty:
         return pd.DataFrame(columns=columns)
-    keep = ((frame["suite"] == "accuracy") & (frame["metric"] == "accuracy")) | (
-        (frame["suite"] == "robustness") & (frame["metric"] == "robust_accuracy") & (frame["attack"] != "noise")
-    ) | (frame["suite"] == "derived") | ((frame["suite"] == "corruptions") & (frame["metric"] == "corrupted_accuracy"))
+    suite, metric = frame["suite"], frame["metric"]
+    keep = (
+        ((suite == "accuracy") & (metric == "accuracy"))
+        | ((suite == "robustness") & (metric == "robust_accuracy") & (frame["attack"] != "noise"))
+        | ((suite == "robustness") & (metric == "clean_accuracy"))
+        | ((suite == "corruptions") & (metric == "corrupted_accuracy"))
+        | (suite == "derived")
+        | ((suite == "attribution") & metric.isin(["relevance_mass_accuracy", "object_area_fraction"])
+           & ~frame["extra"].str.contains('"comparison": true', regex=False))
+    )
     part = frame[keep].copy()
     if part.empty:
         return pd.DataFrame(columns=columns)
     part["column"] = part.apply(column_label, axis=1)
-    part["order"] = part["suite"].map({"accuracy": 0, "robustness": 1, "corruptions": 2, "derived": 3}).fillna(4)
+    part["order"] = part["suite"].map({"accuracy": 0, "robustness": 1, "corruptions": 2, "derived": 3,
+                                       "attribution": 4}).fillna(5)
     grouped = part.groupby(["method", "dataset", "profile", "column"], sort=False)
     out = grouped["value"].agg(["mean", "std", "count"]).reset_index()
     out["seeds"] = grouped["seed"].nunique().values
@@ -54,7 +68,7 @@ def run_tables(frame: pd.DataFrame) -> list[Table]:
     summary = summarize(frame)
     tables = []
     for (dataset, profile), part in summary.groupby(["dataset", "profile"], sort=True):
-        table = Table(title=f"{dataset} · {profile} profile · accuracy in %")
+        table = Table(title=f"{dataset} · {profile} profile · accuracy and relevance mass in %")
         table.add_column("measurement", style="bold")
         methods = sorted(part["method"].unique())
         for method in methods:

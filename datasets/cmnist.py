@@ -161,6 +161,11 @@ class CMNISTParams:
 CORRUPTION_GRID = {"brightness": [1, 3, 5], "defocus_blur": [1, 3, 5], "snow": [1, 3, 5]}
 
 
+# Lighter explainer settings that keep the default run within minutes on a CPU.
+QUICK_EXPLAINERS = {"integrated_gradients": {"n_steps": 8}, "smoothgrad": {"samples": 8},
+                    "occlusion": {"window": 16, "stride": 8}, "pixel_mask": {"iterations": 10, "noise_draws": 2}}
+
+
 @DATASETS.register("cmnist")
 class CMNIST(BenchmarkDataset):
     """C-MNIST: two MNIST digits side by side (64x64), label = left digit, object = left half."""
@@ -187,26 +192,31 @@ class CMNIST(BenchmarkDataset):
 
     @classmethod
     def defaults(cls, profile: str) -> dict:
-        """Quick: PGD on the right digit and the full image, corruptions of the right digit (other
-        attacks by --set robustness.grid=...). Paper: the published training, plus AutoAttack-rand
-        and 5 attack seeds."""
+        """Quick: PGD on the right digit and the full image, corruptions of the right digit, every
+        explainer on 32 test images with lighter settings (QUICK_EXPLAINERS). Paper: the published
+        training, AutoAttack-rand, 5 attack seeds, explainers on 512 images and the PixelMask
+        initialisation comparison. Other attacks by --set robustness.grid=..."""
         if profile == "paper":
             # Published: LR 1e-5, batch 256, 50 epochs, RandomAffine; PGD on the right digit, 5 seeds.
             return {
                 "train": {"epochs": 50, "batch_size": 256, "lr": 1e-5, "augment": True},
-                "eval": {"suites": ("accuracy", "robustness", "corruptions")},
+                "eval": {"suites": ("accuracy", "robustness", "corruptions", "attribution")},
                 "robustness": {"grid": {"pgd": {"right_digit": [1.0], "full": [0.1]},
                                         "autoattack-rand": {"right_digit": [1.0]}},
                                "options": {"autoattack-rand": {"steps": 10, "eot": 20}},
                                "seeds": (0, 1, 2, 3, 4), "samples": None},
                 "corruptions": {"grid": CORRUPTION_GRID, "region": "right_digit", "seeds": (0, 1, 2, 3, 4),
                                 "samples": None},
+                "attribution": {"samples": 512, "options": {"smoothgrad": {"samples": 50}},
+                                "mask_comparison": (0, 10, 300), "comparison_samples": 64},
             }
         return {
             "train": {"epochs": 2, "batch_size": 256, "lr": 1e-3},
-            "eval": {"suites": ("accuracy", "robustness", "corruptions")},
+            "eval": {"suites": ("accuracy", "robustness", "corruptions", "attribution")},
             "robustness": {"grid": {"pgd": {"right_digit": [1.0], "full": [0.1]}}, "samples": 256},
             "corruptions": {"grid": CORRUPTION_GRID, "region": "right_digit", "samples": 256},
+            "attribution": {"samples": 32, "faithfulness_steps": 8, "faithfulness_samples": 16,
+                            "options": QUICK_EXPLAINERS},
         }
 
     def split(self, name: str) -> TensorSplit:

@@ -203,6 +203,9 @@ class HSplid(Method):
     """H-SPLID: closed-form salient / non-salient split of the embedding, compactness and HSIC terms."""
 
     Params = HSplidParams
+    # Paper Table 8; it gives the rho range as 0 to 0.5, these four values are this project's reading.
+    grids = {"paper": {"method.lambda_s": [0.0, 0.1, 0.5, 1.0], "method.lambda_n": [0.0, 0.05, 0.1, 1.0],
+                       "method.rho_x": [0.0, 0.05, 0.1, 0.5], "method.rho_y": [0.0, 0.05, 0.1, 0.5]}}
 
     @classmethod
     def defaults(cls, dataset: str, profile: str) -> dict:

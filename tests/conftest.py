@@ -60,4 +60,5 @@ def cli_env(**extra: str) -> dict[str, str]:
 TINY_RUN = [
     "--set", "train.samples=64", "--set", "eval.samples=64",
     "--set", "robustness.samples=16", "--set", "robustness.steps=2", "--set", "corruptions.samples=16",
+    "--set", "attribution.samples=8", "--set", "attribution.faithfulness_steps=2",
 ]

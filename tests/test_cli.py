@@ -1,12 +1,15 @@
 """The command line end to end: run, results, list, and one-line errors with exit status 2."""
 
 import subprocess
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import torch
 
+from benchmark.attribution.metrics import AGREEMENT
 from benchmark.store import SCHEMA, read_results
+from benchmark.suites.attribution import ALL_EXPLAINERS
 from conftest import BENCHMARK_CLI, TINY_RUN, cli_env
 
 
@@ -51,6 +54,15 @@ def test_written_files_match_the_documented_schema(tiny_results):
         (c, s) for c in ("brightness", "defocus_blur", "snow") for s in (1, 3, 5)}
     assert (corrupted.region == "right_digit").all() and (corrupted.n == 16).all()
     assert frame.git_commit.notna().all() and frame.config.str.startswith("{").all()
+    attribution = frame[frame.suite == "attribution"]
+    scored = set(zip(attribution.explainer, attribution.metric))
+    assert {(e, m) for e in ALL_EXPLAINERS for m in AGREEMENT} <= scored
+    assert {(e, m) for e in ALL_EXPLAINERS for m in ("deletion_auc", "insertion_auc")} <= scored
+    assert {("pixel_mask", "cp_pixel"), ("pixel_mask", "retained_probability")} <= scored
+    assert (attribution[attribution.metric.isin(list(AGREEMENT))].n == 8).all()
+    for stem in {Path(f).stem for f in frame.source_file}:
+        for name in ALL_EXPLAINERS:
+            assert (out / "artifacts" / stem / "attribution" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_results_command_summarises_the_store(tiny_results):
@@ -78,6 +90,7 @@ def test_list_prints_registered_names():
     (["run", "--seed", "x"], "--seed expects integers"),
     (["run", "--data-root", "/missing", "--set", "dataset.source=idx"], "no MNIST IDX files in '/missing'"),
     (["run", "--plugin", "/missing.py"], "plugin file '/missing.py' not found"),
+    (["run", "--set", "corruptions.region=nowhere"], "unknown attack region 'nowhere'"),
     (["list", "widgets"], "invalid choice"),
     (["results", "--out", "/missing"], "does not exist"),
     (["perf", "no_case"], "unknown perf case"),
@@ -95,3 +108,64 @@ def test_run_evaluates_a_saved_checkpoint_that_loads_weights_only(tiny_results):
     out, _ = tiny_results
     ckpt = next((out / "checkpoints").glob("vanilla*.pt"))
     assert "model" in torch.load(ckpt, weights_only=True)
+
+
+INCOMPATIBLE_DATASET = '''
+from dataclasses import replace
+from benchmark.registry import DATASETS
+from benchmark_datasets.cmnist import CMNIST
+
+
+@DATASETS.register("cmnist-5way")
+class FiveWay(CMNIST):
+    """C-MNIST with a 5-class head, to test that a 10-class checkpoint is refused."""
+
+    _info = replace(CMNIST._info, num_classes=5, class_names=tuple("01234"))
+'''
+
+
+def test_attack_command_reproduces_the_run_and_adds_attacks(tiny_results, tmp_path):
+    out, _ = tiny_results
+    ckpt = next((out / "checkpoints").glob("vanilla*seed0*.pt"))
+    proc = cli("attack", "--checkpoint", str(ckpt), "--attack", "pgd", "--attack", "apgd-ce", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "apgd-ce right_digit 1" in proc.stdout and "clean test (attacked samples)" in proc.stdout
+    assert list((out / "checkpoints").glob("*.pt")) and not list(tmp_path.glob("checkpoints/*"))
+    frame, problems = read_results([tmp_path])
+    trained, _ = read_results([next(out.glob(ckpt.stem + ".parquet"))])
+    assert problems == [] and set(frame.suite) == {"robustness"} and frame.method.unique().tolist() == ["vanilla"]
+    robust = frame[frame.metric == "robust_accuracy"]
+    assert set(zip(robust.attack, robust.region)) == {(a, r) for a in ("pgd", "apgd-ce", "noise")
+                                                      for r in ("right_digit", "full")}
+    assert (frame.extra.str.contains(trained.run_key.iloc[0])).all()  # tied to the training run
+    # The saved grid, samples and seeds give back the training run's own numbers.
+    key = ["attack", "region", "eps", "attack_seed"]
+    before = trained[(trained.metric == "robust_accuracy")].set_index(key).value
+    after = robust[robust.attack.isin(["pgd", "noise"])].set_index(key).value
+    assert after.sort_index().equals(before.sort_index())
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--checkpoint", "/missing.pt"], "checkpoint '/missing.pt' not found"),
+    (["--checkpoint", "CORRUPT"], "is not a readable benchmark checkpoint"),
+    (["--checkpoint", "CKPT", "--attack", "pgdd"], "unknown attack 'pgdd'"),
+    (["--checkpoint", "CKPT", "--set", "train.lr=1"], "train.lr describes how the checkpoint was trained"),
+    (["--checkpoint", "CKPT", "--suite", "accuracy", "--attack", "pgd"], "--attack needs the robustness suite"),
+    (["--checkpoint", "CKPT", "--dataset", "cmnist-5way", "--plugin", "PLUGIN"],
+     "does not fit a model for dataset 'cmnist-5way'"),
+    (["--checkpoint", "CKPT", "--set", "robustness.grid={\"pgd\": {\"nowhere\": [0.1]}}"], "nowhere"),
+])
+def test_attack_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_results, tmp_path, args, expected):
+    out, _ = tiny_results
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04 truncated")
+    plugin = tmp_path / "five_way.py"
+    plugin.write_text(INCOMPATIBLE_DATASET)
+    files = {"CKPT": str(next((out / "checkpoints").glob("vanilla*.pt"))), "CORRUPT": str(corrupt),
+             "PLUGIN": str(plugin)}
+    results = tmp_path / "results"
+    proc = cli("attack", *[files.get(a, a) for a in args], "--out", str(results))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    assert not results.exists()

@@ -43,6 +43,13 @@ def block(mask: Tensor, generator: torch.Generator, side_fraction: float = 56 / 
     return boxes(top, left, side_h, side_w, h, w).to(mask) * (1.0 - mask)
 
 
+def check_region(name: str, dataset_regions: Mapping[str, Callable[[Batch], Tensor]]) -> None:
+    """Reject a region name neither generic nor defined by the dataset (before any work is done)."""
+    if name not in dataset_regions and name not in GENERIC_REGIONS:
+        known = [*GENERIC_REGIONS, *dataset_regions]
+        raise ConfigError(f"unknown attack region {name!r}; expected one of {', '.join(known)}")
+
+
 def make_region(
     name: str,
     batch: Batch,
@@ -55,7 +62,5 @@ def make_region(
         return dataset_regions[name](batch)
     if name == "block":
         return block(batch.mask, generator, block_fraction)
-    if name in ("full", "background", "foreground"):
-        return {"full": full, "background": background, "foreground": foreground}[name](batch.mask)
-    known = [*GENERIC_REGIONS, *dataset_regions]
-    raise ConfigError(f"unknown attack region {name!r}; expected one of {', '.join(known)}")
+    check_region(name, dataset_regions)
+    return {"full": full, "background": background, "foreground": foreground}[name](batch.mask)

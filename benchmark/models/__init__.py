@@ -20,13 +20,14 @@ class Encoder(nn.Module):
     """`features` maps a normalised image to z (embed_dim); `classifier` maps z to logits.
 
     `hidden_layers` names the submodules whose outputs are the hidden representations a method
-    may regularise (HBaR), relative to the encoder.
+    may regularise (HBaR), relative to the encoder; `cam_layer` the one Grad-CAM explains.
     """
 
     features: nn.Module
     classifier: nn.Module
     embed_dim: int
     hidden_layers: tuple[str, ...] = ()
+    cam_layer: str | None = None  # Grad-CAM's layer, relative to the encoder (None: the last Conv2d)
 
 
 class Classifier(nn.Module):

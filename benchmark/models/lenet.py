@@ -15,6 +15,7 @@ class LeNet3(Encoder):
     """Two 5x5 conv blocks and a 1024-d fully connected embedding (taken before its ReLU)."""
 
     hidden_layers = ("features.pool1", "features.pool2", "features.fc1")
+    cam_layer = "features.relu2"  # Grad-CAM on the last conv block's activations
 
     def __init__(self, in_channels: int, height: int, width: int, num_classes: int, embed_dim: int = 1024):
         super().__init__()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..attacks.regions import make_region
+from ..attacks.regions import check_region, make_region
 from ..corruptions import CORRUPTIONS, corrupt
 from ..errors import ConfigError
 from ..evaluate import EvalContext, Suite
@@ -42,6 +42,9 @@ class CorruptionSuite(Suite):
     """Accuracy per corruption, severity and seed, the corruption confined to `region`."""
 
     Params = CorruptionParams
+
+    def check(self, dataset) -> None:
+        check_region(self.params.region, dataset.regions())
 
     @torch.no_grad()
     def run(self, ctx: EvalContext) -> list[Measurement]:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from ..attacks.regions import make_region
+from ..attacks.regions import check_region, make_region
 from ..errors import BenchmarkError, ConfigError
 from ..evaluate import EvalContext, Suite
 from ..registry import ATTACKS, SUITES
@@ -110,6 +110,11 @@ class RobustnessSuite(Suite):
     """Robust accuracy per attack, region, eps and attack seed, with the attacked-area fraction."""
 
     Params = RobustnessParams
+
+    def check(self, dataset) -> None:
+        for regions in self.params.grid.values():
+            for name in regions:
+                check_region(name, dataset.regions())
 
     def run(self, ctx: EvalContext) -> list[Measurement]:
         p: RobustnessParams = self.params

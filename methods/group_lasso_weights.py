@@ -1,0 +1,20 @@
+"""Group lasso weights: cross-entropy + lambda * sum of per-filter / per-row L2 norms.
+
+A sparsity baseline of the H-SPLID paper (section 7 of its baselines). C-MNIST has no published
+strength; it uses the COCO value (the other from-scratch setting), this project's choice.
+"""
+
+from benchmark.method import PenalisedMethod
+from benchmark.penalties import group_lasso_weights
+from benchmark.registry import METHODS
+
+
+@METHODS.register("group_lasso_weights")
+class GroupLassoWeights(PenalisedMethod):
+    """Group lasso weights: cross-entropy + lambda * sum of per-filter / per-row L2 norms (COCO 1e-3, ImageNet 1e-5)."""
+
+    term = "group_lasso_weights"
+    presets = {"coco": 1e-3, "imagenet": 1e-5, "cmnist": 1e-3}
+
+    def penalty(self, model, z):
+        return group_lasso_weights(model)

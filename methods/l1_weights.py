@@ -1,0 +1,21 @@
+"""L1 weights: cross-entropy + lambda * the L1 norm of every convolution and linear weight.
+
+A sparsity baseline of the H-SPLID paper (section 7 of its baselines). Biases and BatchNorm
+parameters are not penalised. C-MNIST has no published strength; it uses the COCO value (the
+other from-scratch setting), this project's choice.
+"""
+
+from benchmark.method import PenalisedMethod
+from benchmark.penalties import l1_weights
+from benchmark.registry import METHODS
+
+
+@METHODS.register("l1_weights")
+class L1Weights(PenalisedMethod):
+    """L1 weights: cross-entropy + lambda * sum of |W| over conv and linear weights (COCO 1e-5, ImageNet 1e-6)."""
+
+    term = "l1_weights"
+    presets = {"coco": 1e-5, "imagenet": 1e-6, "cmnist": 1e-5}
+
+    def penalty(self, model, z):
+        return l1_weights(model)

@@ -1,0 +1,181 @@
+"""The leaderboard: exact numbers in the right cells, escaping, skipped files, and a real browser."""
+
+import base64
+import dataclasses
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmark.config import resolve
+from benchmark.run import write_results
+from benchmark.store import Measurement
+from benchmark_leaderboard.report import build_report, render_csv, render_html, write_report
+from conftest import BENCHMARK_CLI, cli_env
+
+EVIL = "<script>alert(1)</script>"
+
+
+def fake_run(out: Path, method: str, seed: int, clean: float, robust: list[float], flags=(), name=None) -> Path:
+    """A results file as `benchmark run` writes it, with chosen numbers."""
+    config = resolve(method, "cmnist", seed=seed)
+    if name:
+        config = dataclasses.replace(config, method=name)
+    rows = [Measurement("accuracy", "accuracy", clean, 100, eval_set="test")]
+    rows += [Measurement("robustness", "robust_accuracy", v, 64, attack="pgd", region="right_digit", norm="linf",
+                         eps=1.0, steps=10, step_size=0.0156, attack_seed=i, area_fraction=0.5, flags=tuple(flags))
+             for i, v in enumerate(robust)]
+    rows += [Measurement("robustness", "robust_accuracy", v / 2, 64, attack="pgd", region="full", norm="linf",
+                         eps=0.1, steps=10, step_size=0.0156, attack_seed=i, area_fraction=1.0)
+             for i, v in enumerate(robust)]
+    created = datetime(2026, 11, 22, 12, seed, tzinfo=timezone.utc)
+    stem = f"{config.method}_{seed}".replace("<", "").replace(">", "").replace("/", "")
+    return write_results(rows, config, f"{config.key()}-{seed}", created, torch.device("cpu"), "fixture",
+                         out / f"{stem}.parquet")
+
+
+@pytest.fixture()
+def results(tmp_path):
+    out = tmp_path / "results"
+    a0 = fake_run(out, "vanilla", 0, 0.9, [0.5, 0.7])
+    fake_run(out, "vanilla", 1, 0.8, [0.4, 0.4], flags=("robust_rises_with_eps",))
+    fake_run(out, "weight_decay", 0, 0.7, [0.8])
+    fake_run(out, "hsplid", 0, 0.6, [0.1], name=EVIL)
+    shutil.copy(a0, out / "copied_from_another_machine.parquet")  # the same run twice
+    (out / "broken.parquet").write_bytes(b"PAR1 not really")
+    return out
+
+
+def test_report_puts_the_expected_numbers_in_the_expected_places(results):
+    boards, problems, _ = build_report([results])
+    assert len(problems) == 1 and "broken.parquet" in problems[0]
+    (board,) = boards
+    assert [e.method for e in board.entries] == ["weight_decay", "vanilla", EVIL]  # by pgd right_digit 1
+    vanilla = board.entries[1]
+    assert vanilla.seeds == [0, 1]  # the copied file is not a third seed
+    mean, std, n = vanilla.values["pgd right_digit 1"]
+    assert (round(mean, 12), n) == (0.5, 2) and std == pytest.approx(0.1 * 2**0.5)  # runs: 0.6 and 0.4
+    assert vanilla.values["clean test"][0] == pytest.approx(0.85)
+    assert vanilla.flags == {"pgd right_digit 1": ["robust_rises_with_eps"]}
+    csv_text = render_csv(boards)
+    assert "cmnist,quick,2,vanilla," in csv_text and ",pgd right_digit 1,robust,0.5," in csv_text
+    html = render_html(boards, problems, [str(results)], "now")
+    row = html.split("<tbody>")[1].split("</tr>")[1]  # the second ranked row
+    assert ">vanilla<" in row and ">85.0 ± 7.1<" in row and ">50.0 ± 14.1 <span class=flag" in row
+    assert "sanity flags: robust_rises_with_eps" in row
+    assert "Ranked by mean pgd right_digit 1" in html
+
+
+def test_strings_from_results_are_escaped_and_bad_files_reported(results):
+    boards, problems, _ = build_report([results])
+    html = render_html(boards, problems, [str(results)], "now")
+    assert EVIL not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "Skipped files" in html and "broken.parquet" in html
+    assert html.count("<script>") == 1  # only the page's own sorting script
+
+
+def test_report_command_writes_three_files_and_reports_skipped_ones(results, tmp_path):
+    out = tmp_path / "site" / "board.html"
+    proc = subprocess.run([*BENCHMARK_CLI, "report", "--results", str(results), "--out", str(out)],
+                          capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped" in proc.stderr and "broken.parquet" in proc.stderr
+    assert out.read_text().startswith("<!doctype html>")
+    assert "| 1 | weight_decay |" in out.with_suffix(".md").read_text()
+    assert out.with_suffix(".csv").read_text().startswith("dataset,profile,rank,method")
+    bad = subprocess.run([*BENCHMARK_CLI, "report", "--results", "/missing"], capture_output=True, text=True,
+                         env=cli_env(), timeout=300)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "does not exist" in bad.stderr
+
+
+# -- a real browser ---------------------------------------------------------------------------
+class WebDriver:
+    """The few W3C WebDriver calls the test needs, over chromedriver's HTTP API (no client library)."""
+
+    def __init__(self, chromedriver: str, chromium: str):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.process = subprocess.Popen([chromedriver, f"--port={self.port}"], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while True:
+            try:
+                self.call("GET", "/status")
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        caps = {"browserName": "chrome", "goog:loggingPrefs": {"browser": "ALL"},
+                "goog:chromeOptions": {"binary": chromium, "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--window-size=1400,1000"]}}
+        self.session = self.call("POST", "/session", {"capabilities": {"alwaysMatch": caps}})["sessionId"]
+
+    def call(self, method: str, path: str, body: dict | None = None):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())["value"]
+
+    def __call__(self, method: str, path: str, body: dict | None = None):
+        return self.call(method, f"/session/{self.session}{path}", body)
+
+    def script(self, source: str):
+        return self("POST", "/execute/sync", {"script": source, "args": []})
+
+    def click(self, css: str) -> None:
+        element = self("POST", "/element", {"using": "css selector", "value": css})
+        self("POST", f"/element/{next(iter(element.values()))}/click", {})
+
+    def close(self) -> None:
+        try:
+            self("DELETE", "")
+        finally:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def browser_binaries():
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("Chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver;"
+                    " .ci/run installs them)")
+    return driver, chromium
+
+
+def test_page_opens_in_headless_chromium_without_errors_and_sorts_on_click(results, tmp_path):
+    driver_path, chromium = browser_binaries()
+    out = tmp_path / "board.html"
+    write_report([results], out, "now")
+    browser = WebDriver(driver_path, chromium)
+    try:
+        browser("POST", "/url", {"url": out.as_uri()})
+        methods = "return Array.from(document.querySelectorAll('#t0 tbody tr')).map(r => r.cells[1].textContent)"
+        assert browser.script(methods) == ["weight_decay", "vanilla", EVIL]
+        browser.click("#t0 thead th:nth-child(2)")  # method, text: ascending
+        assert browser.script(methods) == sorted(["weight_decay", "vanilla", EVIL])
+        header = browser.script("return Array.from(document.querySelectorAll('#t0 thead th'))"
+                                ".findIndex(h => h.textContent === 'clean test') + 1")
+        browser.click(f"#t0 thead th:nth-child({header})")  # clean accuracy, numeric: descending
+        assert browser.script(methods) == ["vanilla", "weight_decay", EVIL]  # 85, 70, 60
+        browser.click(f"#t0 thead th:nth-child({header})")  # and back: ascending
+        assert browser.script(methods) == [EVIL, "weight_decay", "vanilla"]
+        assert browser.script("return document.querySelectorAll('svg polyline').length") >= 3
+        png = base64.b64decode(browser("GET", "/screenshot"))
+        (tmp_path / "leaderboard.png").write_bytes(png)
+        assert png[:4] == b"\x89PNG" and len(png) > 10_000
+        logs = browser("POST", "/se/log", {"type": "browser"})
+        assert [entry for entry in logs if entry["level"] == "SEVERE"] == []
+    finally:
+        browser.close()
