@@ -62,3 +62,8 @@ TINY_RUN = [
     "--set", "robustness.samples=16", "--set", "robustness.steps=2", "--set", "corruptions.samples=16",
     "--set", "attribution.samples=8", "--set", "attribution.faithfulness_steps=2",
 ]
+# The same without the corruption and attribution suites, for tests about training and plugins.
+TINY_TRAINING_RUN = [
+    "--set", "train.samples=64", "--set", "eval.samples=64", "--set", "eval.suites=accuracy,robustness",
+    "--set", "robustness.samples=16", "--set", "robustness.steps=2",
+]

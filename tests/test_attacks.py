@@ -76,7 +76,8 @@ def test_autoattack_is_never_weaker_than_pgd(trained_lenet, test_batch, cmnist):
 
     for eps in (0.3, 1.0):
         pgd = ATTACKS.get("pgd")(trained_lenet, eps=eps, steps=10, step_size=0.0156)
-        aa = ATTACKS.get("autoattack")(trained_lenet, eps=eps, steps=10, queries=20, num_classes=10)
+        aa = ATTACKS.get("autoattack")(trained_lenet, eps=eps, steps=10, queries=20, num_classes=10,
+                                        target_classes=3)
         rand = ATTACKS.get("autoattack-rand")(trained_lenet, eps=eps, steps=10, eot=1, num_classes=10)
         g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
         pgd_acc = accuracy(pgd(x, y, region, g()))

@@ -166,8 +166,8 @@ def test_named_grids_are_valid_overrides():
 
 @pytest.mark.parametrize("name", BASELINES)
 def test_every_baseline_trains_on_cmnist_and_records_its_hyperparameters(name, tmp_path):
-    outcome = run(name, "cmnist", overrides=["train.samples=128", "eval.samples=64", "robustness.samples=16",
-                                             "robustness.steps=2", "corruptions.samples=16"], out_dir=tmp_path,
+    outcome = run(name, "cmnist", overrides=["train.samples=128", "eval.samples=64", "eval.suites=accuracy,robustness",
+                                             "robustness.samples=16", "robustness.steps=2"], out_dir=tmp_path,
                   device="cpu")
     assert outcome.results_path.exists()
     metrics = {(m.suite, m.metric) for m in outcome.measurements}

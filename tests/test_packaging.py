@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, TINY_RUN, cli_env
+from conftest import REPO, TINY_TRAINING_RUN, cli_env
 
 
 def test_import_datasets_in_repository_root_is_hugging_face():
@@ -42,7 +42,8 @@ def test_regular_install_carries_the_builtins_and_the_embedded_sample(tmp_path):
                            cwd=tmp_path, capture_output=True, text=True, check=True, env=env).stdout
     assert all(line.startswith(str(target)) for line in where.splitlines())
     out = tmp_path / "results"
-    proc = subprocess.run([sys.executable, "-m", "benchmark", "run", "--method", "vanilla", "--out", str(out), *TINY_RUN],
+    proc = subprocess.run([sys.executable, "-m", "benchmark", "run", "--method", "vanilla", "--out", str(out),
+                           *TINY_TRAINING_RUN],
                           cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert len(list(out.glob("vanilla__cmnist__quick__*.parquet"))) == 1

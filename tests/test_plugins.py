@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from benchmark.store import read_results
-from conftest import TINY_RUN, cli_env
+from conftest import TINY_TRAINING_RUN, cli_env
 
 PLUGIN_PYPROJECT = """
 [build-system]
@@ -74,7 +74,7 @@ def test_installed_plugin_is_listed_with_its_origin(plugin_site, tmp_path):
 def test_installed_plugin_runs_with_its_defaults_and_overrides(plugin_site, tmp_path):
     out = tmp_path / "results"
     proc = subprocess.run([sys.executable, "-m", "benchmark", "run", "--method", "label_smoothing", "--out", str(out),
-                           "--set", "method.smoothing=0.3", *TINY_RUN],
+                           "--set", "method.smoothing=0.3", *TINY_TRAINING_RUN],
                           cwd=tmp_path, capture_output=True, text=True, env=cli_env(PYTHONPATH=str(plugin_site)))
     assert proc.returncode == 0, proc.stderr
     frame, _ = read_results([out])

@@ -71,7 +71,7 @@ def test_same_seed_trains_the_same_model():
 
 def test_run_writes_a_checkpoint_that_loads_with_weights_only(tmp_path, test_batch):
     outcome = run("vanilla", "cmnist", overrides=["train.samples=64", "eval.samples=32", "robustness.samples=8",
-                                                  "robustness.steps=1"], out_dir=tmp_path, device="cpu")
+                                                  "robustness.steps=1", "eval.suites=accuracy,robustness"], out_dir=tmp_path, device="cpu")
     raw = torch.load(outcome.checkpoint_path, weights_only=True)
     assert set(raw) >= {"format", "config", "model", "method_state", "history"}
     payload = load_checkpoint(outcome.checkpoint_path)

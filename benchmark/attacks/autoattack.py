@@ -46,14 +46,19 @@ class Composition(Attack):
 
 @ATTACKS.register("autoattack")
 class AutoAttackStandard(Composition):
-    """'standard': APGD-CE, APGD-T (9 targets), Square (`queries`). FAB-T is not included
-    (docs/ATTACKS.md); the original uses 100 steps and 5,000 Square queries."""
+    """'standard': APGD-CE, APGD-T (`target_classes` targets, 9 as in the original), Square
+    (`queries`). FAB-T is not included (docs/ATTACKS.md); the original uses 100 steps and 5,000
+    Square queries."""
+
+    def __init__(self, model, *, eps, target_classes: int = 9, **kwargs):
+        super().__init__(model, eps=eps, **kwargs)
+        self.target_classes = int(target_classes)
 
     def attacks(self):
         common = dict(self.kwargs, eps=self.eps, num_classes=self.num_classes)
         out = [APGDCE(self.model, **common)]
         if self.num_classes is None or self.num_classes >= 4:
-            out.append(APGDTargeted(self.model, **common))
+            out.append(APGDTargeted(self.model, **common, target_classes=self.target_classes))
         out.append(Square(self.model, **dict(common, steps=self.queries)))
         return out
 

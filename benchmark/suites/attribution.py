@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torchvision.io import write_png
+from PIL import Image
 from torchvision.utils import make_grid
 
 from ..attribution.metrics import AGREEMENT, agreement_scores, cp_pixel, deletion_insertion, pixel_map
@@ -177,4 +177,5 @@ def save_heatmaps(path: Path, batches, raw: list[torch.Tensor], count: int) -> N
     maps = maps / maps.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
     grid = make_grid(torch.cat([images, maps]), nrow=len(images), padding=2, pad_value=1.0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_png((grid.clamp(0, 1) * 255).round().to(torch.uint8), str(path))
+    pixels = (grid[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()  # grey: make_grid repeats channels
+    Image.fromarray(pixels).save(path, format="PNG")  # a 2-D uint8 array is a greyscale image
