@@ -52,3 +52,9 @@ def random_affine(
     warped = warp(torch.cat([x, mask], dim=1), forward)
     return warped[:, : x.shape[1]], warped[:, x.shape[1] :]
 
+
+
+def random_hflip(images: Tensor, masks: Tensor, generator: torch.Generator, p: float = 0.5) -> tuple[Tensor, Tensor]:
+    """Mirror each sample left-right with probability p (image and mask alike)."""
+    flip = (torch.rand(len(images), generator=generator) < p).to(images.device).view(-1, 1, 1, 1)
+    return torch.where(flip, images.flip(-1), images), torch.where(flip, masks.flip(-1), masks)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .errors import DataError
+from .files import write_atomically
 
 FORMAT = 1
 
@@ -25,16 +24,7 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, method_state: dict[st
         "method_state": method_state,
         "history": json.dumps(history),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda fh: torch.save(payload, fh))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

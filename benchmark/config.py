@@ -15,7 +15,7 @@ import json
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 from .errors import ConfigError
 
@@ -318,6 +318,20 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {str(k): _plain(v) for k, v in obj.items()}
     return obj
+
+
+def check_buildable(section: str, names: Sequence[str], build: Callable[[str], Any]) -> None:
+    """Build each named plugin once with its settings, so that an unknown name or a bad option of
+    a suite's grid fails while the configuration is resolved, as one ConfigError."""
+    from .errors import BenchmarkError
+
+    for name in names:
+        try:
+            build(name)
+        except BenchmarkError as err:
+            raise ConfigError(f"{section}: {err}") from None
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{section}: {name!r} cannot run with these settings: {err}") from None
 
 
 def _check(ok: bool, key: str, expected: str, value: Any) -> None:

@@ -9,6 +9,7 @@ saved in the checkpoint. The base class is plain cross-entropy training.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator
 
@@ -126,7 +127,7 @@ class PenaltyParams:
 STRENGTH_GRID = {"paper": {"method.strength": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]}}  # paper Table 8
 
 
-class PenalisedMethod(Method):
+class PenalisedMethod(Method, ABC):
     """Cross-entropy plus `strength` times one penalty of the weights or the embedding z.
 
     Subclasses set `term` (the loss name), `presets` (strength per dataset setting) and
@@ -141,8 +142,9 @@ class PenalisedMethod(Method):
     def defaults(cls, dataset: str, profile: str) -> dict[str, dict[str, Any]]:
         return {"method": {"strength": cls.presets[dataset]}} if dataset in cls.presets else {}
 
+    @abstractmethod
     def penalty(self, model: Classifier, z: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The unweighted penalty of this step (a scalar)."""
 
     def training_step(self, model: Classifier, batch: Batch, state: TrainState) -> StepOutput:
         z = model.embed(batch.x)

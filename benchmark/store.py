@@ -7,8 +7,6 @@ its HTML / Markdown / CSV exports. The schema is documented in docs/RESULTS.md.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -16,6 +14,8 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from .files import write_atomically
 
 SCHEMA_VERSION = 1
 
@@ -101,20 +101,9 @@ def to_rows(measurements: Iterable[Measurement], run: dict[str, Any]) -> list[di
 
 
 def write_run(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Write rows atomically: a temporary file in the same folder, fsync, then rename."""
+    """Write rows atomically (`write_atomically`): never half a file."""
     table = pa.Table.from_pylist(list(rows), schema=SCHEMA)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pq.write_table(table, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda fh: pq.write_table(table, fh))
 
 
 def read_results(paths: Sequence[Path | str]) -> tuple[pd.DataFrame, list[str]]:

@@ -12,8 +12,6 @@ import base64
 import csv
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from benchmark.files import write_atomically
 from benchmark.store import latest_per_run_key, read_results
 from benchmark.summary import eps_label
 
@@ -188,7 +187,7 @@ def percent(mean: float, std: float) -> str:
 def render_html(boards: list[Board], problems: Sequence[str], sources: Sequence[str], generated: str) -> str:
     parts = [HEAD, "<h1>Saliency-robustness leaderboard</h1>",
              f"<p class=meta>Generated {escape(generated)} from {len(sources)} result file(s) in "
-             f"{escape(', '.join(sources))}. Numbers are percentages.</p>"]
+             f"{escape(', '.join(sorted({str(Path(s).parent) for s in sources})))}. Numbers are percentages.</p>"]
     if problems:
         parts.append("<div class=problems><strong>Skipped files</strong><ul>"
                      + "".join(f"<li>{escape(p)}</li>" for p in problems) + "</ul></div>")
@@ -286,7 +285,7 @@ def svg_curve(title: str, lines: dict[str, list[tuple[float, float, float]]], w:
         for e, m, s in pts:
             out.append(f"<circle cx='{x(e):.1f}' cy='{y(m):.1f}' r='3' fill='{colour}'><title>{escape(method)}: "
                        f"{percent(m, s)} at eps {escape(eps_label(e))}</title></circle>")
-        out.append(f"<text x='{w - right + 8}' y='{top + 14 * i + 8}' fill='{colour}'>{escape(method)}</text>")
+        out.append(f"<text x='{w - right + 8}' y='{top + 14 * i + 8}' style='fill:{colour}'>{escape(method)}</text>")
     out.append(f"<text x='{(left + w - right) / 2:.0f}' y='{h - 4}' text-anchor='middle'>eps</text></svg></figure>")
     return "".join(out)
 
@@ -387,25 +386,11 @@ document.querySelectorAll('table.sortable').forEach(function (table) {
 """
 
 
-def write_text_atomically(path: Path, text: str) -> Path:
-    """Write to a temporary file in the same folder, then rename: never half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_report(results: Sequence[Path], out: Path, generated: str) -> tuple[list[Path], list[str]]:
     """Write OUT (HTML), OUT.md and OUT.csv from the same records; returns the paths and skipped files."""
     boards, problems, sources = build_report(results)
-    html = render_html(boards, problems, [str(r) for r in results], generated)
-    paths = [write_text_atomically(out, html),
-             write_text_atomically(out.with_suffix(".md"), render_markdown(boards)),
-             write_text_atomically(out.with_suffix(".csv"), render_csv(boards))]
+    html = render_html(boards, problems, sources, generated)
+    paths = [write_atomically(out, lambda fh: fh.write(html.encode())),
+             write_atomically(out.with_suffix(".md"), lambda fh: fh.write(render_markdown(boards).encode())),
+             write_atomically(out.with_suffix(".csv"), lambda fh: fh.write(render_csv(boards).encode()))]
     return paths, problems

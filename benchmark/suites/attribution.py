@@ -21,7 +21,8 @@ from torchvision.utils import make_grid
 
 from ..attribution.metrics import AGREEMENT, agreement_scores, cp_pixel, deletion_insertion, pixel_map
 from ..attribution.pixel_mask import INITS, optimise_masks
-from ..errors import BenchmarkError, ConfigError
+from ..config import check_buildable
+from ..errors import ConfigError
 from ..evaluate import EvalContext, Suite
 from ..registry import EXPLAINERS, SUITES
 from ..store import Measurement
@@ -52,13 +53,8 @@ class AttributionParams:
         if unknown:
             raise ConfigError(f"attribution.metrics: unknown metric {unknown[0]!r}; expected some of "
                               f"{', '.join(AGREEMENT)}")
-        for name in [*self.explainers, *self.options]:
-            try:
-                EXPLAINERS.get(name)(**self.options.get(name, {}))
-            except BenchmarkError as err:
-                raise ConfigError(f"attribution.explainers / options: {err}") from None
-            except (TypeError, ValueError) as err:
-                raise ConfigError(f"attribution: {err}") from None
+        check_buildable("attribution.explainers / options", [*self.explainers, *self.options],
+                        lambda name: EXPLAINERS.get(name)(**self.options.get(name, {})))
         if not 0 < self.top_k_fraction <= 1:
             raise ConfigError(f"attribution.top_k_fraction must be in (0, 1], got {self.top_k_fraction}")
         if self.samples is not None and self.samples < 1:

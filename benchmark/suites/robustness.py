@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from ..attacks.regions import check_region, make_region
-from ..errors import BenchmarkError, ConfigError
+from ..config import check_buildable
+from ..errors import ConfigError
 from ..evaluate import EvalContext, Suite
 from ..registry import ATTACKS, SUITES
 from ..store import Measurement
@@ -51,13 +52,8 @@ class RobustnessParams:
             raise ConfigError("robustness.grid eps values must be >= 0")
         if self.samples is not None and self.samples < 1:
             raise ConfigError("robustness.samples must be >= 1 or none")
-        for name in [*self.grid, *self.options]:
-            try:
-                ATTACKS.get(name)(None, **self.attack_settings(name, 0.0, None))
-            except BenchmarkError as err:
-                raise ConfigError(f"robustness.grid / options: {err}") from None
-            except (TypeError, ValueError) as err:
-                raise ConfigError(f"robustness: attack {name!r} cannot run with these settings: {err}") from None
+        check_buildable("robustness.grid / options", [*self.grid, *self.options],
+                        lambda name: ATTACKS.get(name)(None, **self.attack_settings(name, 0.0, None)))
         if not 0 < self.block_fraction <= 1:
             raise ConfigError(f"robustness.block_fraction must be in (0, 1], got {self.block_fraction}")
 
