@@ -5,6 +5,7 @@ Mask convention everywhere: 1 = salient object (protected), 0 = background (atta
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator, Protocol
@@ -189,6 +190,23 @@ class BenchmarkDataset:
             missing = [self.info.class_names[k] for k in torch.nonzero(counts == 0).flatten().tolist()]
             raise DataError(f"dataset {self.name!r}: no training samples of class {', '.join(missing)}")
         return counts.sum() / (len(counts) * counts)
+
+
+class InMemoryDataset(BenchmarkDataset, ABC):
+    """A dataset whose splits are decoded together on first use and then kept in memory."""
+
+    _loaded: dict[str, Split] | None = None
+
+    @abstractmethod
+    def load_splits(self) -> dict[str, Split]:
+        """Every split of `split_names`, decoded; called once per instance."""
+
+    def split(self, name: str) -> Split:
+        if name not in self.split_names:
+            return super().split(name)
+        if self._loaded is None:
+            self._loaded = self.load_splits()
+        return self._loaded[name]
 
 
 def _labels_of(split: Split) -> Tensor:

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 
+from .data import TensorSplit
 from .errors import DataError
 
 
-def read_rgb(path: Path, size: int) -> np.ndarray:
-    """An image file as (3, size, size) uint8, resized (bilinear) without keeping the aspect ratio."""
+def read_rgb(path: Path, size: int, with_size: bool = False):
+    """An image file as (3, size, size) uint8, resized (bilinear) without keeping the aspect ratio;
+    with `with_size`, also its original (height, width)."""
     try:
         with Image.open(path) as img:
+            original = (img.height, img.width)
             img = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+            pixels = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+            return (pixels, original) if with_size else pixels
     except FileNotFoundError:
         raise DataError(f"image file {str(path)!r} not found") from None
     except (UnidentifiedImageError, OSError) as err:
@@ -26,3 +32,32 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     """A binary (H, W) mask as (1, size, size) uint8 in {0, 1}, nearest-neighbour resized."""
     img = Image.fromarray((np.asarray(mask) > 0).astype(np.uint8) * 255)
     return (np.asarray(img.resize((size, size), Image.Resampling.NEAREST)) > 127).astype(np.uint8)[None]
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A mask image (8-bit, 0 outside / 255 inside, or any single channel) as (H, W) uint8 in {0, 1}."""
+    try:
+        with Image.open(path) as img:
+            return (np.asarray(img.convert("L")) > 127).astype(np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"mask file {str(path)!r} not found") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise DataError(f"mask file {str(path)!r} is not a readable image ({type(err).__name__})") from None
+
+
+def decode_split(labels: Sequence[int], size: int, image_of: Callable[[int], Path],
+                 mask_of: Callable[[int], np.ndarray]) -> TensorSplit:
+    """Decode sample k's image file `image_of(k)` and mask `mask_of(k)` (H, W) into an in-memory
+    split of `size` x `size` uint8 images and masks; a mask must match its image's size."""
+    n = len(labels)
+    pixels = np.empty((n, 3, size, size), dtype=np.uint8)
+    masks = np.empty((n, 1, size, size), dtype=np.uint8)
+    for k in range(n):
+        path = image_of(k)
+        pixels[k], (h, w) = read_rgb(path, size, with_size=True)
+        mask = mask_of(k)
+        if mask.shape != (h, w):
+            raise DataError(f"the mask of {str(path)!r} is {mask.shape[1]}x{mask.shape[0]}, the image {w}x{h}")
+        masks[k] = resize_mask(mask, size)
+    return TensorSplit(torch.from_numpy(pixels), torch.as_tensor(list(labels), dtype=torch.int64),
+                       torch.from_numpy(masks))

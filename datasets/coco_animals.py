@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from benchmark.augment import random_hflip
-from benchmark.data import Batch, BenchmarkDataset, DataInfo, TensorSplit
+from benchmark.data import Batch, DataInfo, InMemoryDataset, TensorSplit
 from benchmark.errors import ConfigError, DataError
-from benchmark.images import read_rgb, resize_mask
+from benchmark.images import decode_split
 from benchmark.registry import DATASETS
 
 CLASSES = ("bear", "elephant", "giraffe", "zebra")  # labels 0-3, as the reference
@@ -110,7 +110,7 @@ def split_positions(n: int, seed: int, test_fraction: float, val_fraction: float
 
 
 @DATASETS.register("coco_animals")
-class COCOAnimals(BenchmarkDataset):
+class COCOAnimals(InMemoryDataset):
     """COCO-Animals: bear, elephant, giraffe, zebra from COCO 2017, object = the instances' union mask."""
 
     Params = COCOAnimalsParams
@@ -118,7 +118,6 @@ class COCOAnimals(BenchmarkDataset):
 
     def __init__(self, params: COCOAnimalsParams | None = None, data_root: Path | None = None):
         super().__init__(params or COCOAnimalsParams(), data_root)
-        self._splits: dict[str, TensorSplit] | None = None
         self.dropped = 0
 
     @property
@@ -150,13 +149,6 @@ class COCOAnimals(BenchmarkDataset):
                                             "occlusion": {"window": 28, "stride": 14},
                                             "pixel_mask": {"iterations": 10, "noise_draws": 2}}}}
 
-    def split(self, name: str) -> TensorSplit:
-        if name not in self.split_names:
-            return super().split(name)
-        if self._splits is None:
-            self._splits = self._load()
-        return self._splits[name]
-
     def augment(self, batch: Batch, generator: torch.Generator) -> Batch:
         x, mask = random_hflip(batch.x, batch.mask, generator)
         return Batch(x, batch.y, mask, batch.index)
@@ -164,7 +156,7 @@ class COCOAnimals(BenchmarkDataset):
     def source(self) -> str:
         return f"COCO 2017 {self.params.annotations} in {self.data_root}"
 
-    def _load(self) -> dict[str, TensorSplit]:
+    def load_splits(self) -> dict[str, TensorSplit]:
         p: COCOAnimalsParams = self.params
         if self.data_root is None:
             raise DataError("coco_animals needs --data-root DIR (or BENCHMARK_DATA_ROOT) holding the COCO 2017 "
@@ -183,12 +175,11 @@ class COCOAnimals(BenchmarkDataset):
         return {name: self._decode([images[i] for i in pos], coco, cat_ids, folder) for name, pos in positions.items()}
 
     def _decode(self, items: list[tuple[int, int]], coco, cat_ids: list[int], folder: Path) -> TensorSplit:
-        size = self.params.image_size
-        pixels = np.empty((len(items), 3, size, size), dtype=np.uint8)
-        masks = np.empty((len(items), 1, size, size), dtype=np.uint8)
-        for k, (image_id, label) in enumerate(items):
-            info = coco.loadImgs(image_id)[0]
-            pixels[k] = read_rgb(folder / info["file_name"], size)
-            masks[k] = resize_mask(object_mask(coco, image_id, cat_ids[label]), size)
-        labels = torch.tensor([label for _, label in items], dtype=torch.int64)
-        return TensorSplit(torch.from_numpy(pixels), labels, torch.from_numpy(masks))
+        def image_of(k: int) -> Path:
+            return folder / coco.loadImgs(items[k][0])[0]["file_name"]
+
+        def mask_of(k: int) -> np.ndarray:
+            image_id, label = items[k]
+            return object_mask(coco, image_id, cat_ids[label])
+
+        return decode_split([label for _, label in items], self.params.image_size, image_of, mask_of)
