@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .data import TensorSplit
+from .data import Batch, TensorSplit
 from .errors import DataError
 
 
@@ -61,3 +61,34 @@ def decode_split(labels: Sequence[int], size: int, image_of: Callable[[int], Pat
         masks[k] = resize_mask(mask, size)
     return TensorSplit(torch.from_numpy(pixels), torch.as_tensor(list(labels), dtype=torch.int64),
                        torch.from_numpy(masks))
+
+
+class FileSplit:
+    """A split read from image files on demand (for sets too large to hold decoded in memory).
+
+    `mask_of(k)` gives sample k's (H, W) object mask, or None where no mask exists (then the mask
+    is all zeros: no pixel is known to be the object)."""
+
+    def __init__(self, paths: Sequence[Path], labels: Sequence[int], size: int,
+                 mask_of: Callable[[int], np.ndarray | None] | None = None):
+        if len(paths) != len(labels):
+            raise DataError("a FileSplit needs one label per image file")
+        self.paths, self.size, self.mask_of = list(paths), size, mask_of
+        self.labels = torch.as_tensor(list(labels), dtype=torch.int64)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def batch(self, index: torch.Tensor) -> Batch:
+        x = np.empty((len(index), 3, self.size, self.size), dtype=np.uint8)
+        masks = np.zeros((len(index), 1, self.size, self.size), dtype=np.uint8)
+        for row, k in enumerate(index.tolist()):
+            x[row], (h, w) = read_rgb(self.paths[k], self.size, with_size=True)
+            mask = self.mask_of(k) if self.mask_of else None
+            if mask is not None:
+                if mask.shape != (h, w):
+                    raise DataError(f"the mask of {str(self.paths[k])!r} is {mask.shape[1]}x{mask.shape[0]}, "
+                                    f"the image {w}x{h}")
+                masks[row] = resize_mask(mask, self.size)
+        return Batch(torch.from_numpy(x).float().div_(255.0), self.labels[index],
+                     torch.from_numpy(masks).float(), index)
