@@ -1,4 +1,4 @@
-"""The `benchmark` command: run, attack, list, results, report, perf.
+"""The `benchmark` command: run, attack, prepare, list, results, report, perf.
 
 Bad input ends with one line on stderr and exit status 2; nothing already written is touched.
 """
@@ -65,6 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--plugin", action="append", default=[], metavar="FILE", help="import a plugin file first")
     att.add_argument("--quiet", action="store_true", help="no progress output")
 
+    prep = sub.add_parser("prepare", help="check a dataset's files, fetch public archives, build the prepared cache")
+    prep.add_argument("dataset", help="dataset name (benchmark list datasets)")
+    prep.add_argument("--data-root", type=Path, help="folder with the dataset files (or BENCHMARK_DATA_ROOT)")
+    prep.add_argument("--profile", default="quick", help="the profile whose dataset settings (image size...) "
+                      "the cache is built for (default: quick)")
+    prep.add_argument("--set", dest="overrides", action="append", default=[], metavar="dataset.KEY=VALUE",
+                      help="a dataset setting, e.g. dataset.image_size=224")
+    prep.add_argument("--download", action="store_true", help="fetch missing public archives (needs the network)")
+    prep.add_argument("--force", action="store_true", help="rebuild the prepared cache even if it exists")
+    prep.add_argument("--plugin", action="append", default=[], metavar="FILE", help="import a plugin file first")
+
     lst = sub.add_parser("list", help="list registered methods, datasets, encoders, suites, attacks, perf cases")
     lst.add_argument("kind", choices=sorted(LISTABLE))
     lst.add_argument("pattern", nargs="?", default="*", help="wildcard filter, e.g. 'l1*'")
@@ -111,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- commands ---------------------------------------------------------------------------------
 def cmd_run(args, console: Console) -> int:
     from .config import resolve
-    from .data import data_root_from
+    from .files import data_root_from
     from .progress import Reporter
     from .registry import load_plugin_file
     from .run import run
@@ -142,7 +153,7 @@ def cmd_run(args, console: Console) -> int:
 
 
 def cmd_attack(args, console: Console) -> int:
-    from .data import data_root_from
+    from .files import data_root_from
     from .progress import Reporter
     from .registry import load_plugin_file
     from .run import evaluate_checkpoint
@@ -160,6 +171,31 @@ def cmd_attack(args, console: Console) -> int:
     frame, _ = read_results([outcome.results_path])
     for table in run_tables(frame):
         console.print(table)
+    return 0
+
+
+def cmd_prepare(args, console: Console) -> int:
+    from .config import resolve
+    from .files import data_root_from
+    from .registry import DATASETS, load_plugin_file
+
+    for plugin in args.plugin:
+        load_plugin_file(plugin)
+    other = [o for o in args.overrides if not o.strip().startswith("dataset.")]
+    if other:
+        raise BenchmarkError(f"prepare takes dataset settings only (dataset.KEY=VALUE), got {other[0]!r}")
+    root = data_root_from(args.data_root)
+    if root is not None and not root.is_dir():
+        if not args.download:
+            raise BenchmarkError(f"data root {str(root)!r} does not exist; expected a folder with the "
+                                 f"{args.dataset} files (or --download to fetch the public ones into it)")
+        root.mkdir(parents=True)
+    DATASETS.get(args.dataset)
+    # Dataset settings resolve as for a run (profile defaults, then --set); the method is irrelevant.
+    config = resolve("vanilla", args.dataset, profile=args.profile, overrides=args.overrides)
+    dataset = DATASETS.get(args.dataset)(config.dataset_params, root)
+    for line in dataset.prepare(download=args.download, force=args.force):
+        console.print(line)
     return 0
 
 
@@ -241,7 +277,7 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
-COMMANDS = {"run": cmd_run, "attack": cmd_attack, "list": cmd_list, "results": cmd_results, "report": cmd_report,
+COMMANDS = {"run": cmd_run, "attack": cmd_attack, "prepare": cmd_prepare, "list": cmd_list, "results": cmd_results, "report": cmd_report,
             "perf": cmd_perf}
 
 if __name__ == "__main__":

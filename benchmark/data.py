@@ -141,6 +141,7 @@ class BenchmarkDataset:
     preset: ClassVar[str] = ""  # the paper setting whose method presets apply (coco, isic, imagenet...)
     Params: ClassVar[type | None] = None
     split_names: ClassVar[tuple[str, ...]] = ("train", "val", "test")
+    downloads: ClassVar[tuple[str, ...]] = ()  # public files `benchmark prepare --download` may fetch
 
     def __init__(self, params: Any = None, data_root: Path | None = None):
         self.params = params
@@ -161,6 +162,21 @@ class BenchmarkDataset:
     def check(self) -> None:
         """Fail early, with a one-line DataError, if the data cannot be loaded (loads the train split)."""
         self.split("train")
+
+    def prepare(self, *, download: bool = False, force: bool = False) -> list[str]:
+        """`benchmark prepare`: check the files, fetching the public `downloads` first when allowed
+        and the check fails; returns lines that describe what is there."""
+        from .prepared import download as fetch
+
+        try:
+            self.check()
+        except DataError:
+            if not (download and self.downloads and self.data_root is not None):
+                raise
+            for url in self.downloads:
+                fetch(url, Path(self.data_root))
+            self.check()
+        return [f"{name}: {len(self.split(name))} samples" for name in self.split_names]
 
     def eval_sets(self) -> list[EvalSet]:
         """Sets scored for clean accuracy besides the configured splits (e.g. IN-9 variants)."""
@@ -193,20 +209,51 @@ class BenchmarkDataset:
 
 
 class InMemoryDataset(BenchmarkDataset, ABC):
-    """A dataset whose splits are decoded together on first use and then kept in memory."""
+    """A dataset whose splits are decoded together on first use and then kept in memory; a
+    prepared cache (`benchmark prepare`) of the same settings is read instead of the raw files."""
 
-    _loaded: dict[str, Split] | None = None
+    _loaded: dict[str, TensorSplit] | None = None
+    _skip_cache = False
 
     @abstractmethod
-    def load_splits(self) -> dict[str, Split]:
-        """Every split of `split_names`, decoded; called once per instance."""
+    def load_splits(self) -> dict[str, TensorSplit]:
+        """Every split of `split_names`, decoded from the raw files."""
 
     def split(self, name: str) -> Split:
         if name not in self.split_names:
             return super().split(name)
         if self._loaded is None:
-            self._loaded = self.load_splits()
+            self._loaded = self._cached() or self.load_splits()
         return self._loaded[name]
+
+    def cache_folder(self) -> Path | None:
+        from .prepared import cache_folder
+
+        return cache_folder(self.data_root, self.name, self.params) if self.data_root is not None else None
+
+    def _cached(self) -> dict[str, TensorSplit] | None:
+        from .prepared import load_splits
+
+        folder = self.cache_folder()
+        return None if folder is None or self._skip_cache else load_splits(folder, self.split_names)
+
+    def prepare(self, *, download: bool = False, force: bool = False) -> list[str]:
+        """Check (and fetch) the raw files, decode them and write the prepared cache; an existing
+        cache of the same settings is kept unless `force`."""
+        from .prepared import save_splits
+
+        folder = self.cache_folder()
+        if folder is None:
+            raise DataError(f"dataset {self.name!r} needs --data-root DIR to prepare")
+        self._loaded, self._skip_cache = None, force
+        if not force and (cached := self._cached()) is not None:
+            self._loaded = cached
+            return [f"prepared cache {folder} is up to date (--force rebuilds it)",
+                    *(f"{name}: {len(split)} samples" for name, split in cached.items())]
+        lines = super().prepare(download=download)
+        save_splits(self._loaded, folder)
+        self._skip_cache = False
+        return [*lines, f"wrote the prepared cache {folder}"]
 
 
 def _labels_of(split: Split) -> Tensor:
@@ -214,11 +261,3 @@ def _labels_of(split: Split) -> Tensor:
     if labels is not None:
         return labels.long()
     return torch.cat([b.y for b in iterate(split, 1024)])
-
-
-def data_root_from(path: str | Path | None, env: str = "BENCHMARK_DATA_ROOT") -> Path | None:
-    """The data root given on the command line, else from the environment, else None."""
-    import os
-
-    value = path if path is not None else os.environ.get(env)
-    return Path(value).expanduser() if value else None

@@ -33,3 +33,9 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def data_root_from(path: str | Path | None, env: str = "BENCHMARK_DATA_ROOT") -> Path | None:
+    """The data root given on the command line, else from the environment, else None."""
+    value = path if path is not None else os.environ.get(env)
+    return Path(value).expanduser() if value else None

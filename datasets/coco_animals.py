@@ -115,6 +115,8 @@ class COCOAnimals(InMemoryDataset):
 
     Params = COCOAnimalsParams
     preset = "coco"
+    downloads = ("http://images.cocodataset.org/annotations/annotations_trainval2017.zip",
+                 "http://images.cocodataset.org/zips/train2017.zip")  # 241 MB and 19 GB
 
     def __init__(self, params: COCOAnimalsParams | None = None, data_root: Path | None = None):
         super().__init__(params or COCOAnimalsParams(), data_root)

@@ -152,6 +152,9 @@ class ImageNet9(BenchmarkDataset):
 
     Params = IN9Params
     preset = "imagenet"
+    # The Backgrounds Challenge test data, a release asset of MadryLab/backgrounds_challenge.
+    downloads = ("https://github.com/MadryLab/backgrounds_challenge/releases/download/data/"
+                 "backgrounds_challenge_data.tar.gz",)
 
     def __init__(self, params: IN9Params | None = None, data_root: Path | None = None):
         super().__init__(params or IN9Params(), data_root)
@@ -211,6 +214,13 @@ class ImageNet9(BenchmarkDataset):
             in9_class_dirs(self._root() / self.params.backgrounds / variant / "val")
         if self.params.labels == "in9":
             in9_mapping(self._root() / self.params.backgrounds / "in_to_in9.json", len(self.wnids()))
+
+    def prepare(self, *, download: bool = False, force: bool = False) -> list[str]:
+        """Checks and counts only: ImageNet is read from its files, never cached; the IN-9 archive
+        (`downloads`) is fetched when allowed. ImageNet itself has no public download."""
+        lines = super().prepare(download=download, force=force)
+        lines += [f"{s.name}: {len(s.split)} images" for s in self.eval_sets()]
+        return lines
 
     def _imagenet(self, name: str) -> FileSplit:
         folder = self._root() / self.params.imagenet / name
