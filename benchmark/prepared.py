@@ -69,7 +69,7 @@ def load_splits(folder: Path, names: tuple[str, ...]) -> dict[str, TensorSplit] 
         try:
             table = load_from_disk(str(folder / name)).data  # the Arrow table, read without conversion
             images, masks = (stored_array(table.column(c)) for c in ("image", "mask"))
-            labels = table.column("label").to_numpy()
+            labels = np.require(table.column("label").to_numpy(), requirements="W")
         except Exception as err:
             raise DataError(f"prepared cache {str(folder / name)!r} is unreadable ({type(err).__name__}); "
                             "rebuild it with `benchmark prepare --force`") from None

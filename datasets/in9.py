@@ -26,7 +26,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from benchmark.data import BenchmarkDataset, DataInfo, EvalSet, Split
+from benchmark.augment import random_hflip
+from benchmark.data import Batch, BenchmarkDataset, DataInfo, EvalSet, Split
 from benchmark.errors import ConfigError, DataError
 from benchmark.images import FileSplit
 from benchmark.registry import DATASETS
@@ -198,6 +199,10 @@ class ImageNet9(BenchmarkDataset):
 
     def source(self) -> str:
         return f"ImageNet, IN-9 and CounterAnimal folders in {self.data_root}"
+
+    def augment(self, batch: Batch, generator: torch.Generator) -> Batch:
+        x, mask = random_hflip(batch.x, batch.mask, generator)
+        return Batch(x, batch.y, mask, batch.index)
 
     # -- splits and eval sets ---------------------------------------------------------------
     def split(self, name: str) -> Split:

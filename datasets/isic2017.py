@@ -120,6 +120,15 @@ class ISIC2017(InMemoryDataset):
                                             "occlusion": {"window": 28, "stride": 14},
                                             "pixel_mask": {"iterations": 10, "noise_draws": 2}}}}
 
+    def prepare(self, *, download: bool = False, force: bool = False) -> list[str]:
+        """The InMemoryDataset preparation, plus each archive part's image count against the published one."""
+        lines = super().prepare(download=download, force=force)
+        for part, published in PARTS.items():
+            found = len(read_part(Path(self.data_root), part))
+            note = "" if found == published else f" (published: {published}; a subset or another release?)"
+            lines.append(f"{part}: {found} images{note}")
+        return lines
+
     def source(self) -> str:
         return f"ISIC-2017 archives in {self.data_root}"
 

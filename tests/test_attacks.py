@@ -20,7 +20,7 @@ SMALL = {  # attack -> (norm, options): budgets small enough for a test, every c
     "apgd-dlr": ("linf", {"steps": 4}),
     "apgd-t": ("linf", {"steps": 2, "target_classes": 2}),
     "square": ("linf", {"steps": 15}),
-    "autoattack": ("linf", {"steps": 2, "queries": 10}),
+    "autoattack": ("linf", {"steps": 2, "queries": 10, "target_classes": 2}),
     "autoattack-rand": ("linf", {"steps": 2, "eot": 2}),
     "noise": ("linf", {}),
 }

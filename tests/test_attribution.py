@@ -209,3 +209,21 @@ def test_rank_metrics_with_many_ties_match_slow_definitions_in_both_precisions(d
             hits += take * float(s[i][at].double().mean())
             left -= take
         assert float(rank_acc[i]) == pytest.approx(hits / k, abs=1e-6)
+
+
+def test_gaussian_blur_matches_torchvision():
+    import torchvision.transforms.functional as TF
+
+    from benchmark.attribution.metrics import gaussian_blur
+
+    x = torch.rand(2, 3, 20, 24, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(gaussian_blur(x, 11, 5.0), TF.gaussian_blur(x, [11, 11], [5.0, 5.0]))
+
+
+def test_heatmap_tiles_are_laid_out_row_by_row():
+    from benchmark.suites.attribution import tile
+
+    grid = tile(torch.stack([torch.zeros(2, 3), torch.full((2, 3), 0.5), torch.full((2, 3), 0.25)]), columns=2)
+    assert grid.shape == (2 + 2 * 4, 2 + 2 * 5)
+    assert float(grid[2:4, 2:5].max()) == 0.0 and float(grid[2:4, 7:10].min()) == 0.5
+    assert float(grid[6:8, 2:5].min()) == 0.25 and float(grid[6:8, 7:10].min()) == 1.0  # empty cell: fill

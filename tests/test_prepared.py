@@ -14,6 +14,7 @@ from benchmark_datasets.coco_animals import COCOAnimals, COCOAnimalsParams
 from benchmark_datasets.isic2017 import ISIC2017, ISICParams
 from conftest import BENCHMARK_CLI, cli_env
 from test_coco_animals import write_coco_fixture
+from test_in9 import write_in9_fixture
 from test_isic2017 import write_isic_fixture
 
 
@@ -29,6 +30,7 @@ def test_prepared_cache_holds_the_same_arrays_and_replaces_the_raw_files(tmp_pat
     proc = prepare("isic2017", "--data-root", str(root), "--set", "dataset.image_size=32")
     assert proc.returncode == 0, proc.stderr
     assert "train: 8 samples" in proc.stdout and "wrote the prepared cache" in proc.stdout
+    assert "Training: 8 images (published: 2000" in proc.stdout and "Test_v2: 3 images" in proc.stdout
     for jpg in root.glob("ISIC-2017_*_Data/*.jpg"):  # from now on only the cache can serve the pixels
         jpg.unlink()
     cached = ISIC2017(ISICParams(image_size=32), root)
@@ -93,3 +95,17 @@ def test_prepare_downloads_public_archives_when_files_are_missing(tmp_path, monk
     assert lines[:3] == ["train: 8 samples", "val: 2 samples", "test: 2 samples"]
     with pytest.raises(DataError, match=r"could not download file:///nowhere/x\.zip .*by hand"):
         download("file:///nowhere/x.zip", tmp_path / "t")
+
+
+def test_prepare_checks_and_counts_the_coco_and_in9_fixtures(tmp_path):
+    coco = write_coco_fixture(tmp_path / "coco")
+    proc = prepare("coco_animals", "--data-root", str(coco), "--set", "dataset.image_size=32")
+    assert proc.returncode == 0, proc.stderr
+    assert "train: 8 samples" in proc.stdout and "wrote the prepared cache" in proc.stdout
+    in9 = write_in9_fixture(tmp_path / "in9")
+    proc = prepare("in9", "--data-root", str(in9), "--set", "dataset.image_size=32")
+    assert proc.returncode == 0, proc.stderr
+    assert "train: 24 samples" in proc.stdout and "in9_mixed_rand: 9 images" in proc.stdout
+    assert "counteranimal_counter: 2 images" in proc.stdout
+    bad = prepare("in9", "--data-root", str(in9), "--set", "train.lr=1")
+    assert bad.returncode == 2 and "dataset settings only" in bad.stderr

@@ -17,7 +17,6 @@ import numpy as np
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.functional as TF
 from torch import Tensor, nn
 
 
@@ -218,6 +217,18 @@ def class_probability(model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
         return F.softmax(model(x), dim=1).gather(1, target.view(-1, 1)).squeeze(1)
 
 
+def gaussian_blur(x: Tensor, kernel: int, sigma: float) -> Tensor:
+    """Per-channel Gaussian blur with reflect padding (torchvision's `gaussian_blur`, without
+    importing torchvision on the evaluation path: it pulls in torch._dynamo, seconds per process)."""
+    half = (kernel - 1) / 2
+    weights = torch.exp(-0.5 * (torch.linspace(-half, half, kernel, dtype=x.dtype, device=x.device) / sigma) ** 2)
+    weights = weights / weights.sum()
+    c = x.shape[1]
+    padded = F.pad(x, [kernel // 2] * 4, mode="reflect")
+    rows = F.conv2d(padded, weights.view(1, 1, kernel, 1).expand(c, 1, kernel, 1), groups=c)
+    return F.conv2d(rows, weights.view(1, 1, 1, kernel).expand(c, 1, 1, kernel), groups=c)
+
+
 def trapezoid(values: Tensor) -> Tensor:
     """Area under values sampled at evenly spaced points of [0, 1] (last dim)."""
     return torch.trapezoid(values, dx=1.0 / (values.shape[-1] - 1), dim=-1)
@@ -234,7 +245,7 @@ def deletion_insertion(model: nn.Module, x: Tensor, a: Tensor, target: Tensor, s
     are taken in a random order drawn from `generator`."""
     b, _, h, w = x.shape
     ranks = descending_ranks(a, generator or torch.Generator().manual_seed(0)).view(b, 1, h, w)
-    blurred = TF.gaussian_blur(x, [blur_kernel, blur_kernel], [blur_sigma, blur_sigma])
+    blurred = gaussian_blur(x, blur_kernel, blur_sigma)
     deleted, inserted = [], []
     for t in range(steps + 1):
         shown = (ranks < round(t / steps * h * w)).to(x.dtype)

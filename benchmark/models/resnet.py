@@ -14,15 +14,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision import models
 
 from ..data import DataInfo
 from ..errors import DataError
 from ..registry import ENCODERS
 from . import Encoder
-
-TORCHVISION_WEIGHTS = {"resnet18": models.ResNet18_Weights, "resnet50": models.ResNet50_Weights}
-
 
 class ResNetEncoder(Encoder):
     """A torchvision ResNet split into `features` (stem, four stages, global pooling) and `classifier` (fc)."""
@@ -31,7 +27,7 @@ class ResNetEncoder(Encoder):
                      "features.layer4", "features.pool")
     cam_layer = "features.layer4"
 
-    def __init__(self, net: models.ResNet):
+    def __init__(self, net: nn.Module):
         super().__init__()
         self.embed_dim = net.fc.in_features
         stem = nn.Sequential(OrderedDict(conv1=net.conv1, bn1=net.bn1, relu=net.relu, maxpool=net.maxpool))
@@ -58,7 +54,9 @@ def pretrained_state(arch: str, weights: str) -> dict[str, torch.Tensor]:
         except Exception as err:
             raise DataError(f"encoder weights {str(path)!r} are not a readable state dict ({type(err).__name__})") from err
         return state.get("state_dict", state) if isinstance(state, dict) else state
-    enum = TORCHVISION_WEIGHTS[arch]
+    from torchvision import models  # imported on use: torchvision.models is slow to import
+
+    enum = {"resnet18": models.ResNet18_Weights, "resnet50": models.ResNet50_Weights}[arch]
     try:
         entry = enum[weights]
     except KeyError:
@@ -75,6 +73,8 @@ def pretrained_state(arch: str, weights: str) -> dict[str, torch.Tensor]:
 def build_resnet(arch: str, info: DataInfo, *, batch_norm: bool = True, weights: str | None = None) -> ResNetEncoder:
     if weights and not batch_norm:
         raise DataError(f"{arch}: pretrained weights need BatchNorm (batch_norm=true)")
+    from torchvision import models
+
     norm = {} if batch_norm else {"norm_layer": no_norm}
     net = getattr(models, arch)(weights=None, num_classes=info.num_classes, **norm)
     if weights:

@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 import torch
 from PIL import Image
-from torchvision.utils import make_grid
 
 from ..attribution.metrics import AGREEMENT, agreement_scores, cp_pixel, deletion_insertion, pixel_map
 from ..attribution.pixel_mask import INITS, optimise_masks
@@ -171,7 +170,19 @@ def save_heatmaps(path: Path, batches, raw: list[torch.Tensor], count: int) -> N
     images = torch.cat([b.x for b in batches])[:count].mean(dim=1, keepdim=True).cpu()
     maps = torch.cat(raw)[:count].abs().sum(dim=1, keepdim=True).cpu().float()
     maps = maps / maps.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
-    grid = make_grid(torch.cat([images, maps]), nrow=len(images), padding=2, pad_value=1.0)
+    grid = tile(torch.cat([images, maps])[:, 0], columns=len(images))
     path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = (grid[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()  # grey: make_grid repeats channels
+    pixels = (grid.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     Image.fromarray(pixels).save(path, format="PNG")  # a 2-D uint8 array is a greyscale image
+
+
+def tile(images: torch.Tensor, columns: int, padding: int = 2, fill: float = 1.0) -> torch.Tensor:
+    """(N, H, W) grey images laid out row by row, `columns` per row, with `padding` lines of `fill`."""
+    n, h, w = images.shape
+    rows = -(-n // columns)
+    grid = torch.full((padding + rows * (h + padding), padding + columns * (w + padding)), fill)
+    for k, image in enumerate(images):
+        top, left = padding + (k // columns) * (h + padding), padding + (k % columns) * (w + padding)
+        grid[top:top + h, left:left + w] = image
+    return grid
+
