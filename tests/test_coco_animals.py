@@ -199,3 +199,12 @@ def test_resnet_weights_by_name_fail_in_one_line_when_not_cached_and_offline(tmp
     with pytest.raises(DataError, match=r"not in torchvision's cache .*resnet50-11ad3fa6\.pth") as err:
         build_encoder(info(encoder="resnet50", weights="IMAGENET1K_V2"))
     assert "\n" not in str(err.value)
+
+
+def test_a_corrupt_image_file_is_a_one_line_error(tmp_path):
+    root = write_coco_fixture(tmp_path / "coco")
+    victim = root / "train2017" / f"{101:012d}.jpg"
+    victim.write_bytes(victim.read_bytes()[:40])  # a truncated JPEG
+    with pytest.raises(DataError, match=r"000000000101\.jpg' is not a readable image") as err:
+        COCOAnimals(COCOAnimalsParams(image_size=32), root).check()
+    assert "\n" not in str(err.value)
