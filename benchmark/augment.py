@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .data import Batch
+
 
 def affine_matrices(angle_deg: Tensor, shear_deg: Tensor, translate_px: Tensor) -> Tensor:
     """Forward 2x3 pixel-space maps: rotate(angle) @ shear_x(shear), then translate; (B,2,3)."""
@@ -58,3 +60,9 @@ def random_hflip(images: Tensor, masks: Tensor, generator: torch.Generator, p: f
     """Mirror each sample left-right with probability p (image and mask alike)."""
     flip = (torch.rand(len(images), generator=generator) < p).to(images.device).view(-1, 1, 1, 1)
     return torch.where(flip, images.flip(-1), images), torch.where(flip, masks.flip(-1), masks)
+
+
+def flipped(batch: Batch, generator: torch.Generator) -> Batch:
+    """The batch with `random_hflip` applied: the natural-image datasets' training augmentation."""
+    x, mask = random_hflip(batch.x, batch.mask, generator)
+    return Batch(x, batch.y, mask, batch.index)

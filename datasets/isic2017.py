@@ -22,6 +22,7 @@ from benchmark.data import DataInfo, InMemoryDataset, TensorSplit
 from benchmark.errors import ConfigError, DataError
 from benchmark.images import decode_split, read_mask
 from benchmark.registry import DATASETS
+from benchmark.suites.attribution import quick_explainer_options
 
 CLASSES = ("nevus", "melanoma", "seborrheic_keratosis")
 PARTS = {"Training": 2000, "Validation": 150, "Test_v2": 600}  # published image counts
@@ -116,9 +117,7 @@ class ISIC2017(InMemoryDataset):
                 "robustness": {"grid": {"pgd": {"background": [1 / 255, 3 / 255], "full": [1 / 255]}}, "samples": 128},
                 "corruptions": {"grid": CORRUPTIONS, "region": "background", "samples": 128},
                 "attribution": {"samples": 16, "faithfulness_samples": 8,
-                                "options": {"integrated_gradients": {"n_steps": 8}, "smoothgrad": {"samples": 8},
-                                            "occlusion": {"window": 28, "stride": 14},
-                                            "pixel_mask": {"iterations": 10, "noise_draws": 2}}}}
+                                "options": quick_explainer_options(112)}}
 
     def prepare(self, *, download: bool = False, force: bool = False) -> list[str]:
         """The InMemoryDataset preparation, plus each archive part's image count against the published one."""
@@ -134,10 +133,7 @@ class ISIC2017(InMemoryDataset):
 
     def load_splits(self) -> dict[str, TensorSplit]:
         p: ISICParams = self.params
-        if self.data_root is None:
-            raise DataError("isic2017 needs --data-root DIR (or BENCHMARK_DATA_ROOT) holding the unpacked "
-                            "ISIC-2017 Training, Validation and Test_v2 archives")
-        root = Path(self.data_root)
+        root = self.require_root("the unpacked ISIC-2017 Training, Validation and Test_v2 archives")
         parts = {part: [(part, image_id, label) for image_id, label in read_part(root, part)] for part in PARTS}
         pooled = parts["Training"] + parts["Validation"]
         train, val = split_positions(len(pooled), p.split_seed, p.val_fraction)

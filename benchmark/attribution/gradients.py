@@ -21,7 +21,7 @@ from captum.attr import (
     Occlusion,
     Saliency,
 )
-from torch import Tensor, nn
+from torch import nn
 
 from ..registry import EXPLAINERS
 from . import Explainer
