@@ -143,14 +143,14 @@ def test_missing_or_corrupt_files_are_one_line_errors(coco_root, tmp_path):
 
 def test_benchmark_run_on_the_fixture_end_to_end(coco_root, tmp_path):
     out = tmp_path / "results"
-    proc = subprocess.run([*BENCHMARK_CLI, "run", "--method", "vanilla,hsplid", "--dataset", "coco_animals",
+    proc = subprocess.run([*BENCHMARK_CLI, "run", "--method", "hsplid", "--dataset", "coco_animals",
                            "--data-root", str(coco_root), "--out", str(out), "--set", "dataset.image_size=32",
                            "--set", "train.epochs=1", "--set", "train.batch_size=4", "--set", "robustness.steps=2",
                            "--set", "attribution.explainers=saliency,grad_cam", "--set", "attribution.samples=2"],
                           capture_output=True, text=True, env=cli_env(), timeout=600)
     assert proc.returncode == 0, proc.stderr
     frame, problems = read_results([out])
-    assert problems == [] and set(frame.method) == {"vanilla", "hsplid"} and set(frame.dataset) == {"coco_animals"}
+    assert problems == [] and set(frame.method) == {"hsplid"} and set(frame.dataset) == {"coco_animals"}
     robust = frame[frame.metric == "robust_accuracy"]
     assert {"background", "block", "full"} <= set(robust.region)
     block = robust[robust.region == "block"]

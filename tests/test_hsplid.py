@@ -220,7 +220,7 @@ def test_training_step_reports_named_terms_and_finite_gradients(cmnist):
                                                     "method.warmup_epochs=0"])
     torch.manual_seed(0)
     ds, method, model = build(config, None)
-    state = TrainState(torch.device("cpu"), 1, 64, 32, ds.split("train"))
+    state = TrainState(torch.device("cpu"), 1, 64, 32, ds.split("train"), train_indices=torch.arange(64))
     method.on_train_start(model, state)
     model.salient.copy_(torch.arange(model.embed_dim) % 2 == 0)  # force a hard split
     batch = ds.split("train").batch(torch.arange(32))
