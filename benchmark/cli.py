@@ -126,8 +126,6 @@ def cmd_run(args, console: Console) -> int:
     from .progress import Reporter
     from .registry import load_plugin_file
     from .run import run
-    from .store import read_results
-    from .summary import run_tables
 
     for plugin in args.plugin:
         load_plugin_file(plugin)
@@ -146,10 +144,18 @@ def cmd_run(args, console: Console) -> int:
                           reporter=reporter)
             paths.append(outcome.results_path)
             reporter.log(f"  wrote {outcome.results_path}")
+    print_summary(console, paths)
+    return 0
+
+
+def print_summary(console: Console, paths) -> None:
+    """The summary tables of freshly written result files."""
+    from .store import read_results
+    from .summary import run_tables
+
     frame, _ = read_results(paths)
     for table in run_tables(frame):
         console.print(table)
-    return 0
 
 
 def cmd_attack(args, console: Console) -> int:
@@ -157,8 +163,6 @@ def cmd_attack(args, console: Console) -> int:
     from .progress import Reporter
     from .registry import load_plugin_file
     from .run import evaluate_checkpoint
-    from .store import read_results
-    from .summary import run_tables
 
     for plugin in args.plugin:
         load_plugin_file(plugin)
@@ -168,9 +172,7 @@ def cmd_attack(args, console: Console) -> int:
                                   data_root=data_root_from(args.data_root), out_dir=args.out, device=args.device,
                                   reporter=reporter)
     reporter.log(f"  wrote {outcome.results_path}")
-    frame, _ = read_results([outcome.results_path])
-    for table in run_tables(frame):
-        console.print(table)
+    print_summary(console, [outcome.results_path])
     return 0
 
 
