@@ -49,8 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a setting, e.g. train.lr=1e-4 or robustness.samples=256")
     _common(run)
-    run.add_argument("--plugin", action="append", default=[], metavar="FILE", help="import a plugin file first")
-    run.add_argument("--quiet", action="store_true", help="no progress output")
 
     att = sub.add_parser("attack", help="evaluate a saved checkpoint (attacks, corruptions) without retraining")
     att.add_argument("--checkpoint", type=Path, required=True, help="a .pt file written by `benchmark run`")
@@ -62,8 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override an evaluation setting, e.g. robustness.seeds=0,1,2")
     _common(att)
-    att.add_argument("--plugin", action="append", default=[], metavar="FILE", help="import a plugin file first")
-    att.add_argument("--quiet", action="store_true", help="no progress output")
 
     prep = sub.add_parser("prepare", help="check a dataset's files, fetch public archives, build the prepared cache")
     prep.add_argument("dataset", help="dataset name (benchmark list datasets)")
@@ -99,9 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    """The options shared by the commands that train or evaluate: run and attack."""
     p.add_argument("--data-root", type=Path, help="folder with the dataset files (or BENCHMARK_DATA_ROOT)")
     p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:i]")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE", help="import a plugin file first")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -144,7 +144,7 @@ class BenchmarkDataset:
     downloads: ClassVar[tuple[str, ...]] = ()  # public files `benchmark prepare --download` may fetch
 
     def __init__(self, params: Any = None, data_root: Path | None = None):
-        self.params = params
+        self.params = params if params is not None or self.Params is None else self.Params()
         self.data_root = data_root
 
     @property

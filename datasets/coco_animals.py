@@ -120,7 +120,7 @@ class COCOAnimals(InMemoryDataset):
                  "http://images.cocodataset.org/zips/train2017.zip")  # 241 MB and 19 GB
 
     def __init__(self, params: COCOAnimalsParams | None = None, data_root: Path | None = None):
-        super().__init__(params or COCOAnimalsParams(), data_root)
+        super().__init__(params, data_root)
         self.dropped = 0
 
     @property

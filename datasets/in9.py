@@ -158,7 +158,7 @@ class ImageNet9(BenchmarkDataset):
                  "backgrounds_challenge_data.tar.gz",)
 
     def __init__(self, params: IN9Params | None = None, data_root: Path | None = None):
-        super().__init__(params or IN9Params(), data_root)
+        super().__init__(params, data_root)
         self._wnids: list[str] | None = None
         self._splits: dict[str, Split] = {}
 

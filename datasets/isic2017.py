@@ -84,9 +84,6 @@ class ISIC2017(InMemoryDataset):
     downloads = tuple(f"https://isic-challenge-data.s3.amazonaws.com/2017/ISIC-2017_{part}_{what}"
                       for part in PARTS for what in ("Data.zip", "Part1_GroundTruth.zip", "Part3_GroundTruth.csv"))
 
-    def __init__(self, params: ISICParams | None = None, data_root: Path | None = None):
-        super().__init__(params or ISICParams(), data_root)
-
     @property
     def info(self) -> DataInfo:
         size = self.params.image_size
