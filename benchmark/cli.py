@@ -1,4 +1,4 @@
-"""The `benchmark` command: run, attack, prepare, list, results, report, perf.
+"""The `benchmark` command: run, sweep, attack, prepare, list, results, report, perf.
 
 Bad input ends with one line on stderr and exit status 2; nothing already written is touched.
 """
@@ -48,7 +48,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", default="0", help="training seed(s), comma-separated (default: 0)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a setting, e.g. train.lr=1e-4 or robustness.samples=256")
+    _training(run)
     _common(run)
+
+    sw = sub.add_parser("sweep", help="methods x datasets x seeds x grid on an executor; selection on val, "
+                        "final test evaluation; skips finished runs")
+    sw.add_argument("--methods", action="append", help=f"method names (default: {','.join(DEFAULT_METHODS)})")
+    sw.add_argument("--datasets", action="append", help=f"dataset names (default: {DEFAULT_DATASET})")
+    sw.add_argument("--seeds", default="0", help="training seeds, comma-separated (default: 0)")
+    sw.add_argument("--profiles", action="append", help="profiles, comma-separated (default: quick)")
+    sw.add_argument("--grid", help="a named hyperparameter grid of the methods, e.g. paper (benchmark list methods); "
+                    "methods without it run at their defaults")
+    sw.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a setting of every run, e.g. train.epochs=5")
+    sw.add_argument("--select-eps", help="L-inf eps of the full-image PGD on val that selects a configuration "
+                    "(default: the dataset's, e.g. 2/255 on COCO)")
+    sw.add_argument("--executor", default="local", choices=["local", "ray"], help="where runs execute (default: local)")
+    sw.add_argument("--workers", type=int, help="local: processes (default: CPU cores / --cpus-per-run; 1 runs "
+                    "in this process); ray: CPUs of the local Ray instance, in jobs")
+    sw.add_argument("--address", help="ray: address of a running cluster, e.g. ray://head:10001 or auto "
+                    "(default: start a local instance)")
+    sw.add_argument("--cpus-per-run", type=float, default=1, help="CPUs (and torch threads) per run (default: 1)")
+    sw.add_argument("--gpus-per-run", type=float, default=0, help="ray: GPUs per run (default: 0)")
+    sw.add_argument("--retries", type=int, default=1, help="retries of a run whose worker died (default: 1)")
+    _training(sw)
+    _common(sw)
 
     att = sub.add_parser("attack", help="evaluate a saved checkpoint (attacks, corruptions) without retraining")
     att.add_argument("--checkpoint", type=Path, required=True, help="a .pt file written by `benchmark run`")
@@ -94,6 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _training(p: argparse.ArgumentParser) -> None:
+    """The options of the commands that train: run and sweep."""
+    p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
+                   help="also write the resume checkpoint every STEPS training steps (default: at epoch "
+                        "ends and every 10 minutes)")
+    p.add_argument("--fresh", action="store_true",
+                   help="train from scratch even if a checkpoint of the same config exists (default: resume "
+                        "an interrupted run, reuse a finished one)")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     """The options shared by the commands that train or evaluate: run and attack."""
     p.add_argument("--data-root", type=Path, help="folder with the dataset files (or BENCHMARK_DATA_ROOT)")
@@ -130,6 +164,7 @@ def cmd_run(args, console: Console) -> int:
         load_plugin_file(plugin)
     methods = _names(args.method or [",".join(DEFAULT_METHODS)])
     seeds = _seeds(args.seed)
+    _check_checkpoint_every(args.checkpoint_every)
     # Resolving every configuration first rejects unknown names and bad overrides before training.
     for m in methods:
         resolve(m, args.dataset, profile=args.profile, seed=seeds[0], overrides=args.overrides)
@@ -140,11 +175,80 @@ def cmd_run(args, console: Console) -> int:
         for m in methods:
             outcome = run(m, args.dataset, profile=args.profile, seed=seed, overrides=args.overrides,
                           data_root=data_root_from(args.data_root), out_dir=args.out, device=args.device,
-                          reporter=reporter)
+                          reporter=reporter, resume=not args.fresh, checkpoint_every=args.checkpoint_every)
             paths.append(outcome.results_path)
             reporter.log(f"  wrote {outcome.results_path}")
     print_summary(console, paths)
     return 0
+
+
+def cmd_sweep(args, console: Console) -> int:
+    from .config import _parse_float
+    from .files import data_root_from
+    from .registry import load_plugin_file
+    from .sweep import SweepSpec, WorkerSettings, make_executor, sweep
+    from .sweep.table import SweepProgress
+
+    plugins = tuple(str(Path(p).resolve()) for p in args.plugin)
+    for plugin in plugins:
+        load_plugin_file(plugin)
+    eps = None
+    if args.select_eps is not None:
+        eps = _parse_float(args.select_eps)
+        if eps is None or eps < 0:
+            raise BenchmarkError(f"--select-eps expects a number >= 0 such as 2/255, got {args.select_eps!r}")
+    _check_checkpoint_every(args.checkpoint_every)
+    if args.workers is not None and args.workers < 1:
+        raise BenchmarkError(f"--workers expects an integer >= 1, got {args.workers}")
+    if not args.cpus_per_run > 0 or args.gpus_per_run < 0 or args.retries < 0:
+        raise BenchmarkError("--cpus-per-run must be > 0, --gpus-per-run >= 0 and --retries >= 0")
+    spec = SweepSpec(methods=tuple(_names(args.methods or [",".join(DEFAULT_METHODS)])),
+                     datasets=tuple(_names(args.datasets or [DEFAULT_DATASET])), seeds=tuple(_seeds(args.seeds, "--seeds")),
+                     profiles=tuple(_names(args.profiles or ["quick"])), grid=args.grid,
+                     overrides=tuple(args.overrides), select_eps=eps)
+    from .sweep.plan import plan
+
+    out_dir = args.out.resolve()
+    plan(spec, out_dir)  # bad names and settings fail here, before an executor starts
+    root = data_root_from(args.data_root)
+    settings = WorkerSettings(out_dir=str(out_dir), data_root=str(root.resolve()) if root else None,
+                              device=args.device, threads=max(1, int(args.cpus_per_run)),
+                              plugins=plugins, checkpoint_every=args.checkpoint_every, fresh=args.fresh)
+    progress = SweepProgress(Console(stderr=True), quiet=args.quiet)
+    with make_executor(args.executor, settings, workers=args.workers, address=args.address, cpus=args.cpus_per_run,
+                       gpus=args.gpus_per_run, retries=args.retries) as executor:
+        outcome = sweep(spec, executor, progress)
+    print_sweep(console, outcome, out_dir)
+    return 0 if outcome.ok else 1
+
+
+def print_sweep(console: Console, outcome, out_dir: Path) -> None:
+    """Counts, the selected configuration of each group, then the summary of the final evaluations."""
+    from .store import read_results
+    from .summary import run_tables
+    from .sweep.plan import point_label
+
+    counts = outcome.counts
+    console.print(f"sweep: {counts.get('done', 0)} run, {counts.get('skipped', 0)} already done, "
+                  f"{counts.get('failed', 0)} failed; results in {out_dir}")
+    table = Table(title="model selection (full-image PGD on val, mean over seeds)")
+    for column in ("method", "dataset", "profile", "selected grid point", "robust val", "clean val", "candidates"):
+        table.add_column(column, justify="right" if column in ("robust val", "clean val", "candidates") else "left")
+    for sel in outcome.selections:
+        best, group = sel.best, sel.group
+        table.add_row(group.method, group.dataset, group.profile,
+                      point_label(group.points[sel.chosen]) if best else "none",
+                      f"{100 * best.robust:.1f}" if best else "—", f"{100 * best.clean:.1f}" if best else "—",
+                      f"{len(sel.scores)}/{len(group.points)}")
+    console.print(table)
+    for line in outcome.problems + [p for s in outcome.selections for p in s.problems]:
+        print(f"benchmark: {line}", file=sys.stderr)
+    frame, problems = read_results([out_dir])
+    for line in problems:
+        print(f"benchmark: skipped {line}", file=sys.stderr)
+    frame = frame[frame["run_key"].isin({job.key for job in outcome.finals})]
+    for summary in run_tables(frame):
+        console.print(summary)
 
 
 def print_summary(console: Console, paths) -> None:
@@ -268,17 +372,22 @@ def _names(items: Sequence[str]) -> list[str]:
     return [n.strip() for item in items for n in item.split(",") if n.strip()]
 
 
-def _seeds(text: str) -> list[int]:
+def _check_checkpoint_every(steps: int | None) -> None:
+    if steps is not None and steps < 1:
+        raise BenchmarkError(f"--checkpoint-every expects a number of steps >= 1, got {steps}")
+
+
+def _seeds(text: str, option: str = "--seed") -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise BenchmarkError(f"--seed expects integers separated by commas, got {text!r}") from None
+        raise BenchmarkError(f"{option} expects integers separated by commas, got {text!r}") from None
     if not seeds or any(s < 0 for s in seeds):
-        raise BenchmarkError(f"--seed expects integers >= 0, got {text!r}")
+        raise BenchmarkError(f"{option} expects integers >= 0, got {text!r}")
     return seeds
 
 
-COMMANDS = {"run": cmd_run, "attack": cmd_attack, "prepare": cmd_prepare, "list": cmd_list, "results": cmd_results, "report": cmd_report,
+COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "attack": cmd_attack, "prepare": cmd_prepare, "list": cmd_list, "results": cmd_results, "report": cmd_report,
             "perf": cmd_perf}
 
 if __name__ == "__main__":

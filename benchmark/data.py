@@ -97,8 +97,18 @@ def iterate(
     """Batches of a split, in order or shuffled by `generator`, optionally over a subset."""
     order = torch.arange(len(split)) if indices is None else indices
     if shuffle:
-        order = order[torch.randperm(len(order), generator=generator)]
-    for start in range(0, len(order), batch_size):
+        order = shuffled(order, generator)
+    yield from batches_in_order(split, order, batch_size)
+
+
+def shuffled(order: Tensor, generator: torch.Generator | None) -> Tensor:
+    """`order` permuted by one draw from `generator` (an epoch's sample order)."""
+    return order[torch.randperm(len(order), generator=generator)]
+
+
+def batches_in_order(split: Split, order: Tensor, batch_size: int, first_batch: int = 0) -> Iterator[Batch]:
+    """The batches of `order`, from batch number `first_batch` on (earlier ones are never loaded)."""
+    for start in range(first_batch * batch_size, len(order), batch_size):
         yield split.batch(order[start : start + batch_size])
 
 
@@ -142,6 +152,9 @@ class BenchmarkDataset:
     Params: ClassVar[type | None] = None
     split_names: ClassVar[tuple[str, ...]] = ("train", "val", "test")
     downloads: ClassVar[tuple[str, ...]] = ()  # public files `benchmark prepare --download` may fetch
+    # L-inf eps of the full-image PGD that `benchmark sweep` selects configurations by (paper: 2/255
+    # on COCO, 1/255 on ImageNet; this project's choice elsewhere).
+    selection_eps: ClassVar[float] = 2 / 255
 
     def __init__(self, params: Any = None, data_root: Path | None = None):
         self.params = params if params is not None or self.Params is None else self.Params()

@@ -7,25 +7,35 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from rich.console import Console
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 
 class Reporter:
-    """Hands out progress tasks; `quiet` silences everything."""
+    """Hands out progress tasks; `quiet` silences the console. A `listener` also receives every
+    log line and task name as plain text (a sweep forwards them to its progress table)."""
 
-    def __init__(self, console: Console | None = None, quiet: bool = False):
+    def __init__(self, console: Console | None = None, quiet: bool = False,
+                 listener: Callable[[str], None] | None = None):
         self.console = console or Console(stderr=True)
         self.quiet = quiet
+        self.listener = listener
 
     def log(self, message: str) -> None:
+        self._tell(message)
         if not self.quiet:
             self.console.print(message, highlight=False)
+
+    def _tell(self, message: str) -> None:
+        if self.listener is not None:
+            self.listener(Text.from_markup(message).plain.strip())
 
     @contextmanager
     def task(self, description: str, total: int) -> Iterator[Callable[..., None]]:
         """Yields update(advance=1, **info): info (e.g. loss=0.3) is shown beside the bar."""
         info: dict[str, str] = {}
         started = time.perf_counter()
+        self._tell(description)
 
         def fmt() -> str:
             return "  ".join(f"{k} {v}" for k, v in info.items())

@@ -19,8 +19,9 @@ from .models import Classifier, build_encoder
 from .progress import Reporter
 from .errors import ConfigError, DataError
 from .registry import ATTACKS, DATASETS, METHODS, SUITES
-from .store import Measurement, run_file_name, to_rows, write_run
-from .train import TrainResult, train
+from .files import exclusive, remove_temporaries
+from .store import Measurement, completed_run_id, run_file_name, to_rows, write_run
+from .train import Checkpointing, TrainResult, train
 
 
 @dataclass
@@ -30,6 +31,49 @@ class RunOutcome:
     results_path: Path
     checkpoint_path: Path | None
     measurements: list[Measurement]
+    skipped: bool = False  # its results were already there (skip_existing)
+    resumed_from_step: int | None = None  # training continued from a resume checkpoint at this step
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where one run's outputs live in a results folder, all named by the run's stem."""
+
+    out_dir: Path
+    stem: str
+
+    @property
+    def results(self) -> Path:
+        return self.out_dir / f"{self.stem}.parquet"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out_dir / "checkpoints" / f"{self.stem}.pt"
+
+    @property
+    def resume(self) -> Path:
+        return self.out_dir / "checkpoints" / f"{self.stem}.resume.pt"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.out_dir / "artifacts" / self.stem
+
+    @contextlib.contextmanager
+    def claimed(self, run_key: str, reporter: Reporter):
+        """Hold this run's lock (other processes running the same config wait), after clearing
+        what a killed writer may have left."""
+        def waiting():
+            reporter.log(f"  waiting: another process is running {self.stem}")
+
+        with exclusive(self.out_dir / ".locks" / f"{run_key}.lock", on_wait=waiting):
+            for path in (self.results, self.checkpoint, self.resume):
+                remove_temporaries(path)
+            yield self
+
+    @classmethod
+    def of(cls, config: RunConfig, out_dir: Path) -> "RunFiles":
+        name = run_file_name(config.method, config.dataset, config.profile, config.seed, config.key())
+        return cls(Path(out_dir), Path(name).stem)
 
 
 def build(config: RunConfig, data_root: Path | None) -> tuple[BenchmarkDataset, Method, Classifier]:
@@ -60,29 +104,72 @@ def run(
     out_dir: Path = Path("results"),
     device: str = "auto",
     reporter: Reporter | None = None,
+    resume: bool = True,
+    skip_existing: bool = False,
+    checkpoint_every: int | None = None,
+    tags: Mapping[str, Any] | None = None,
 ) -> RunOutcome:
-    """Train `method` on `dataset`, evaluate it and write one Parquet file of results."""
+    """Train `method` on `dataset`, evaluate it and write one Parquet file of results.
+
+    With `resume`, a run of the same config key continues from its resume checkpoint (written at
+    epoch ends and every `checkpoint_every` steps), and a finished checkpoint is evaluated without
+    training again. With `skip_existing`, a run whose results and checkpoint exist does nothing.
+    `tags` join every row's `extra`."""
     reporter = reporter or Reporter(quiet=True)
     config = resolve(method, dataset, profile=profile, seed=seed, overrides=overrides)
+    files = RunFiles.of(config, out_dir)
+    key = config.key()
     dev = provenance.resolve_device(device)
     created = provenance.now()
-    stem = Path(run_file_name(method, dataset, profile, seed, config.key())).stem
     with seeded(seed, dev):
         ds, method_obj, model = build(config, data_root)
         ds.check()
-        check_suites(config, ds)
-        model.to(dev)
-        reporter.log(f"[bold]{method}[/] on [bold]{dataset}[/] ({profile}, seed {seed}, {provenance.device_name(dev)})")
-        result = train(model, method_obj, ds, config, dev, reporter)
-        checkpoint = save_checkpoint(out_dir / "checkpoints" / f"{stem}.pt", model=model,
-                                     method_state=method_obj.state_dict(), config_json=config.to_json(),
-                                     history=result.history)
-        measurements = training_measurements(result) + evaluate(
-            model, ds, config, dev, reporter, artifacts_dir=out_dir / "artifacts" / stem
-        )
-    run_id = f"{config.key()}-{created.strftime('%Y%m%dT%H%M%S%fZ')}"
-    path = write_results(measurements, config, run_id, created, dev, ds.source(), out_dir / f"{stem}.parquet")
-    return RunOutcome(config, run_id, path, checkpoint, measurements)
+        check_suites(config, ds)  # bad input fails before anything, even the lock, is written
+        with files.claimed(key, reporter):
+            if skip_existing and files.checkpoint.is_file() and (done := completed_run_id(files.results, key)):
+                return RunOutcome(config, done, files.results, files.checkpoint, [], skipped=True)
+            if not resume:
+                files.resume.unlink(missing_ok=True)
+            model.to(dev)
+            reporter.log(f"[bold]{method}[/] on [bold]{dataset}[/] ({profile}, seed {seed}, {provenance.device_name(dev)})")
+            result = trained_earlier(files.checkpoint, key, model, method_obj, reporter) if resume else None
+            if result is None:
+                result = train(model, method_obj, ds, config, dev, reporter,
+                               Checkpointing(files.resume, every_steps=checkpoint_every))
+                save_checkpoint(files.checkpoint, model=model, method_state=method_obj.state_dict(),
+                                config_json=config.to_json(), history=result.history, run_key=key,
+                                train_duration_s=result.duration_s)
+            files.resume.unlink(missing_ok=True)
+            measurements = training_measurements(result) + evaluate(model, ds, config, dev, reporter,
+                                                                    artifacts_dir=files.artifacts)
+            run_id = f"{key}-{created.strftime('%Y%m%dT%H%M%S%fZ')}"
+            path = write_results(tagged(measurements, tags), config, run_id, created, dev, ds.source(),
+                                 files.results)
+    return RunOutcome(config, run_id, path, files.checkpoint, measurements, resumed_from_step=result.resumed_from_step)
+
+
+def trained_earlier(checkpoint: Path, run_key: str, model: Classifier, method: Method, reporter: Reporter) -> TrainResult | None:
+    """Load a finished checkpoint of this very config (same key) into model and method; its
+    training record, or None when there is no such checkpoint."""
+    if not checkpoint.is_file():
+        return None
+    try:
+        payload = load_checkpoint(checkpoint)
+    except DataError as err:
+        reporter.log(f"  ignoring {err}; training again")
+        return None
+    if payload.get("kind") != "final" or payload.get("run_key") != run_key:
+        return None
+    load_trained(model, method, payload, checkpoint, payload["config"]["run"]["dataset"])
+    reporter.log(f"  reusing the trained weights in {checkpoint} (same config key; --fresh trains again)")
+    return TrainResult(payload["history"], float(payload.get("train_duration_s", 0.0)), method.trace())
+
+
+def tagged(measurements: list[Measurement], tags: Mapping[str, Any] | None) -> list[Measurement]:
+    if tags:
+        for m in measurements:
+            m.extra = {**m.extra, **tags}
+    return measurements
 
 
 def write_results(measurements: list[Measurement], config: RunConfig, run_id: str, created, device: torch.device,
@@ -204,6 +291,8 @@ def evaluate_checkpoint(
     out_dir: Path = Path("results"),
     device: str = "auto",
     reporter: Reporter | None = None,
+    skip_existing: bool = False,
+    tags: Mapping[str, Any] | None = None,
 ) -> RunOutcome:
     """Evaluate a saved model without retraining and write one Parquet file of results.
 
@@ -214,6 +303,8 @@ def evaluate_checkpoint(
     trained_key = from_dict(payload["config"]).key()
     config = checkpoint_config(payload["config"], dataset=dataset, suites=suites, attacks=attacks,
                                overrides=overrides)
+    files = RunFiles.of(config, out_dir)
+    key = config.key()
     dev = provenance.resolve_device(device)
     created = provenance.now()
     with seeded(config.seed, dev):
@@ -221,14 +312,14 @@ def evaluate_checkpoint(
         load_trained(model, method, payload, checkpoint, config.dataset)
         ds.check()
         check_suites(config, ds)
-        model.to(dev)
-        reporter.log(f"[bold]{config.method}[/] checkpoint on [bold]{config.dataset}[/] "
-                     f"({', '.join(config.eval.suites)}; {provenance.device_name(dev)})")
-        name = run_file_name(config.method, config.dataset, config.profile, config.seed, config.key())
-        measurements = evaluate(model, ds, config, dev, reporter,
-                                artifacts_dir=out_dir / "artifacts" / Path(name).stem)
-    for m in measurements:
-        m.extra = {**m.extra, "checkpoint_key": trained_key}
-    run_id = f"{config.key()}-{created.strftime('%Y%m%dT%H%M%S%fZ')}"
-    path = write_results(measurements, config, run_id, created, dev, ds.source(), out_dir / name)
+        with files.claimed(key, reporter):
+            if skip_existing and (done := completed_run_id(files.results, key)):
+                return RunOutcome(config, done, files.results, None, [], skipped=True)
+            model.to(dev)
+            reporter.log(f"[bold]{config.method}[/] checkpoint on [bold]{config.dataset}[/] "
+                         f"({', '.join(config.eval.suites)}; {provenance.device_name(dev)})")
+            measurements = evaluate(model, ds, config, dev, reporter, artifacts_dir=files.artifacts)
+            tagged(measurements, {"checkpoint_key": trained_key, **(tags or {})})
+            run_id = f"{key}-{created.strftime('%Y%m%dT%H%M%S%fZ')}"
+            path = write_results(measurements, config, run_id, created, dev, ds.source(), files.results)
     return RunOutcome(config, run_id, path, None, measurements)

@@ -106,6 +106,17 @@ def write_run(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     return write_atomically(path, lambda fh: pq.write_table(table, fh))
 
 
+def completed_run_id(path: Path, run_key: str) -> str | None:
+    """The run id of a readable results file at `path` written for `run_key`, else None (a missing,
+    corrupt or foreign file does not count as done)."""
+    try:
+        table = pq.read_table(path, columns=["run_key", "run_id"])
+    except Exception:
+        return None
+    ids = set(zip(table.column("run_key").to_pylist(), table.column("run_id").to_pylist()))
+    return next(iter(ids))[1] if len(ids) == 1 and next(iter(ids))[0] == run_key else None
+
+
 def read_results(paths: Sequence[Path | str]) -> tuple[pd.DataFrame, list[str]]:
     """All result rows under the given folders or files, and a line per file that was skipped."""
     frames, problems = [], []
@@ -139,6 +150,17 @@ def latest_per_run_key(frame: pd.DataFrame) -> pd.DataFrame:
     kept = frame[frame["created"] == newest]
     first_id = kept.groupby("run_key")["run_id"].transform("first")
     return kept[kept["run_id"] == first_id].reset_index(drop=True)
+
+
+CANDIDATE_TAG = '"sweep_stage": "candidate"'  # in `extra`: a sweep's validation-only selection run
+
+
+def reported_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows a summary or leaderboard reports: the latest copy of each run, without the
+    candidate runs of a sweep's model selection (they measure validation data only)."""
+    if frame.empty:
+        return frame
+    return latest_per_run_key(frame[~frame["extra"].fillna("").str.contains(CANDIDATE_TAG, regex=False)])
 
 
 def _parquet_files(paths: Sequence[Path | str]) -> list[Path]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from rich.table import Table
 
-from .store import latest_per_run_key
+from .store import reported_rows
 
 
 def eps_label(eps: float) -> str:
@@ -36,7 +36,7 @@ def column_label(row: pd.Series) -> str:
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     """Long rows -> mean, std, count and seeds per (method, dataset, profile, column)."""
     columns = ["method", "dataset", "profile", "column", "mean", "std", "count", "seeds", "order"]
-    frame = latest_per_run_key(frame)
+    frame = reported_rows(frame)
     if frame.empty:
         return pd.DataFrame(columns=columns)
     suite, metric = frame["suite"], frame["metric"]

@@ -6,12 +6,14 @@ import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from .checkpoint import Position, load_resume, save_resume, to_device
 from .config import RunConfig
-from .data import BenchmarkDataset, first_of_shuffle, iterate
-from .errors import BenchmarkError
+from .data import BenchmarkDataset, batches_in_order, first_of_shuffle, shuffled
+from .errors import BenchmarkError, DataError
 from .method import Method, TrainState
 from .models import Classifier
 from .progress import Reporter
@@ -22,19 +24,39 @@ class TrainResult:
     history: list[dict[str, float]]  # one record per epoch
     duration_s: float
     trace: list[dict[str, float]]  # the method's own time series (records carry samples_seen)
+    resumed_from_step: int | None = None  # the step a resume checkpoint continued from
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where an unfinished run keeps its resume checkpoint, and how often it is rewritten.
+
+    It is always written at the end of an epoch (but the last); `every_steps` and `every_seconds`
+    add more points. Saving never changes the numbers, so none of this is part of the config."""
+
+    path: Path | None = None  # None: no resume checkpoint
+    every_steps: int | None = None
+    every_seconds: float | None = 600.0
+
+    def due(self, step: int, since_last_s: float) -> bool:
+        if self.path is None:
+            return False
+        return bool((self.every_steps and step % self.every_steps == 0)
+                    or (self.every_seconds is not None and since_last_s >= self.every_seconds))
 
 
 def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: RunConfig,
-          device: torch.device, reporter: Reporter) -> TrainResult:
+          device: torch.device, reporter: Reporter, checkpointing: Checkpointing = Checkpointing()) -> TrainResult:
+    """Train `model` in place; continues from `checkpointing.path` when it holds this run's state."""
     cfg = config.train
     split = dataset.split("train")
     # A fixed subset (same for every method and seed) when train.samples is set.
     indices = first_of_shuffle(len(split), cfg.samples)
-    n_train = len(indices) if indices is not None else len(split)
+    order = indices if indices is not None else torch.arange(len(split))
     state = TrainState(
         device=device,
         epochs=cfg.epochs,
-        samples_per_epoch=n_train,
+        samples_per_epoch=len(order),
         batch_size=cfg.batch_size,
         train_split=split,
         train_indices=indices,
@@ -42,18 +64,40 @@ def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: 
         generator=torch.Generator().manual_seed(config.seed),
     )
     optimizer = method.optimizer(model, cfg)
-    started = time.perf_counter()
     method.on_train_start(model, state)
-    history = []
-    for epoch in range(cfg.epochs):
+    run_key = config.key()
+    position = restore(checkpointing, run_key, model, optimizer, method, state, reporter)
+    resumed_from = position.step if position.step or position.epoch else None
+    started = time.perf_counter() - position.elapsed_s
+    last_save = time.perf_counter()
+
+    def save(at: Position) -> None:
+        nonlocal last_save
+        at.step, at.samples_seen, at.elapsed_s = state.step, state.samples_seen, time.perf_counter() - started
+        save_resume(checkpointing.path, run_key=run_key, position=at, model=model, optimizer=optimizer,
+                    method_state=method.state_dict(), generator=state.generator, device=device)
+        last_save = time.perf_counter()
+
+    history = position.history
+    steps = math.ceil(len(order) / cfg.batch_size)
+    for epoch in range(position.epoch, cfg.epochs):
         model.train()
         state.epoch = epoch
         epoch_start = time.perf_counter()
-        sums: dict[str, float] = defaultdict(float)
-        correct = seen = 0
-        steps = math.ceil(n_train / cfg.batch_size)
+        first = position.batch if epoch == position.epoch else 0
+        if first:  # redraw this epoch's order, then continue the generator where it stopped
+            now = state.generator.get_state()
+            state.generator.set_state(position.epoch_generator)
+        epoch_generator = state.generator.get_state()
+        epoch_order = shuffled(order, state.generator)
+        if first:
+            state.generator.set_state(now)
+        sums: dict[str, float] = defaultdict(float, position.sums if first else {})
+        correct, seen = (position.correct, position.seen) if first else (0, 0)
         with reporter.task(f"train {method.name} epoch {epoch + 1}/{cfg.epochs}", steps) as update:
-            for batch in iterate(split, cfg.batch_size, shuffle=True, generator=state.generator, indices=indices):
+            if first:
+                update(advance=first)
+            for number, batch in enumerate(batches_in_order(split, epoch_order, cfg.batch_size, first), first + 1):
                 batch = batch.to(device)
                 if cfg.augment:
                     batch = dataset.augment(batch, state.generator)
@@ -79,10 +123,43 @@ def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: 
                 for name, term in out.losses.items():
                     sums[f"loss_{name}"] += float(term.detach()) * b
                 update(loss=sums["loss"] / seen, acc=correct / seen)
+                if number < steps and checkpointing.due(state.step, time.perf_counter() - last_save):
+                    save(Position(epoch, number, epoch_generator=epoch_generator, history=history,
+                                  sums=dict(sums), correct=correct, seen=seen))
+                    reporter.log(f"  resume checkpoint at step {state.step}")
         record = {"epoch": epoch + 1, **{k: v / max(seen, 1) for k, v in sums.items()},
                   "train_accuracy": correct / max(seen, 1)}
         record.update(method.on_epoch_end(model, state))
         record["duration_s"] = time.perf_counter() - epoch_start
         history.append(record)
+        if epoch + 1 < cfg.epochs and checkpointing.path is not None:
+            save(Position(epoch + 1, 0, history=history))
+            reporter.log(f"  resume checkpoint at step {state.step}")
     method.on_train_end(model, state)
-    return TrainResult(history, time.perf_counter() - started, method.trace())
+    return TrainResult(history, time.perf_counter() - started, method.trace(), resumed_from)
+
+
+def restore(checkpointing: Checkpointing, run_key: str, model: Classifier, optimizer: torch.optim.Optimizer,
+            method: Method, state: TrainState, reporter: Reporter) -> Position:
+    """Load this run's resume checkpoint into model, optimiser, method, state and the global RNG;
+    the position to continue from (the start when there is none)."""
+    if checkpointing.path is None:
+        return Position()
+    try:
+        saved = load_resume(checkpointing.path, run_key)
+    except DataError as err:
+        reporter.log(f"  ignoring an unreadable resume checkpoint ({err}); training from the start")
+        return Position()
+    if saved is None:
+        return Position()
+    position: Position = saved["position"]
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    method.load_state_dict(to_device(saved["method_state"], state.device))
+    state.generator.set_state(saved["generator"])
+    torch.set_rng_state(saved["global_rng"])
+    if saved["cuda_rng"] is not None and state.device.type == "cuda":
+        torch.cuda.set_rng_state(saved["cuda_rng"], state.device)
+    state.step, state.samples_seen = position.step, position.samples_seen
+    reporter.log(f"  resuming from {checkpointing.path} (epoch {position.epoch + 1}, step {position.step})")
+    return position

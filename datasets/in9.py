@@ -153,6 +153,7 @@ class ImageNet9(BenchmarkDataset):
 
     Params = IN9Params
     preset = "imagenet"
+    selection_eps = 1 / 255  # the paper's ImageNet selection eps
     # The Backgrounds Challenge test data, a release asset of MadryLab/backgrounds_challenge.
     downloads = ("https://github.com/MadryLab/backgrounds_challenge/releases/download/data/"
                  "backgrounds_challenge_data.tar.gz",)

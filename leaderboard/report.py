@@ -2,8 +2,9 @@
 
 Reads only result files (`benchmark.store.read_results`). A configuration is an entry: rows of
 one `config_key` (the resolved config without the seed) in one dataset and profile; copies of a
-run count once (`latest_per_run_key`), attack seeds are averaged within a run, and the entry's
-numbers are the mean and standard deviation over its training seeds.
+run count once and the validation-only candidates of a sweep are left out (`reported_rows`),
+attack seeds are averaged within a run, and the entry's numbers are the mean and standard
+deviation over its training seeds. An entry that a sweep selected carries the selection's note.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Sequence
 import pandas as pd
 
 from benchmark.files import write_atomically
-from benchmark.store import latest_per_run_key, read_results
+from benchmark.store import reported_rows, read_results
 from benchmark.summary import eps_label
 
 HEATMAP_EXPLAINERS = ("saliency", "integrated_gradients", "grad_cam", "pixel_mask")
@@ -42,6 +43,7 @@ class Entry:
     flags: dict[str, list[str]]  # column -> sanity flags seen in any of its rows
     provenance: dict[str, str]
     heatmaps: dict[str, bytes] = field(default_factory=dict)  # explainer -> PNG bytes
+    selected: str = ""  # how a sweep selected this configuration ("" when none did)
 
 
 @dataclass
@@ -93,8 +95,21 @@ def per_run(frame: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def selections(frame: pd.DataFrame) -> dict[str, str]:
+    """config_key of each configuration a sweep selected -> a note on how (from 'selection' rows)."""
+    notes = {}
+    for _, row in frame[frame["suite"] == "selection"].iterrows():
+        extra = json.loads(row["extra"] or "{}")
+        if extra.get("selected") and extra.get("final_config_key"):
+            notes[extra["final_config_key"]] = (
+                f"selected by a sweep among {extra.get('candidates', '?')} grid points: highest mean robust "
+                f"val accuracy under full-image PGD eps {row['eps']:.4g} ({100 * row['value']:.1f} %)")
+    return notes
+
+
 def build_boards(frame: pd.DataFrame) -> list[Board]:
-    frame = latest_per_run_key(frame)
+    frame = reported_rows(frame)
+    chosen = selections(frame)
     runs = per_run(frame)
     boards = []
     for (dataset, profile), part in runs.groupby(["dataset", "profile"], sort=True):
@@ -117,7 +132,7 @@ def build_boards(frame: pd.DataFrame) -> list[Board]:
                 if seen:
                     flags[column] = seen
             entries.append(Entry(method, key, sorted(int(s) for s in rows["seed"].unique()), values, flags,
-                                 provenance(sub), heatmaps(sub)))
+                                 provenance(sub), heatmaps(sub), chosen.get(key, "")))
         entries.sort(key=lambda e: (-e.values.get(primary, (float("-inf"),))[0],
                                     -e.values.get(clean_test, (float("-inf"),))[0], e.method))
         rule = (f"Ranked by mean {primary} (higher is better), ties broken by {clean_test}; each number is the "
@@ -209,7 +224,8 @@ def render_board(board: Board, table_id: str) -> str:
     out += [f"<th data-type=num title='{escape(c.note)}'>{escape(c.key)}</th>" for c in board.columns]
     out.append("</tr></thead><tbody>")
     for rank, e in enumerate(board.entries, 1):
-        cells = [f"<td data-value={rank}>{rank}</td>", f"<td data-value='{escape(e.method)}'>{escape(e.method)}</td>",
+        badge = f" <span class=sel title='{escape(e.selected)}'>✓ selected</span>" if e.selected else ""
+        cells = [f"<td data-value={rank}>{rank}</td>", f"<td data-value='{escape(e.method)}'>{escape(e.method)}{badge}</td>",
                  f"<td data-value='{escape(e.config_key)}'><code>{escape(e.config_key[:8])}</code></td>",
                  f"<td data-value={len(e.seeds)}>{len(e.seeds)}</td>"]
         for c in board.columns:
@@ -301,14 +317,14 @@ def records(boards: list[Board]) -> list[dict[str, object]]:
                     rows.append({"dataset": b.dataset, "profile": b.profile, "rank": rank, "method": e.method,
                                  "config_key": e.config_key, "seeds": len(e.seeds), "column": c.key, "kind": c.kind,
                                  "mean": mean, "std": "" if pd.isna(std) else std, "n_seeds": n,
-                                 "flags": ",".join(e.flags.get(c.key, []))})
+                                 "flags": ",".join(e.flags.get(c.key, [])), "selected": bool(e.selected)})
     return rows
 
 
 def render_csv(boards: list[Board]) -> str:
     buffer = io.StringIO()
     fields = ["dataset", "profile", "rank", "method", "config_key", "seeds", "column", "kind", "mean", "std",
-              "n_seeds", "flags"]
+              "n_seeds", "flags", "selected"]
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(records(boards))
@@ -328,10 +344,12 @@ def render_markdown(boards: list[Board]) -> str:
         for rank, e in enumerate(b.entries, 1):
             values = [percent(*e.values.get(c.key, (float("nan"), float("nan"), 0))[:2])
                       + (" ⚠" if c.key in e.flags else "") for c in b.columns]
-            out.append("| " + " | ".join(cell(v) for v in [str(rank), e.method, e.config_key[:8],
+            method = f"{e.method} ✓" if e.selected else e.method
+            out.append("| " + " | ".join(cell(v) for v in [str(rank), method, e.config_key[:8],
                                                            str(len(e.seeds)), *values]) + " |")
         out.append("")
-    out.append("Numbers are percentages; ⚠ marks a cell with sanity flags (see the HTML report).")
+    out.append("Numbers are percentages; ⚠ marks a cell with sanity flags (see the HTML report); ✓ a "
+               "configuration that a sweep selected on validation data.")
     return "\n".join(out) + "\n"
 
 
@@ -352,7 +370,7 @@ table{border-collapse:collapse;margin:.5em 0;font-variant-numeric:tabular-nums}
 th,td{border:1px solid #ddd;padding:.25em .5em;text-align:right;white-space:nowrap}
 th{background:#f4f4f4;cursor:pointer;position:sticky;top:0}th[aria-sort=ascending]::after{content:' ▲'}
 th[aria-sort=descending]::after{content:' ▼'}td:nth-child(2),td:nth-child(3){text-align:left}
-.scroll{overflow-x:auto}.rule,.meta{color:#555}.flag{color:#b35c00;cursor:help}.flagged{background:#fff4e5}
+.scroll{overflow-x:auto}.rule,.meta{color:#555}.flag{color:#b35c00;cursor:help}.sel{color:#2e7d32;cursor:help;font-size:.85em}.flagged{background:#fff4e5}
 .problems{background:#fdecea;padding:.5em 1em;border-left:4px solid #d1495b}
 .curves,.maps{display:flex;flex-wrap:wrap;gap:1em}.curve svg text{font-size:11px;fill:#333}.curve .t{font-weight:600}
 .grid{stroke:#ddd}figure{margin:0}figure img{image-rendering:pixelated;max-width:560px;border:1px solid #ddd}

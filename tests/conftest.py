@@ -69,3 +69,16 @@ TINY_TRAINING_RUN = [
     "--set", "train.samples=64", "--set", "eval.samples=64", "--set", "eval.suites=accuracy,robustness",
     "--set", "robustness.samples=16", "--set", "robustness.steps=2",
 ]
+
+
+def cli_in_process(capsys, *args: str) -> tuple[int, str, str]:
+    """`benchmark ARGS` in this process (no interpreter start-up): exit status, stdout, stderr.
+    Only for commands that import no plugin file, which would stay registered here."""
+    from benchmark.cli import main
+
+    try:
+        code = main(list(map(str, args)))
+    except SystemExit as exit_:  # argparse's usage errors
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err

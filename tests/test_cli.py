@@ -10,7 +10,7 @@ import torch
 from benchmark.attribution.metrics import AGREEMENT
 from benchmark.store import SCHEMA, read_results
 from benchmark.suites.attribution import ALL_EXPLAINERS
-from conftest import BENCHMARK_CLI, TINY_RUN, cli_env
+from conftest import BENCHMARK_CLI, TINY_RUN, cli_env, cli_in_process
 
 
 def cli(*args, cwd=None, **env):
@@ -95,13 +95,18 @@ def test_list_prints_registered_names():
     (["results", "--out", "/missing"], "does not exist"),
     (["perf", "no_case"], "unknown perf case"),
 ])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, expected):
-    proc = cli(*args, "--out", str(tmp_path)) if args[0] == "run" else cli(*args)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and expected in lines[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, expected):
+    code, _, err = cli_in_process(capsys, *args, "--out", tmp_path) if args[0] == "run" else cli_in_process(capsys, *args)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], err
+    assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_input_from_a_fresh_process_is_one_line_exit_2():
+    proc = cli("run", "--method", "no-such")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 def test_run_evaluates_a_saved_checkpoint_that_loads_weights_only(tiny_results):
@@ -155,7 +160,7 @@ def test_attack_command_reproduces_the_run_and_adds_attacks(tiny_results, tmp_pa
      "does not fit a model for dataset 'cmnist-5way'"),
     (["--checkpoint", "CKPT", "--set", "robustness.grid={\"pgd\": {\"nowhere\": [0.1]}}"], "nowhere"),
 ])
-def test_attack_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_results, tmp_path, args, expected):
+def test_attack_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_results, tmp_path, capsys, args, expected):
     out, _ = tiny_results
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"PK\x03\x04 truncated")
@@ -164,8 +169,13 @@ def test_attack_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_results, tm
     files = {"CKPT": str(next((out / "checkpoints").glob("vanilla*.pt"))), "CORRUPT": str(corrupt),
              "PLUGIN": str(plugin)}
     results = tmp_path / "results"
-    proc = cli("attack", *[files.get(a, a) for a in args], "--out", str(results))
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    argv = ["attack", *[files.get(a, a) for a in args], "--out", str(results)]
+    if "PLUGIN" in args:  # a plugin stays registered in the process that imports it
+        proc = cli(*argv)
+        code, err = proc.returncode, proc.stderr
+    else:
+        code, _, err = cli_in_process(capsys, *argv)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], err
     assert not results.exists()

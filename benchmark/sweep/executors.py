@@ -1,0 +1,321 @@
+"""Executors: where the jobs of a sweep run, behind one interface.
+
+- `local` with one worker runs jobs one after another in this process;
+- `local` with several workers runs them in a process pool sized to the machine;
+- `ray` submits them as Ray tasks with CPU and GPU requests, to a local Ray instance started for
+  the sweep or to a cluster (`address`).
+
+An executor takes jobs (`submit`) and hands back updates (`wait`): progress messages of running
+jobs and the result of each finished one. A job's own failure is a result with a one-line reason;
+a worker that dies (killed, out of memory) is retried `retries` times, and a retried training
+continues from its resume checkpoint.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections import deque
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from ..errors import BenchmarkError
+from .plan import Job
+
+Status = Literal["running", "done", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What every job of a sweep shares (paths are absolute: workers may start elsewhere)."""
+
+    out_dir: str
+    data_root: str | None = None
+    device: str = "auto"
+    threads: int | None = None  # torch threads per job; None leaves the process default
+    plugins: tuple[str, ...] = ()
+    checkpoint_every: int | None = None
+    fresh: bool = False
+
+
+@dataclass(frozen=True)
+class Update:
+    """A running job's progress message, or (status done / skipped / failed) its result."""
+
+    key: str
+    status: Status
+    detail: str = ""
+    duration_s: float = 0.0
+
+
+class Notifier:
+    """Sends a job's progress messages to the driver through a queue (picklable for workers)."""
+
+    def __init__(self, queue: Any, key: str):
+        self.queue, self.key = queue, key
+
+    def __call__(self, message: str) -> None:
+        try:
+            self.queue.put(Update(self.key, "running", message))
+        except Exception:  # progress is best effort; the job goes on
+            pass
+
+
+def execute(job: Job, settings: WorkerSettings, notify: Callable[[str], None]) -> Update:
+    """Run one job in this process. Any failure becomes a failed Update with a one-line reason;
+    the full traceback of an unexpected error goes to OUT/logs/<key>.txt."""
+    import torch
+
+    from ..progress import Reporter
+    from ..registry import load_plugin_file
+    from ..run import evaluate_checkpoint, run
+
+    started = time.perf_counter()
+    notify("started")
+    threads = torch.get_num_threads()
+    try:
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        for plugin in settings.plugins:
+            load_plugin_file(plugin)
+        reporter = Reporter(quiet=True, listener=notify)
+        out_dir = Path(settings.out_dir)
+        data_root = Path(settings.data_root) if settings.data_root else None
+        tags = {"sweep_stage": job.stage}
+        if job.stage == "candidate":
+            outcome = run(job.method, job.dataset, profile=job.profile, seed=job.seed, overrides=job.overrides,
+                          data_root=data_root, out_dir=out_dir, device=settings.device, reporter=reporter,
+                          resume=not settings.fresh, skip_existing=True, checkpoint_every=settings.checkpoint_every,
+                          tags=tags)
+        else:
+            outcome = evaluate_checkpoint(Path(job.checkpoint), suites=job.suites, overrides=job.overrides,
+                                          data_root=data_root, out_dir=out_dir, device=settings.device,
+                                          reporter=reporter, skip_existing=True, tags=tags)
+        if outcome.config.key() != job.key:
+            raise BenchmarkError(f"the job resolved to config key {outcome.config.key()}, not {job.key}: "
+                                 "were the workers given other plugins or package versions than the driver?")
+        detail = "done by another process" if outcome.skipped else (
+            f"resumed at step {outcome.resumed_from_step}" if outcome.resumed_from_step else "")
+        status: Status = "skipped" if outcome.skipped else "done"
+        return Update(job.key, status, detail, time.perf_counter() - started)
+    except BenchmarkError as err:
+        return Update(job.key, "failed", str(err).splitlines()[0], time.perf_counter() - started)
+    except Exception as err:  # an unexpected error: one line here, the traceback in a file
+        log = Path(settings.out_dir) / "logs" / f"{job.key}.txt"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(traceback.format_exc())
+        first = (str(err).strip().splitlines() or [""])[0]
+        return Update(job.key, "failed", f"{type(err).__name__}: {first} (traceback in {log})",
+                      time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(threads)
+
+
+class Executor(ABC):
+    """Runs jobs; `wait` returns what happened since the last call."""
+
+    def __init__(self, settings: WorkerSettings, retries: int = 1):
+        self.settings, self.retries = settings, retries
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release workers (and a Ray instance started for the sweep)."""
+
+    @abstractmethod
+    def submit(self, job: Job) -> None:
+        """Queue a job."""
+
+    @abstractmethod
+    def wait(self, timeout: float) -> list[Update]:
+        """Progress messages and results that arrived within `timeout` seconds (blocks at most that long,
+        except the in-process executor, which runs one whole job per call)."""
+
+    @property
+    @abstractmethod
+    def busy(self) -> bool:
+        """Whether jobs are queued or running."""
+
+
+class InProcessExecutor(Executor):
+    """One job at a time in this process: the simplest, for debugging and one-core machines."""
+
+    def __init__(self, settings: WorkerSettings, retries: int = 1):
+        super().__init__(replace(settings, threads=None), retries)  # this process keeps its threads
+        self.queue: deque[Job] = deque()
+
+    def submit(self, job: Job) -> None:
+        self.queue.append(job)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.queue)
+
+    def wait(self, timeout: float) -> list[Update]:
+        if not self.queue:
+            return []
+        job = self.queue.popleft()
+        updates: list[Update] = []
+        result = execute(job, self.settings, lambda message: updates.append(Update(job.key, "running", message)))
+        return updates + [result]
+
+
+class PoolExecutor(Executor):
+    """A pool of worker processes (spawned, so each has its own torch threads)."""
+
+    def __init__(self, settings: WorkerSettings, workers: int, retries: int = 1):
+        super().__init__(settings, retries)
+        self.workers = workers
+        context = multiprocessing.get_context("spawn")
+        self.manager = context.Manager()
+        self.events = self.manager.Queue()
+        self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        self.futures: dict[cf.Future, Job] = {}
+        self.attempts: dict[str, int] = {}
+
+    def submit(self, job: Job) -> None:
+        self.futures[self.pool.submit(execute, job, self.settings, Notifier(self.events, job.key))] = job
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.futures)
+
+    def wait(self, timeout: float) -> list[Update]:
+        done, _ = cf.wait(list(self.futures), timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        updates = drain(self.events)
+        broken = []
+        for future in done:
+            job = self.futures.pop(future)
+            try:
+                updates.append(future.result())
+            except BrokenProcessPool:
+                broken.append(job)
+            except Exception as err:
+                updates.append(Update(job.key, "failed", f"{type(err).__name__}: {err}"))
+        if broken:  # a worker died: every job of the pool fails with it; retry them in a new pool
+            broken += list(self.futures.values())
+            self.futures.clear()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+            for job in broken:
+                self.attempts[job.key] = self.attempts.get(job.key, 0) + 1
+                if self.attempts[job.key] <= self.retries:
+                    updates.append(Update(job.key, "running", "worker process died; retrying"))
+                    self.submit(job)
+                else:
+                    updates.append(Update(job.key, "failed", "its worker process died (killed or out of memory)"))
+        return updates
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.manager.shutdown()
+
+
+class RayExecutor(Executor):
+    """Ray tasks with `cpus` and `gpus` per job, on a cluster (`address`) or on a local Ray instance
+    started at the first job (a sweep with nothing left to do never starts one)."""
+
+    def __init__(self, settings: WorkerSettings, *, address: str | None = None, cpus: float = 1, gpus: float = 0,
+                 local_cpus: int | None = None, retries: int = 1):
+        super().__init__(settings, retries)
+        try:
+            import ray
+        except ImportError:
+            raise BenchmarkError("--executor ray needs Ray: pip install 'saliency-robustness-benchmark[ray]'") from None
+        self.ray, self.address, self.cpus, self.gpus, self.local_cpus = ray, address, cpus, gpus, local_cpus
+        self.task: Any = None
+        self.events: Any = None
+        self.refs: dict[Any, Job] = {}
+
+    def connect(self) -> None:
+        """Join the cluster or start the local instance; check that one job fits in it."""
+        ray = self.ray
+        try:
+            if ray.is_initialized():  # a caller's own Ray session is used as it is
+                pass
+            elif self.address:
+                ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+            else:
+                ray.init(num_cpus=self.local_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                         configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            where = f" at {self.address}" if self.address else ""
+            raise BenchmarkError(f"could not start or reach Ray{where}: {str(err).splitlines()[0]}") from None
+        total = ray.cluster_resources()
+        if total.get("CPU", 0) < self.cpus or total.get("GPU", 0) < self.gpus:
+            ray.shutdown()
+            raise BenchmarkError(f"the Ray cluster has {total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} "
+                                 f"GPUs; one job asks for {self.cpus:g} CPUs and {self.gpus:g} GPUs")
+        from ray.util.queue import Queue
+
+        self.events = Queue()
+        self.task = ray.remote(execute).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries,
+                                                retry_exceptions=False)
+
+    def submit(self, job: Job) -> None:
+        if self.task is None:
+            self.connect()
+        self.refs[self.task.remote(job, self.settings, Notifier(self.events, job.key))] = job
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.refs)
+
+    def wait(self, timeout: float) -> list[Update]:
+        if self.refs:  # block until one is ready, then take every one that is
+            self.ray.wait(list(self.refs), num_returns=1, timeout=timeout)
+            ready, _ = self.ray.wait(list(self.refs), num_returns=len(self.refs), timeout=0)
+        else:
+            ready = []
+        updates = drain(self.events)
+        for ref in ready:
+            job = self.refs.pop(ref)
+            try:
+                updates.append(self.ray.get(ref))
+            except self.ray.exceptions.RayError as err:  # the worker died more often than `retries`
+                first = (str(err).strip().splitlines() or [""])[0]
+                updates.append(Update(job.key, "failed", f"Ray: {type(err).__name__}: {first}"))
+        return updates
+
+    def close(self) -> None:
+        if self.task is not None and self.ray.is_initialized():
+            self.ray.shutdown()
+        self.task = None
+
+
+def drain(queue: Any) -> list[Update]:
+    """Everything waiting in a multiprocessing or Ray queue, without blocking."""
+    out = []
+    while True:
+        try:
+            if queue.empty():
+                return out
+            out.append(queue.get_nowait())
+        except Exception:
+            return out
+
+
+def make_executor(name: str, settings: WorkerSettings, *, workers: int | None = None, address: str | None = None,
+                  cpus: float = 1, gpus: float = 0, retries: int = 1) -> Executor:
+    """The executor a sweep asked for; `workers` None sizes the local pool to the machine."""
+    if name == "ray":
+        return RayExecutor(settings, address=address, cpus=cpus, gpus=gpus, local_cpus=workers and int(workers * cpus),
+                           retries=retries)
+    if name != "local":
+        raise BenchmarkError(f"unknown executor {name!r}; expected local or ray")
+    if address or gpus:
+        raise BenchmarkError("--address and --gpus-per-run are Ray options; add --executor ray")
+    workers = workers or max(1, (os.cpu_count() or 1) // max(1, int(cpus)))
+    if workers == 1:
+        return InProcessExecutor(settings, retries)
+    return PoolExecutor(settings, workers, retries)

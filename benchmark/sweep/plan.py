@@ -1,0 +1,148 @@
+"""What a sweep runs: candidate trainings over methods x datasets x profiles x grid points x seeds,
+then one final test evaluation per seed of each group's selected configuration.
+
+Every job is named by the key of the config it produces, so a job whose results exist is known
+to be done before anything starts, by any sweep that plans it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Sequence
+
+from ..config import RunConfig, merge_layers, parse_overrides, resolve
+from ..errors import ConfigError
+from ..registry import DATASETS, METHODS
+from ..run import RunFiles, checkpoint_config
+
+SELECTION_SECTIONS_KEPT = ("run", "train", "method", "dataset")  # what the final evaluation takes from training
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """The grid a user asks for (`benchmark sweep` options)."""
+
+    methods: tuple[str, ...]
+    datasets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    profiles: tuple[str, ...] = ("quick",)
+    grid: str | None = None  # a named grid of each method (methods without it run at their defaults)
+    overrides: tuple[str, ...] = ()  # --set KEY=VALUE, applied to every run
+    select_eps: float | None = None  # None: each dataset's `selection_eps`
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work for an executor: train a candidate, or evaluate a selected one on test."""
+
+    stage: Literal["candidate", "final"]
+    key: str  # run key of the config whose results this job writes
+    method: str
+    dataset: str
+    profile: str
+    seed: int
+    point: tuple[tuple[str, Any], ...]  # the grid point, as ("method.lambda_s", 0.1) pairs
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+    results_path: str = ""
+    checkpoint: str | None = None  # candidate: where it writes its checkpoint; final: what it evaluates
+    suites: tuple[str, ...] = ()  # final: the suites of the profile
+
+    @property
+    def label(self) -> str:
+        return point_label(self.point)
+
+
+@dataclass
+class Group:
+    """The candidates among which one configuration is selected: one method, dataset and profile."""
+
+    method: str
+    dataset: str
+    profile: str
+    points: list[tuple[tuple[str, Any], ...]]
+    seeds: tuple[int, ...]
+    eps: float
+    candidates: dict[tuple[int, int], Job] = field(default_factory=dict)  # (point index, seed) -> job
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} on {self.dataset} ({self.profile})"
+
+
+def point_label(point: Sequence[tuple[str, Any]]) -> str:
+    return " ".join(f"{k.split('.', 1)[-1]}={v:g}" if isinstance(v, float) else f"{k.split('.', 1)[-1]}={v}"
+                    for k, v in point) or "defaults"
+
+
+def grid_points(method: str, grid: str | None) -> list[tuple[tuple[str, Any], ...]]:
+    """The cartesian product of a method's named grid (one empty point without a grid)."""
+    axes = METHODS.get(method).grids.get(grid) if grid else None
+    if not axes:
+        return [()]
+    names = sorted(axes)
+    return [tuple(zip(names, values)) for values in itertools.product(*(axes[n] for n in names))]
+
+
+def point_layer(point: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
+    """("method.lambda_s", 0.1) pairs as a config layer {"method": {"lambda_s": 0.1}}."""
+    layer: dict[str, dict[str, Any]] = {}
+    for key, value in point:
+        section, _, name = key.partition(".")
+        layer.setdefault(section, {})[name] = value
+    return layer
+
+
+def selection_layer(eps: float) -> dict[str, dict[str, Any]]:
+    """What a candidate evaluates: clean accuracy on val and full-image PGD on val, nothing on test
+    and nothing that uses the object mask (the paper's selection rule)."""
+    return {"eval": {"suites": ["accuracy", "robustness"], "splits": ["val"]},
+            "robustness": {"grid": {"pgd": {"full": [eps]}}, "norm": "linf", "eval_set": "val", "sanity": False}}
+
+
+def plan(spec: SweepSpec, out_dir) -> list[Group]:
+    """Resolve every candidate (rejecting bad names and settings before any work) into groups."""
+    if not spec.methods or not spec.datasets or not spec.seeds or not spec.profiles:
+        raise ConfigError("a sweep needs at least one method, dataset, seed and profile")
+    if spec.grid and not any(spec.grid in METHODS.get(m).grids for m in spec.methods):
+        known = sorted({g for m in spec.methods for g in METHODS.get(m).grids})
+        raise ConfigError(f"no method of this sweep has a grid named {spec.grid!r}; "
+                          f"expected one of {', '.join(known) or '(none)'}")
+    user = parse_overrides(spec.overrides)
+    groups = []
+    for profile, dataset, method in itertools.product(spec.profiles, spec.datasets, spec.methods):
+        eps = spec.select_eps if spec.select_eps is not None else DATASETS.get(dataset).selection_eps
+        group = Group(method, dataset, profile, grid_points(method, spec.grid), spec.seeds, eps)
+        for (index, point), seed in itertools.product(enumerate(group.points), spec.seeds):
+            layers = merge_layers(user, point_layer(point), selection_layer(eps))
+            config = resolve(method, dataset, profile=profile, seed=seed, overrides=layers)
+            files = RunFiles.of(config, out_dir)
+            group.candidates[(index, seed)] = Job("candidate", config.key(), method, dataset, profile, seed, point,
+                                                  layers, str(files.results), str(files.checkpoint))
+        groups.append(group)
+    return groups
+
+
+def final_jobs(group: Group, index: int, spec: SweepSpec, out_dir) -> list[Job]:
+    """The test evaluation of the selected point, one per seed, from each seed's candidate checkpoint.
+
+    It evaluates exactly what `benchmark run` with that point would (same suites and settings, so
+    the same config key), with the weights the candidate trained."""
+    point = group.points[index]
+    jobs = []
+    for seed in group.seeds:
+        candidate = group.candidates[(index, seed)]
+        plain = plain_config(group, index, spec, seed)
+        evaluation = {k: v for k, v in plain.to_dict().items() if k not in SELECTION_SECTIONS_KEPT}
+        trained = resolve(group.method, group.dataset, profile=group.profile, seed=seed, overrides=candidate.overrides)
+        config = checkpoint_config(trained.to_dict(), suites=plain.eval.suites, overrides=evaluation)
+        jobs.append(Job("final", config.key(), group.method, group.dataset, group.profile, seed, point,
+                        evaluation, str(RunFiles.of(config, out_dir).results), candidate.checkpoint,
+                        tuple(plain.eval.suites)))
+    return jobs
+
+
+def plain_config(group: Group, index: int, spec: SweepSpec, seed: int) -> RunConfig:
+    """The config `benchmark run` would resolve for this grid point and seed."""
+    return resolve(group.method, group.dataset, profile=group.profile, seed=seed,
+                   overrides=merge_layers(parse_overrides(spec.overrides), point_layer(group.points[index])))
