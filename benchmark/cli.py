@@ -206,10 +206,7 @@ def cmd_sweep(args, console: Console) -> int:
                      datasets=tuple(_names(args.datasets or [DEFAULT_DATASET])), seeds=tuple(_seeds(args.seeds, "--seeds")),
                      profiles=tuple(_names(args.profiles or ["quick"])), grid=args.grid,
                      overrides=tuple(args.overrides), select_eps=eps)
-    from .sweep.plan import plan
-
     out_dir = args.out.resolve()
-    plan(spec, out_dir)  # bad names and settings fail here, before an executor starts
     root = data_root_from(args.data_root)
     settings = WorkerSettings(out_dir=str(out_dir), data_root=str(root.resolve()) if root else None,
                               device=args.device, threads=max(1, int(args.cpus_per_run)),

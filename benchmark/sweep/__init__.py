@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..store import completed_run_id
-from .executors import Executor, Update, WorkerSettings, make_executor
+from .executors import Executor, WorkerSettings, make_executor
 from .plan import Group, Job, SweepSpec, final_jobs, plain_config, plan
 from .select import Selection, select, write_selection
 from .table import SweepProgress

@@ -55,7 +55,8 @@ class Update:
 
 
 class Notifier:
-    """Sends a job's progress messages to the driver through a queue (picklable for workers)."""
+    """Sends a job's progress messages to the driver through a queue (picklable for workers);
+    anything with `put(item)` serves: a multiprocessing queue proxy, a `RayInbox`."""
 
     def __init__(self, queue: Any, key: str):
         self.queue, self.key = queue, key
@@ -221,6 +222,33 @@ class PoolExecutor(Executor):
         self.manager.shutdown()
 
 
+class RayInbox:
+    """The driver's mailbox on Ray: workers `put` without waiting for an answer. (A task that
+    blocks in `ray.get`, as `ray.util.queue.Queue.put` does, lends its CPU to the next queued
+    task, so more jobs would run at once than their CPU requests allow.)"""
+
+    def __init__(self, ray: Any):
+        @ray.remote(num_cpus=0)
+        class Mailbox:
+            def __init__(self):
+                self.items: list = []
+
+            def put(self, item):
+                self.items.append(item)
+
+            def take(self):
+                items, self.items = self.items, []
+                return items
+
+        self.actor = Mailbox.remote()
+
+    def put(self, item: Any) -> None:
+        self.actor.put.remote(item)  # fire and forget
+
+    def take(self, ray: Any) -> list[Update]:
+        return ray.get(self.actor.take.remote())
+
+
 class RayExecutor(Executor):
     """Ray tasks with `cpus` and `gpus` per job, on a cluster (`address`) or on a local Ray instance
     started at the first job (a sweep with nothing left to do never starts one)."""
@@ -256,9 +284,7 @@ class RayExecutor(Executor):
             ray.shutdown()
             raise BenchmarkError(f"the Ray cluster has {total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} "
                                  f"GPUs; one job asks for {self.cpus:g} CPUs and {self.gpus:g} GPUs")
-        from ray.util.queue import Queue
-
-        self.events = Queue()
+        self.events = RayInbox(ray)
         self.task = ray.remote(execute).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries,
                                                 retry_exceptions=False)
 
@@ -277,7 +303,7 @@ class RayExecutor(Executor):
             ready, _ = self.ray.wait(list(self.refs), num_returns=len(self.refs), timeout=0)
         else:
             ready = []
-        updates = drain(self.events)
+        updates = self.events.take(self.ray)
         for ref in ready:
             job = self.refs.pop(ref)
             try:
@@ -294,7 +320,7 @@ class RayExecutor(Executor):
 
 
 def drain(queue: Any) -> list[Update]:
-    """Everything waiting in a multiprocessing or Ray queue, without blocking."""
+    """Everything waiting in a multiprocessing queue, without blocking."""
     out = []
     while True:
         try:

@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..registry import DATASETS, METHODS
 from ..run import RunFiles, checkpoint_config
 
-SELECTION_SECTIONS_KEPT = ("run", "train", "method", "dataset")  # what the final evaluation takes from training
+TRAINED_SECTIONS = ("run", "train", "method", "dataset")  # what a final evaluation keeps from its candidate
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def final_jobs(group: Group, index: int, spec: SweepSpec, out_dir) -> list[Job]:
     for seed in group.seeds:
         candidate = group.candidates[(index, seed)]
         plain = plain_config(group, index, spec, seed)
-        evaluation = {k: v for k, v in plain.to_dict().items() if k not in SELECTION_SECTIONS_KEPT}
+        evaluation = {k: v for k, v in plain.to_dict().items() if k not in TRAINED_SECTIONS}
         trained = resolve(group.method, group.dataset, profile=group.profile, seed=seed, overrides=candidate.overrides)
         config = checkpoint_config(trained.to_dict(), suites=plain.eval.suites, overrides=evaluation)
         jobs.append(Job("final", config.key(), group.method, group.dataset, group.profile, seed, point,
