@@ -203,9 +203,9 @@ def cmd_sweep(args, console: Console) -> int:
     if not args.cpus_per_run > 0 or args.gpus_per_run < 0 or args.retries < 0:
         raise BenchmarkError("--cpus-per-run must be > 0, --gpus-per-run >= 0 and --retries >= 0")
     spec = SweepSpec(methods=tuple(_names(args.methods or [",".join(DEFAULT_METHODS)])),
-                     datasets=tuple(_names(args.datasets or [DEFAULT_DATASET])), seeds=tuple(_seeds(args.seeds, "--seeds")),
-                     profiles=tuple(_names(args.profiles or ["quick"])), grid=args.grid,
-                     overrides=tuple(args.overrides), select_eps=eps)
+                     datasets=tuple(_names(args.datasets or [DEFAULT_DATASET])),
+                     seeds=tuple(_seeds(args.seeds, "--seeds")), profiles=tuple(_names(args.profiles or ["quick"])),
+                     grid=args.grid, overrides=tuple(args.overrides), select_eps=eps)
     out_dir = args.out.resolve()
     root = data_root_from(args.data_root)
     settings = WorkerSettings(out_dir=str(out_dir), data_root=str(root.resolve()) if root else None,

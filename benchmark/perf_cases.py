@@ -97,6 +97,40 @@ def train_step_hsplid(device: torch.device) -> PerfCase:
                     "LeNet-3, batch 256, 1x64x64, hard split 512/512, all loss terms on")
 
 
+@PERF_CASES.register("resume_checkpoint")
+def resume_checkpoint(device: torch.device) -> PerfCase:
+    """Writing H-SPLID's resume checkpoint (weights, Adam state, method state, RNGs; fsynced) against a
+    vanilla training step, LeNet-3, batch 256: what a checkpoint costs in training steps."""
+    import atexit
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from benchmark_methods.hsplid import HSplid, HSplidParams
+
+    from .checkpoint import Position, save_resume
+
+    batch = cmnist_batch(device)
+    method = HSplid(HSplidParams(), CMNIST_INFO)
+    model = method.build_model(build_encoder(CMNIST_INFO)).to(device).train()
+    optimizer = method.optimizer(model, TrainConfig(lr=1e-3))
+    engine_step(Method(None, CMNIST_INFO), model, optimizer, batch,
+                TrainState(device=device, epochs=1, samples_per_epoch=len(batch), batch_size=len(batch),
+                           train_split=_BatchSplit(batch)))  # Adam now holds its moment estimates
+    folder = Path(tempfile.mkdtemp(prefix="benchmark-perf-resume-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    generator = torch.Generator().manual_seed(0)
+
+    def candidate() -> None:
+        save_resume(folder / "run.resume.pt", run_key="perf", position=Position(), model=model, optimizer=optimizer,
+                    method_state=method.state_dict(), generator=generator, device=device)
+
+    step, _ = method_stepper(Method(None, CMNIST_INFO), device, batch)
+    return PerfCase(candidate, step, "resume checkpoint write", "vanilla training step",
+                    "ratio <= 1 (one checkpoint per epoch costs at most 1 of the quick profile's 25 steps)",
+                    "LeNet-3 + Adam: 200 MB per checkpoint")
+
+
 @PERF_CASES.register("pgd_masked")
 def pgd_masked(device: torch.device) -> PerfCase:
     """Masked L-inf PGD on the right half against torchattacks' plain PGD: same model, batch 256, 10 steps."""

@@ -131,7 +131,8 @@ def run(
             if not resume:
                 files.resume.unlink(missing_ok=True)
             model.to(dev)
-            reporter.log(f"[bold]{method}[/] on [bold]{dataset}[/] ({profile}, seed {seed}, {provenance.device_name(dev)})")
+            reporter.log(f"[bold]{method}[/] on [bold]{dataset}[/] ({profile}, seed {seed}, "
+                         f"{provenance.device_name(dev)})")
             result = trained_earlier(files.checkpoint, key, model, method_obj, reporter) if resume else None
             if result is None:
                 result = train(model, method_obj, ds, config, dev, reporter,
@@ -145,10 +146,12 @@ def run(
             run_id = f"{key}-{created.strftime('%Y%m%dT%H%M%S%fZ')}"
             path = write_results(tagged(measurements, tags), config, run_id, created, dev, ds.source(),
                                  files.results)
-    return RunOutcome(config, run_id, path, files.checkpoint, measurements, resumed_from_step=result.resumed_from_step)
+    return RunOutcome(config, run_id, path, files.checkpoint, measurements,
+                      resumed_from_step=result.resumed_from_step)
 
 
-def trained_earlier(checkpoint: Path, run_key: str, model: Classifier, method: Method, reporter: Reporter) -> TrainResult | None:
+def trained_earlier(checkpoint: Path, run_key: str, model: Classifier, method: Method,
+                    reporter: Reporter) -> TrainResult | None:
     """Load a finished checkpoint of this very config (same key) into model and method; its
     training record, or None when there is no such checkpoint."""
     if not checkpoint.is_file():

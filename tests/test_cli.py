@@ -96,7 +96,7 @@ def test_list_prints_registered_names():
     (["perf", "no_case"], "unknown perf case"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, expected):
-    code, _, err = cli_in_process(capsys, *args, "--out", tmp_path) if args[0] == "run" else cli_in_process(capsys, *args)
+    code, _, err = cli_in_process(capsys, *args, *(["--out", tmp_path] if args[0] == "run" else []))
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], err

@@ -65,3 +65,17 @@ def test_allocator_script_runs(tmp_path):
     proc = subprocess.run([sys.executable, str(script), "1", "4"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "default / tuned =" in proc.stdout
+
+
+def test_resume_checkpoint_case_writes_a_checkpoint_that_restores_adam(monkeypatch, tmp_path):
+    import tempfile
+
+    from benchmark.checkpoint import load_resume
+    from benchmark.perf_cases import resume_checkpoint
+
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda **kw: str(tmp_path))
+    case = resume_checkpoint(torch.device("cpu"))
+    case.candidate()
+    saved = load_resume(tmp_path / "run.resume.pt", "perf")
+    assert saved is not None and saved["optimizer"]["state"]  # Adam's moments are in it
+    assert {"centres", "accumulated"} <= set(saved["method_state"])

@@ -175,7 +175,8 @@ def test_a_run_killed_mid_training_resumes_to_the_same_numbers(tmp_path):
     whole = subprocess.Popen([*BENCHMARK_CLI, "run", *KILL_RUN, "--out", str(tmp_path / "whole")], cwd=tmp_path,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=cli_env())
     out = tmp_path / "killed"
-    cmd = [*BENCHMARK_CLI, "run", *[a for a in KILL_RUN if a != "--quiet"], "--out", str(out), "--checkpoint-every", "1"]
+    loud = [a for a in KILL_RUN if a != "--quiet"]
+    cmd = [*BENCHMARK_CLI, "run", *loud, "--out", str(out), "--checkpoint-every", "1"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                             env=cli_env())
     for line in proc.stderr:
@@ -189,7 +190,7 @@ def test_a_run_killed_mid_training_resumes_to_the_same_numbers(tmp_path):
     assert not list(out.glob("*.parquet")) and list(out.glob("checkpoints/*.resume.pt"))
     assert whole.wait() == 0, whole.stderr.read()
 
-    again = benchmark("run", *[a for a in KILL_RUN if a != "--quiet"], "--out", out, cwd=tmp_path)
+    again = benchmark("run", *loud, "--out", out, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     resumed = re.search(r"resuming from .* \(epoch \d, step (\d+)\)", again.stderr.replace("\n", ""))
     assert resumed and int(resumed.group(1)) >= kill_after, f"seed {seed}: {again.stderr}"

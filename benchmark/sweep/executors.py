@@ -177,10 +177,10 @@ class PoolExecutor(Executor):
     def __init__(self, settings: WorkerSettings, workers: int, retries: int = 1):
         super().__init__(settings, retries)
         self.workers = workers
-        context = multiprocessing.get_context("spawn")
-        self.manager = context.Manager()
+        self.context = multiprocessing.get_context("spawn")
+        self.manager = self.context.Manager()
         self.events = self.manager.Queue()
-        self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=self.context)
         self.futures: dict[cf.Future, Job] = {}
         self.attempts: dict[str, int] = {}
 
@@ -207,7 +207,7 @@ class PoolExecutor(Executor):
             broken += list(self.futures.values())
             self.futures.clear()
             self.pool.shutdown(wait=False, cancel_futures=True)
-            self.pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self.pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=self.context)
             for job in broken:
                 self.attempts[job.key] = self.attempts.get(job.key, 0) + 1
                 if self.attempts[job.key] <= self.retries:
