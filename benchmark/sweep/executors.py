@@ -16,6 +16,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import queue
+import threading
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -149,26 +151,38 @@ class Executor(ABC):
 
 
 class InProcessExecutor(Executor):
-    """One job at a time in this process: the simplest, for debugging and one-core machines."""
+    """One job at a time in this process (on a worker thread, so the driver keeps the progress
+    table live): the simplest executor, for debugging and small machines."""
 
     def __init__(self, settings: WorkerSettings, retries: int = 1):
         super().__init__(replace(settings, threads=None), retries)  # this process keeps its threads
         self.queue: deque[Job] = deque()
+        self.events: queue.Queue[Update] = queue.Queue()
+        self.running = False
 
     def submit(self, job: Job) -> None:
         self.queue.append(job)
 
     @property
     def busy(self) -> bool:
-        return bool(self.queue)
+        return bool(self.queue) or self.running
 
     def wait(self, timeout: float) -> list[Update]:
-        if not self.queue:
-            return []
-        job = self.queue.popleft()
-        updates: list[Update] = []
-        result = execute(job, self.settings, lambda message: updates.append(Update(job.key, "running", message)))
-        return updates + [result]
+        if not self.running and self.queue:
+            job = self.queue.popleft()
+            self.running = True
+            notify = Notifier(self.events, job.key)
+            threading.Thread(target=lambda: self.events.put(execute(job, self.settings, notify)), name=f"job-{job.key}",
+                             daemon=True).start()
+        updates = []
+        try:
+            updates.append(self.events.get(timeout=timeout))
+        except queue.Empty:
+            pass
+        updates += drain(self.events)
+        if any(u.status != "running" for u in updates):
+            self.running = False
+        return updates
 
 
 class PoolExecutor(Executor):
@@ -319,14 +333,14 @@ class RayExecutor(Executor):
         self.task = None
 
 
-def drain(queue: Any) -> list[Update]:
-    """Everything waiting in a multiprocessing queue, without blocking."""
+def drain(inbox: Any) -> list[Update]:
+    """Everything waiting in a thread or multiprocessing queue, without blocking."""
     out = []
     while True:
         try:
-            if queue.empty():
+            if inbox.empty():
                 return out
-            out.append(queue.get_nowait())
+            out.append(inbox.get_nowait())
         except Exception:
             return out
 

@@ -66,26 +66,27 @@ class SweepProgress:
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in STYLES}
-        for row in self.rows.values():
+        for row in list(self.rows.values()):
             out[row.status] += 1
         return out
 
     # -- display -----------------------------------------------------------------------------
     def __enter__(self) -> "SweepProgress":
         if not self.quiet and self.console.is_terminal:
-            self._live = Live(self.render(), console=self.console, refresh_per_second=4, transient=False)
+            # rich redraws from its own thread, pulling the table (so running times tick)
+            self._live = Live(console=self.console, refresh_per_second=4, transient=False, get_renderable=self.render)
             self._live.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
         if self._live is not None:
-            self._live.update(self.render())
+            self._live.refresh()
             self._live.__exit__(*exc)
             self._live = None
 
     def refresh(self) -> None:
         if self._live is not None:
-            self._live.update(self.render())
+            self._live.refresh()
 
     def render(self) -> Group:
         counts = self.counts()
@@ -94,10 +95,11 @@ class SweepProgress:
         for column in ("stage", "method", "dataset", "seed", "grid point", "status", "time", "detail"):
             table.add_column(column, justify="right" if column in ("seed", "time") else "left",
                              overflow="ellipsis", no_wrap=True, max_width=60 if column == "detail" else None)
-        running = [k for k, r in self.rows.items() if r.status == "running"]
-        failed = [k for k in self.order if self.rows[k].status == "failed"]
-        finished = [k for k in self.order if self.rows[k].status != "failed"][-SHOWN_FINISHED:]
-        queued = [k for k, r in self.rows.items() if r.status == "queued"]
+        rows, order = list(self.rows.items()), list(self.order)  # copies: the driver thread adds to both
+        running = [k for k, r in rows if r.status == "running"]
+        failed = [k for k in order if self.rows[k].status == "failed"]
+        finished = [k for k in order if self.rows[k].status != "failed"][-SHOWN_FINISHED:]
+        queued = [k for k, r in rows if r.status == "queued"]
         for key in failed + finished + running + queued[:SHOWN_QUEUED]:
             table.add_row(*self._cells(self.rows[key]))
         if len(queued) > SHOWN_QUEUED:
