@@ -75,10 +75,10 @@ def test_results_command_summarises_the_store(tiny_results):
     (out / "broken.parquet").unlink()
 
 
-def test_list_prints_registered_names():
-    proc = cli("list", "methods")
-    assert proc.returncode == 0 and "vanilla" in proc.stdout and "weight_decay" in proc.stdout
-    assert "cmnist" in cli("list", "datasets").stdout
+def test_list_prints_registered_names(capsys):
+    code, out, _ = cli_in_process(capsys, "list", "methods")
+    assert code == 0 and "vanilla" in out and "weight_decay" in out
+    assert "cmnist" in cli_in_process(capsys, "list", "datasets")[1]
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -94,12 +94,12 @@ def execute(job: Job, settings: WorkerSettings, notify: Callable[[str], None]) -
         if job.stage == "candidate":
             outcome = run(job.method, job.dataset, profile=job.profile, seed=job.seed, overrides=job.overrides,
                           data_root=data_root, out_dir=out_dir, device=settings.device, reporter=reporter,
-                          resume=not settings.fresh, skip_existing=True, checkpoint_every=settings.checkpoint_every,
-                          tags=tags)
+                          resume=not settings.fresh, skip_existing=not settings.fresh,
+                          checkpoint_every=settings.checkpoint_every, tags=tags)
         else:
             outcome = evaluate_checkpoint(Path(job.checkpoint), suites=job.suites, overrides=job.overrides,
                                           data_root=data_root, out_dir=out_dir, device=settings.device,
-                                          reporter=reporter, skip_existing=True, tags=tags)
+                                          reporter=reporter, skip_existing=not settings.fresh, tags=tags)
         if outcome.config.key() != job.key:
             raise BenchmarkError(f"the job resolved to config key {outcome.config.key()}, not {job.key}: "
                                  "were the workers given other plugins or package versions than the driver?")
