@@ -48,8 +48,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise DataError(f"checkpoint {str(path)!r} is not a readable benchmark checkpoint ({type(err).__name__})") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or "config" not in payload:
         raise DataError(f"checkpoint {str(path)!r} is not a benchmark checkpoint of format {FORMAT}")
-    payload["config"] = json.loads(payload["config"])
-    payload["history"] = json.loads(payload.get("history", "[]"))
+    try:
+        payload["config"] = json.loads(payload["config"])
+        payload["history"] = json.loads(payload.get("history", "[]"))
+    except (TypeError, ValueError) as err:
+        raise DataError(f"checkpoint {str(path)!r} has a config or history that is not JSON ({type(err).__name__})") \
+            from None
+    if not isinstance(payload["config"], dict) or not isinstance(payload["history"], list):
+        raise DataError(f"checkpoint {str(path)!r} has a config that is not a JSON object")
     return payload
 
 

@@ -6,12 +6,15 @@ Bad input ends with one line on stderr and exit status 2; nothing already writte
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .errors import BenchmarkError
 from .runtime import tune_allocator
@@ -147,9 +150,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchmarkError as err:
         print(f"benchmark: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the file system said no: name the path and the cause
+        print(f"benchmark: error: {os_error(err)}", file=sys.stderr)
+        return 2
+    except SystemExit as exit_:  # only plugin code exits from inside a command
+        print(f"benchmark: error: plugin code called sys.exit({exit_.code!r}) during `benchmark {args.command}`",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("benchmark: interrupted", file=sys.stderr)
         return 130
+
+
+def os_error(err: OSError) -> str:
+    """One line for an operating-system error: the cause and the path it concerns."""
+    cause = err.strerror or str(err) or type(err).__name__
+    paths = " -> ".join(repr(str(p)) for p in (err.filename, err.filename2) if p is not None)
+    hint = " (the last good files, resume checkpoints included, are kept)" if err.errno == errno.ENOSPC else ""
+    return f"{cause}: {paths or 'an unnamed file'}{hint}"
+
+
+def check_out_folder(path: Path, option: str = "--out") -> None:
+    """An output folder that exists as a folder or can be created, and can be written: refused in
+    one line before any work otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BenchmarkError(f"{option} {str(path)!r} is a file; expected a folder for the results")
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+        raise BenchmarkError(f"{option} {str(path)!r} cannot be written: permission denied on {str(existing)!r}")
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -162,24 +191,35 @@ def cmd_run(args, console: Console) -> int:
 
     for plugin in args.plugin:
         load_plugin_file(plugin)
-    methods = _names(args.method or [",".join(DEFAULT_METHODS)])
+    methods = _names(args.method or [",".join(DEFAULT_METHODS)], "--method")
     seeds = _seeds(args.seed)
     _check_checkpoint_every(args.checkpoint_every)
     # Resolving every configuration first rejects unknown names and bad overrides before training.
     for m in methods:
         resolve(m, args.dataset, profile=args.profile, seed=seeds[0], overrides=args.overrides)
+    check_out_folder(args.out)
 
     reporter = Reporter(Console(stderr=True), quiet=args.quiet)
-    paths = []
+    outcomes = []
     for seed in seeds:
         for m in methods:
             outcome = run(m, args.dataset, profile=args.profile, seed=seed, overrides=args.overrides,
                           data_root=data_root_from(args.data_root), out_dir=args.out, device=args.device,
                           reporter=reporter, resume=not args.fresh, checkpoint_every=args.checkpoint_every)
-            paths.append(outcome.results_path)
+            outcomes.append(outcome)
             reporter.log(f"  wrote {outcome.results_path}")
-    print_summary(console, paths)
-    return 0
+    print_summary(console, [o.results_path for o in outcomes])
+    return report_failures(outcomes)
+
+
+def report_failures(outcomes) -> int:
+    """One line per failed suite on stderr; exit status 1 when any suite failed, else 0."""
+    failed = [(o, suite, reason) for o in outcomes for suite, reason in o.failures.items()]
+    for o, suite, reason in failed:
+        print(f"benchmark: error: {o.config.method} on {o.config.dataset} (seed {o.config.seed}): suite {suite} "
+              f"failed: {reason}; the other suites are in {o.results_path}, and running the same command again "
+              "measures only what is missing", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_sweep(args, console: Console) -> int:
@@ -195,17 +235,19 @@ def cmd_sweep(args, console: Console) -> int:
     eps = None
     if args.select_eps is not None:
         eps = _parse_float(args.select_eps)
-        if eps is None or eps < 0:
+        if eps is None or not 0 <= eps < float("inf"):
             raise BenchmarkError(f"--select-eps expects a number >= 0 such as 2/255, got {args.select_eps!r}")
     _check_checkpoint_every(args.checkpoint_every)
     if args.workers is not None and args.workers < 1:
         raise BenchmarkError(f"--workers expects an integer >= 1, got {args.workers}")
     if not args.cpus_per_run > 0 or args.gpus_per_run < 0 or args.retries < 0:
         raise BenchmarkError("--cpus-per-run must be > 0, --gpus-per-run >= 0 and --retries >= 0")
-    spec = SweepSpec(methods=tuple(_names(args.methods or [",".join(DEFAULT_METHODS)])),
-                     datasets=tuple(_names(args.datasets or [DEFAULT_DATASET])),
-                     seeds=tuple(_seeds(args.seeds, "--seeds")), profiles=tuple(_names(args.profiles or ["quick"])),
+    spec = SweepSpec(methods=tuple(_names(args.methods or [",".join(DEFAULT_METHODS)], "--methods")),
+                     datasets=tuple(_names(args.datasets or [DEFAULT_DATASET], "--datasets")),
+                     seeds=tuple(_seeds(args.seeds, "--seeds")),
+                     profiles=tuple(_names(args.profiles or ["quick"], "--profiles")),
                      grid=args.grid, overrides=tuple(args.overrides), select_eps=eps)
+    check_out_folder(args.out)
     out_dir = args.out.resolve()
     root = data_root_from(args.data_root)
     settings = WorkerSettings(out_dir=str(out_dir), data_root=str(root.resolve()) if root else None,
@@ -227,14 +269,14 @@ def print_sweep(console: Console, outcome, out_dir: Path) -> None:
 
     counts = outcome.counts
     console.print(f"sweep: {counts.get('done', 0)} run, {counts.get('skipped', 0)} already done, "
-                  f"{counts.get('failed', 0)} failed; results in {out_dir}")
+                  f"{counts.get('failed', 0)} failed; results in {out_dir}", markup=False)
     table = Table(title="model selection (full-image PGD on val, mean over seeds)")
     for column in ("method", "dataset", "profile", "selected grid point", "robust val", "clean val", "candidates"):
         table.add_column(column, justify="right" if column in ("robust val", "clean val", "candidates") else "left")
     for sel in outcome.selections:
         best, group = sel.best, sel.group
-        table.add_row(group.method, group.dataset, group.profile,
-                      point_label(group.points[sel.chosen]) if best else "none",
+        table.add_row(Text(group.method), Text(group.dataset), Text(group.profile),
+                      Text(point_label(group.points[sel.chosen]) if best else "none"),
                       f"{100 * best.robust:.1f}" if best else "—", f"{100 * best.clean:.1f}" if best else "—",
                       f"{len(sel.scores)}/{len(group.points)}")
     console.print(table)
@@ -266,14 +308,16 @@ def cmd_attack(args, console: Console) -> int:
 
     for plugin in args.plugin:
         load_plugin_file(plugin)
+    check_out_folder(args.out)
     reporter = Reporter(Console(stderr=True), quiet=args.quiet)
-    outcome = evaluate_checkpoint(args.checkpoint, dataset=args.dataset, suites=_names(args.suite or ["robustness"]),
-                                  attacks=_names(args.attack), overrides=args.overrides,
+    outcome = evaluate_checkpoint(args.checkpoint, dataset=args.dataset,
+                                  suites=_names(args.suite or ["robustness"], "--suite"),
+                                  attacks=_names(args.attack, "--attack"), overrides=args.overrides,
                                   data_root=data_root_from(args.data_root), out_dir=args.out, device=args.device,
                                   reporter=reporter)
     reporter.log(f"  wrote {outcome.results_path}")
     print_summary(console, [outcome.results_path])
-    return 0
+    return report_failures([outcome])
 
 
 def cmd_prepare(args, console: Console) -> int:
@@ -297,7 +341,7 @@ def cmd_prepare(args, console: Console) -> int:
     config = resolve("vanilla", args.dataset, profile=args.profile, overrides=args.overrides)
     dataset = DATASETS.get(args.dataset)(config.dataset_params, root)
     for line in dataset.prepare(download=args.download, force=args.force):
-        console.print(line)
+        print(line)  # plain: paths must not be wrapped or read as markup
     return 0
 
 
@@ -312,7 +356,7 @@ def cmd_list(args, console: Console) -> int:
     table.add_column("description")
     table.add_column("origin", style="dim")
     for entry in reg.entries(args.pattern):
-        table.add_row(entry.name, entry.description, entry.origin)
+        table.add_row(Text(entry.name), Text(entry.description), Text(entry.origin))
     console.print(table)
     return 0
 
@@ -321,15 +365,17 @@ def cmd_results(args, console: Console) -> int:
     from .store import read_results
     from .summary import run_tables
 
-    if not args.out.is_dir():
+    if not args.out.exists():
         raise BenchmarkError(f"results folder {str(args.out)!r} does not exist")
+    if not args.out.is_dir():
+        raise BenchmarkError(f"--out {str(args.out)!r} is a file; expected a results folder")
     frame, problems = read_results([args.out])
     for line in problems:
         print(f"benchmark: skipped {line}", file=sys.stderr)
     if frame.empty:
-        console.print(f"no results in {args.out}")
+        console.print(f"no results in {args.out}", markup=False)
         return 0
-    console.print(f"{len(frame)} rows from {frame['source_file'].nunique()} files in {args.out}")
+    console.print(f"{len(frame)} rows from {frame['source_file'].nunique()} files in {args.out}", markup=False)
     for table in run_tables(frame):
         console.print(table)
     return 0
@@ -344,13 +390,15 @@ def cmd_report(args, console: Console) -> int:
     missing = [str(r) for r in results if not r.exists()]
     if missing:
         raise BenchmarkError(f"results folder or file {missing[0]!r} does not exist")
-    if args.out.suffix.lower() not in (".html", ".htm"):
-        raise BenchmarkError(f"--out expects an .html file, got {str(args.out)!r}")
+    if args.out.suffix.lower() not in (".html", ".htm") or args.out.is_dir():
+        raise BenchmarkError(f"--out expects an .html file, got {'the folder ' if args.out.is_dir() else ''}"
+                             f"{str(args.out)!r}")
+    check_out_folder(args.out.parent, "--out's folder")
     paths, problems = write_report(results, args.out, now().strftime("%Y-%m-%d %H:%M UTC"))
     for line in problems:
         print(f"benchmark: skipped {line}", file=sys.stderr)
     for path in paths:
-        console.print(f"wrote {path}")
+        console.print(f"wrote {path}", markup=False)
     return 0
 
 
@@ -364,9 +412,12 @@ def cmd_perf(args, console: Console) -> int:
     return 0
 
 
-def _names(items: Sequence[str]) -> list[str]:
-    """Names given comma-separated, repeated, or both."""
-    return [n.strip() for item in items for n in item.split(",") if n.strip()]
+def _names(items: Sequence[str], option: str = "") -> list[str]:
+    """Names given comma-separated, repeated, or both; an option given only empty names is refused."""
+    names = [n.strip() for item in items for n in item.split(",") if n.strip()]
+    if items and not names and option:
+        raise BenchmarkError(f"{option} expects at least one name, got {', '.join(map(repr, items))}")
+    return names
 
 
 def _check_checkpoint_every(steps: int | None) -> None:

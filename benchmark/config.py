@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -39,8 +40,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(self.epochs >= 0, "train.epochs", "an integer >= 0", self.epochs)
         _check(self.batch_size >= 1, "train.batch_size", "an integer >= 1", self.batch_size)
-        _check(self.lr > 0, "train.lr", "a float > 0", self.lr)
+        _check(0 < self.lr <= 10, "train.lr", "a float in (0, 10]", self.lr)
         _check(all(0 <= b < 1 for b in self.adam_betas), "train.adam_betas", "two floats in [0, 1)", self.adam_betas)
+        _check(0 < self.adam_eps <= 1, "train.adam_eps", "a float in (0, 1]", self.adam_eps)
         _check(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip", "a float > 0 or none", self.grad_clip)
         _check(self.samples is None or self.samples >= 1, "train.samples", "an integer >= 1 or none", self.samples)
 
@@ -56,6 +58,8 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "eval.batch_size", "an integer >= 1", self.batch_size)
+        _check(len(set(self.suites)) == len(self.suites), "eval.suites", "names without repeats", self.suites)
+        _check(len(set(self.splits)) == len(self.splits), "eval.splits", "names without repeats", self.splits)
         _check(self.samples is None or self.samples >= 1, "eval.samples", "an integer >= 1 or none", self.samples)
 
 
@@ -141,12 +145,16 @@ def resolve(
             continue
         hint = " (add it to eval.suites)" if section in SUITES else ""
         raise ConfigError(f"unknown config section {section!r}{hint}; expected one of {', '.join(sorted(sections))}")
+    train = build_section(TrainConfig, merged.get("train", {}), "train")
+    if train.epochs == 0 and not eval_cfg.suites:
+        raise ConfigError("nothing to do: train.epochs=0 and no eval.suites; train for at least one epoch or name a "
+                          "suite to evaluate")
     return RunConfig(
         method=method,
         dataset=dataset,
         profile=profile,
         seed=seed,
-        train=build_section(TrainConfig, merged.get("train", {}), "train"),
+        train=train,
         eval=eval_cfg,
         method_params=build_section(method_cls.Params, merged.get("method", {}), "method"),
         dataset_params=build_section(dataset_cls.Params, merged.get("dataset", {}), "dataset"),
@@ -259,13 +267,14 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
                 pass
         raise ConfigError(f"{key} expects an integer, got {value!r}")
     if tp is float:
+        parsed = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            parsed = float(value)
+        elif isinstance(value, str):
             parsed = _parse_float(value)
-            if parsed is not None:
-                return parsed
-        raise ConfigError(f"{key} expects a number (such as 0.1, 1e-4 or 2/255), got {value!r}")
+        if parsed is None or not math.isfinite(parsed):
+            raise ConfigError(f"{key} expects a finite number (such as 0.1, 1e-4 or 2/255), got {value!r}")
+        return parsed
     if tp is str:
         if isinstance(value, str):
             return value

@@ -144,6 +144,20 @@ class EvalSet:
 RegionFn = Callable[[Batch], Tensor]
 
 
+@dataclass(frozen=True)
+class Download:
+    """A public file that `benchmark prepare --download` may fetch: unpacked (or, for a plain
+    file, placed) into `into`, relative to the data root, unless `present` already exists there."""
+
+    url: str
+    into: str = ""
+    present: str = ""
+
+    @classmethod
+    def of(cls, item: "str | Download") -> "Download":
+        return item if isinstance(item, Download) else cls(item)
+
+
 class BenchmarkDataset:
     """Base class of a dataset plugin. Subclasses set `name`, `info`, `Params`, and the splits."""
 
@@ -151,7 +165,7 @@ class BenchmarkDataset:
     preset: ClassVar[str] = ""  # the paper setting whose method presets apply (coco, isic, imagenet...)
     Params: ClassVar[type | None] = None
     split_names: ClassVar[tuple[str, ...]] = ("train", "val", "test")
-    downloads: ClassVar[tuple[str, ...]] = ()  # public files `benchmark prepare --download` may fetch
+    downloads: ClassVar[tuple[str | Download, ...]] = ()  # public files `benchmark prepare --download` may fetch
     # L-inf eps of the full-image PGD that `benchmark sweep` selects configurations by (paper: 2/255
     # on COCO, 1/255 on ImageNet; this project's choice elsewhere).
     selection_eps: ClassVar[float] = 2 / 255
@@ -159,6 +173,7 @@ class BenchmarkDataset:
     def __init__(self, params: Any = None, data_root: Path | None = None):
         self.params = params if params is not None or self.Params is None else self.Params()
         self.data_root = data_root
+        self.notes: list[str] = []  # one-line remarks for the user (e.g. a stale prepared cache)
 
     @property
     def info(self) -> DataInfo:
@@ -186,8 +201,10 @@ class BenchmarkDataset:
         except DataError:
             if not (download and self.downloads and self.data_root is not None):
                 raise
-            for url in self.downloads:
-                fetch(url, Path(self.data_root))
+            root = Path(self.data_root)
+            for item in map(Download.of, self.downloads):
+                if not (item.present and (root / item.present).exists()):
+                    fetch(item.url, root / item.into)
             self.check()
         return [f"{name}: {len(self.split(name))} samples" for name in self.split_names]
 
@@ -229,14 +246,23 @@ class BenchmarkDataset:
 
 class InMemoryDataset(BenchmarkDataset, ABC):
     """A dataset whose splits are decoded together on first use and then kept in memory; a
-    prepared cache (`benchmark prepare`) of the same settings is read instead of the raw files."""
+    prepared cache (`benchmark prepare`) of the same settings, built from the same source files,
+    is read instead of the raw files."""
 
     _loaded: dict[str, TensorSplit] | None = None
     _skip_cache = False
 
+    def __init__(self, params: Any = None, data_root: Path | None = None):
+        super().__init__(params, data_root)
+        self.counts: dict[str, int] = {}  # the loader's own counts (e.g. images dropped), kept in the cache
+
     @abstractmethod
     def load_splits(self) -> dict[str, TensorSplit]:
         """Every split of `split_names`, decoded from the raw files."""
+
+    def source_files(self) -> list[Path]:
+        """The files and folders the splits are decoded from; their fingerprint keys the cache."""
+        return []
 
     def split(self, name: str) -> Split:
         if name not in self.split_names:
@@ -250,29 +276,62 @@ class InMemoryDataset(BenchmarkDataset, ABC):
 
         return cache_folder(self.data_root, self.name, self.params) if self.data_root is not None else None
 
+    def stale_sources(self, folder: Path) -> list[str]:
+        """Source files that changed since the cache in `folder` was built ([] when it matches)."""
+        from .prepared import changed_sources, fingerprint, read_source
+
+        now = fingerprint(Path(self.data_root), self.source_files())
+        return changed_sources(read_source(folder).get("fingerprint", {}), now)
+
     def _cached(self) -> dict[str, TensorSplit] | None:
-        from .prepared import load_splits
+        from .prepared import load_splits, read_source
 
         folder = self.cache_folder()
-        return None if folder is None or self._skip_cache else load_splits(folder, self.split_names)
+        if folder is None or self._skip_cache or not folder.is_dir():
+            return None
+        changed = self.stale_sources(folder)
+        if changed:
+            self.notes.append(f"the prepared cache {folder} no longer matches its source files ({', '.join(changed[:3])} "
+                              f"changed); reading the raw files (`benchmark prepare {self.name} --force` rebuilds it)")
+            return None
+        splits = load_splits(folder, self.split_names)
+        if splits is not None:
+            self.counts = dict(read_source(folder).get("counts", {}))
+        return splits
 
     def prepare(self, *, download: bool = False, force: bool = False) -> list[str]:
-        """Check (and fetch) the raw files, decode them and write the prepared cache; an existing
-        cache of the same settings is kept unless `force`."""
-        from .prepared import save_splits
+        """Check (and fetch) the raw files, decode them and write the prepared cache with the
+        fingerprint of its sources; a cache of the same settings and sources is kept unless `force`."""
+        from .prepared import fingerprint, save_splits
 
         folder = self.cache_folder()
         if folder is None:
             raise DataError(f"dataset {self.name!r} needs --data-root DIR to prepare")
-        self._loaded, self._skip_cache = None, force
-        if not force and (cached := self._cached()) is not None:
-            self._loaded = cached
-            return [f"prepared cache {folder} is up to date (--force rebuilds it)",
-                    *(f"{name}: {len(split)} samples" for name, split in cached.items())]
-        lines = super().prepare(download=download)
-        save_splits(self._loaded, folder)
-        self._skip_cache = False
-        return [*lines, f"wrote the prepared cache {folder}"]
+        self._loaded = None
+        lines = []
+        if not force and folder.is_dir():
+            changed = self.stale_sources(folder)
+            if not changed and (cached := self._cached()) is not None:
+                self._loaded = cached
+                return [f"prepared cache {folder} is up to date (--force rebuilds it)",
+                        *(f"{name}: {len(split)} samples" for name, split in cached.items()), *self.count_lines()]
+            if changed:
+                lines.append(f"the prepared cache {folder} no longer matches its source files "
+                             f"({', '.join(changed[:3])} changed); rebuilding it")
+        self._skip_cache = True
+        try:
+            sources = fingerprint(Path(self.data_root), self.source_files())  # before decoding: a later change shows
+            lines += super().prepare(download=download)
+            if download:  # fetched files are sources too
+                sources = fingerprint(Path(self.data_root), self.source_files())
+        finally:
+            self._skip_cache = False
+        save_splits(self._loaded, folder, {"fingerprint": sources, "counts": self.counts})
+        return [*lines, *self.count_lines(), f"wrote the prepared cache {folder}"]
+
+    def count_lines(self) -> list[str]:
+        """The loader's own counts as lines for `benchmark prepare` (override to word them)."""
+        return [f"{name.replace('_', ' ')}: {value}" for name, value in self.counts.items()]
 
 
 def _labels_of(split: Split) -> Tensor:

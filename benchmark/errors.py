@@ -15,3 +15,7 @@ class ConfigError(BenchmarkError):
 
 class DataError(BenchmarkError):
     """Missing, incomplete or corrupt dataset files."""
+
+
+class DivergedError(BenchmarkError):
+    """Training produced a non-finite loss or non-finite weights; nothing is saved or evaluated."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import tempfile
@@ -25,10 +26,22 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> Path:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        full = not isinstance(err, OSError) and disk_full(path.parent)  # writers such as torch.save hide ENOSPC
         Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from err
         raise
     return path
+
+
+def disk_full(folder: Path, slack: int = 1 << 20) -> bool:
+    """Whether the file system of `folder` has less than `slack` bytes left for this user."""
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < slack
 
 
 def remove_temporaries(path: Path) -> list[Path]:

@@ -28,6 +28,17 @@ def read_rgb(path: Path, size: int, with_size: bool = False):
         raise DataError(f"image file {str(path)!r} is not a readable image ({type(err).__name__})") from None
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file, from its header (the pixels are not decoded)."""
+    try:
+        with Image.open(path) as img:
+            return img.height, img.width
+    except FileNotFoundError:
+        raise DataError(f"image file {str(path)!r} not found") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise DataError(f"image file {str(path)!r} is not a readable image ({type(err).__name__})") from None
+
+
 def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     """A binary (H, W) mask as (1, size, size) uint8 in {0, 1}, nearest-neighbour resized."""
     img = Image.fromarray((np.asarray(mask) > 0).astype(np.uint8) * 255)
@@ -45,10 +56,18 @@ def read_mask(path: Path) -> np.ndarray:
         raise DataError(f"mask file {str(path)!r} is not a readable image ({type(err).__name__})") from None
 
 
+def check_mask_size(mask: np.ndarray, image: Path, h: int, w: int, mask_source: str = "") -> None:
+    """A mask must cover its image pixel for pixel; the error names where the mask's size came from."""
+    if mask.shape != (h, w):
+        origin = f" ({mask_source})" if mask_source else ""
+        raise DataError(f"the mask of {str(image)!r} is {mask.shape[1]}x{mask.shape[0]}{origin}, the image {w}x{h}")
+
+
 def decode_split(labels: Sequence[int], size: int, image_of: Callable[[int], Path],
-                 mask_of: Callable[[int], np.ndarray]) -> TensorSplit:
+                 mask_of: Callable[[int], np.ndarray], mask_source: str = "") -> TensorSplit:
     """Decode sample k's image file `image_of(k)` and mask `mask_of(k)` (H, W) into an in-memory
-    split of `size` x `size` uint8 images and masks; a mask must match its image's size."""
+    split of `size` x `size` uint8 images and masks; a mask must match its image's size
+    (`mask_source` says where mask sizes come from, for the error message)."""
     n = len(labels)
     pixels = np.empty((n, 3, size, size), dtype=np.uint8)
     masks = np.empty((n, 1, size, size), dtype=np.uint8)
@@ -56,8 +75,7 @@ def decode_split(labels: Sequence[int], size: int, image_of: Callable[[int], Pat
         path = image_of(k)
         pixels[k], (h, w) = read_rgb(path, size, with_size=True)
         mask = mask_of(k)
-        if mask.shape != (h, w):
-            raise DataError(f"the mask of {str(path)!r} is {mask.shape[1]}x{mask.shape[0]}, the image {w}x{h}")
+        check_mask_size(mask, path, h, w, mask_source)
         masks[k] = resize_mask(mask, size)
     return TensorSplit(torch.from_numpy(pixels), torch.as_tensor(list(labels), dtype=torch.int64),
                        torch.from_numpy(masks))
@@ -86,9 +104,7 @@ class FileSplit:
             x[row], (h, w) = read_rgb(self.paths[k], self.size, with_size=True)
             mask = self.mask_of(k) if self.mask_of else None
             if mask is not None:
-                if mask.shape != (h, w):
-                    raise DataError(f"the mask of {str(self.paths[k])!r} is {mask.shape[1]}x{mask.shape[0]}, "
-                                    f"the image {w}x{h}")
+                check_mask_size(mask, self.paths[k], h, w)
                 masks[row] = resize_mask(mask, self.size)
         return Batch(torch.from_numpy(x).float().div_(255.0), self.labels[index],
                      torch.from_numpy(masks).float(), index)

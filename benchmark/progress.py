@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -21,14 +22,16 @@ class Reporter:
         self.quiet = quiet
         self.listener = listener
 
-    def log(self, message: str) -> None:
+    def log(self, message: str | Text) -> None:
+        """A line for the user: a str is plain text (names and paths are never read as markup),
+        a rich Text carries its own styles."""
         self._tell(message)
         if not self.quiet:
-            self.console.print(message, highlight=False)
+            self.console.print(message, highlight=False, markup=False)
 
-    def _tell(self, message: str) -> None:
+    def _tell(self, message: str | Text) -> None:
         if self.listener is not None:
-            self.listener(Text.from_markup(message).plain.strip())
+            self.listener((message.plain if isinstance(message, Text) else message).strip())
 
     @contextmanager
     def task(self, description: str, total: int) -> Iterator[Callable[..., None]]:
@@ -48,16 +51,17 @@ class Reporter:
                 info.update({k: _fmt(v) for k, v in kw.items()})
 
             yield update
-            self.console.print(f"{description}: {fmt()} ({time.perf_counter() - started:.1f} s)", highlight=False)
+            self.console.print(f"{description}: {fmt()} ({time.perf_counter() - started:.1f} s)", highlight=False,
+                               markup=False)
             return
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.fields[info]}"))
         with Progress(*columns, console=self.console, transient=False) as progress:
-            task_id = progress.add_task(description, total=total, info="")
+            task_id = progress.add_task(escape(description), total=total, info="")
 
             def update(advance: int = 1, **kw) -> None:
                 info.update({k: _fmt(v) for k, v in kw.items()})
-                progress.update(task_id, advance=advance, info=fmt())
+                progress.update(task_id, advance=advance, info=escape(fmt()))
 
             yield update
 

@@ -178,9 +178,9 @@ def load_plugin_file(path: str | Path) -> None:
     except BenchmarkError:
         del sys.modules[module_name]
         raise
-    except Exception as err:
+    except (Exception, SystemExit) as err:  # a plugin that exits while imported must not end the CLI silently
         del sys.modules[module_name]
-        raise BenchmarkError(f"plugin file {str(path)!r} failed to import: {type(err).__name__}: {err}") from err
+        raise BenchmarkError(f"plugin file {str(path)!r} failed to import: {type(err).__name__}: {err}") from None
 
 
 # The plugin kinds of the benchmark, each with the entry-point group outsiders use.

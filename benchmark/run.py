@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
+from rich.text import Text
 
 from . import provenance
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -20,8 +21,8 @@ from .progress import Reporter
 from .errors import ConfigError, DataError
 from .registry import ATTACKS, DATASETS, METHODS, SUITES
 from .files import exclusive, remove_temporaries
-from .store import Measurement, completed_run_id, run_file_name, to_rows, write_run
-from .train import Checkpointing, TrainResult, train
+from .store import Measurement, completed_run_id, finished_suites, run_file_name, to_rows, write_run
+from .train import DIVERGENCE_RATIO, Checkpointing, TrainResult, non_finite, train
 
 
 @dataclass
@@ -33,6 +34,12 @@ class RunOutcome:
     measurements: list[Measurement]
     skipped: bool = False  # its results were already there (skip_existing)
     resumed_from_step: int | None = None  # training continued from a resume checkpoint at this step
+    failures: dict[str, str] = field(default_factory=dict)  # suite -> one-line reason (rows kept for the rest)
+    reused_suites: tuple[str, ...] = ()  # suites whose finished rows an earlier execution had written
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,14 @@ def seeded(seed: int, device: torch.device):
         yield
 
 
+@dataclass(frozen=True)
+class Training:
+    """How `execute` obtains trained weights when it trains (`benchmark run`)."""
+
+    resume: bool = True  # continue a resume checkpoint, reuse a finished checkpoint of this key
+    checkpoint_every: int | None = None
+
+
 def run(
     method: str,
     dataset: str,
@@ -112,42 +127,106 @@ def run(
     """Train `method` on `dataset`, evaluate it and write one Parquet file of results.
 
     With `resume`, a run of the same config key continues from its resume checkpoint (written at
-    epoch ends and every `checkpoint_every` steps), and a finished checkpoint is evaluated without
-    training again. With `skip_existing`, a run whose results and checkpoint exist does nothing.
-    `tags` join every row's `extra`."""
-    reporter = reporter or Reporter(quiet=True)
+    epoch ends and every `checkpoint_every` steps), a finished checkpoint is evaluated without
+    training again, and suites whose rows an earlier execution already wrote completely are kept
+    instead of being measured again. With `skip_existing`, a run whose results (with no failed
+    suite) and checkpoint exist does nothing. `tags` join every row's `extra`."""
     config = resolve(method, dataset, profile=profile, seed=seed, overrides=overrides)
+    return execute(config, Training(resume, checkpoint_every), data_root=data_root, out_dir=out_dir,
+                   device=device, reporter=reporter, skip_existing=skip_existing, tags=tags)
+
+
+def execute(config: RunConfig, weights: Training | Mapping[str, Any], *, data_root: Path | None, out_dir: Path,
+            device: str, reporter: Reporter | None, skip_existing: bool = False,
+            tags: Mapping[str, Any] | None = None, checkpoint: Path | None = None) -> RunOutcome:
+    """The one path of a run: build, check, lock, obtain weights (train, or load the checkpoint
+    `payload` given as `weights`), evaluate what is missing, write the results file.
+
+    Bad input fails before the lock is taken or anything is written. A failing suite is recorded
+    and the others still run; an interrupted evaluation writes what finished, then re-raises."""
+    reporter = reporter or Reporter(quiet=True)
+    training = weights if isinstance(weights, Training) else None
     files = RunFiles.of(config, out_dir)
     key = config.key()
     dev = provenance.resolve_device(device)
     created = provenance.now()
-    with seeded(seed, dev):
+    with seeded(config.seed, dev):
         ds, method_obj, model = build(config, data_root)
+        if training is None:
+            load_trained(model, method_obj, weights, checkpoint, config.dataset)
         ds.check()
         check_suites(config, ds)  # bad input fails before anything, even the lock, is written
+        for note in ds.notes:
+            reporter.log(f"  {note}")
         with files.claimed(key, reporter):
-            if skip_existing and files.checkpoint.is_file() and (done := completed_run_id(files.results, key)):
-                return RunOutcome(config, done, files.results, files.checkpoint, [], skipped=True)
-            if not resume:
-                files.resume.unlink(missing_ok=True)
+            done = completed_run_id(files.results, key)
+            if skip_existing and done and (training is None or files.checkpoint.is_file()):
+                return RunOutcome(config, done, files.results, files.checkpoint if training else None, [],
+                                  skipped=True)
             model.to(dev)
-            reporter.log(f"[bold]{method}[/] on [bold]{dataset}[/] ({profile}, seed {seed}, "
-                         f"{provenance.device_name(dev)})")
-            result = trained_earlier(files.checkpoint, key, model, method_obj, reporter) if resume else None
-            if result is None:
-                result = train(model, method_obj, ds, config, dev, reporter,
-                               Checkpointing(files.resume, every_steps=checkpoint_every))
-                save_checkpoint(files.checkpoint, model=model, method_state=method_obj.state_dict(),
-                                config_json=config.to_json(), history=result.history, run_key=key,
-                                train_duration_s=result.duration_s)
-            files.resume.unlink(missing_ok=True)
-            measurements = training_measurements(result) + evaluate(model, ds, config, dev, reporter,
-                                                                    artifacts_dir=files.artifacts)
+            what = "checkpoint " if training is None else ""
+            reporter.log(Text.assemble((config.method, "bold"), f" {what}on ", (config.dataset, "bold"),
+                                       f" ({config.profile}, seed {config.seed}, {provenance.device_name(dev)})"))
+            measurements: list[Measurement] = []
+            result = None
+            if training is not None:
+                result = obtain_weights(model, method_obj, ds, config, dev, reporter, files, training)
+                measurements += training_measurements(result)
+            history = result.history if result else weights.get("history", [])
+            diverged = TrainResult(history, 0.0, []).diverged
+            if diverged:
+                reporter.log(Text.assemble("  ", ("warning", "yellow"), f": the final training loss is over "
+                                           f"{DIVERGENCE_RATIO:g} times the first; every row of this run is flagged "
+                                           "`diverged`"))
+            produces = {s: SUITES.get(s).row_suites() for s in config.eval.suites}
+            kept = finished_suites(files.results, key, produces) if training is None or training.resume else {}
+            if kept:
+                reporter.log(f"  keeping the finished suites {', '.join(kept)} of {files.results}")
+            todo = [s for s in config.eval.suites if s not in kept]
+            evaluation = evaluate(model, ds, config, dev, reporter, artifacts_dir=files.artifacts, suites=todo)
+            for suite in config.eval.suites:  # the results file keeps the configured suite order
+                measurements += kept.get(suite, []) + evaluation.by_suite.get(suite, [])
+            if training is None and checkpoint is not None:
+                tagged(measurements, {"checkpoint_key": from_dict(weights["config"]).key()})
+            if diverged:
+                for m in measurements:
+                    m.flags = tuple(dict.fromkeys([*m.flags, "diverged"]))
             run_id = f"{key}-{created.strftime('%Y%m%dT%H%M%S%fZ')}"
-            path = write_results(tagged(measurements, tags), config, run_id, created, dev, ds.source(),
-                                 files.results)
-    return RunOutcome(config, run_id, path, files.checkpoint, measurements,
-                      resumed_from_step=result.resumed_from_step)
+            path = write_results(tagged(measurements, tags), config, run_id, created, dev, ds.source(), files.results)
+            if evaluation.tracebacks:
+                log_tracebacks(files, evaluation.tracebacks)
+            if evaluation.interrupted:
+                raise KeyboardInterrupt
+    return RunOutcome(config, run_id, path, files.checkpoint if training else None, measurements,
+                      resumed_from_step=result.resumed_from_step if result else None,
+                      failures=evaluation.failures, reused_suites=tuple(kept))
+
+
+def obtain_weights(model: Classifier, method: Method, ds: BenchmarkDataset, config: RunConfig, dev: torch.device,
+                   reporter: Reporter, files: "RunFiles", training: Training) -> TrainResult:
+    """Reuse this config's finished checkpoint (with `resume`), or train and write one."""
+    key = config.key()
+    result = trained_earlier(files.checkpoint, key, model, method, reporter) if training.resume else None
+    if result is None:
+        if not training.resume:
+            files.resume.unlink(missing_ok=True)
+        result = train(model, method, ds, config, dev, reporter,
+                       Checkpointing(files.resume, every_steps=training.checkpoint_every))
+        save_checkpoint(files.checkpoint, model=model, method_state=method.state_dict(),
+                        config_json=config.to_json(), history=result.history, run_key=key,
+                        train_duration_s=result.duration_s)
+    files.resume.unlink(missing_ok=True)
+    return result
+
+
+def log_tracebacks(files: "RunFiles", tracebacks: Mapping[str, str]) -> Path:
+    """The full tracebacks of failed suites, for the one-line reasons the console and rows show."""
+    log = files.out_dir / "logs" / f"{files.stem}.txt"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as fh:
+        for suite, text in tracebacks.items():
+            fh.write(f"suite {suite} ({provenance.now().isoformat()}):\n{text}\n")
+    return log
 
 
 def trained_earlier(checkpoint: Path, run_key: str, model: Classifier, method: Method,
@@ -163,7 +242,11 @@ def trained_earlier(checkpoint: Path, run_key: str, model: Classifier, method: M
         return None
     if payload.get("kind") != "final" or payload.get("run_key") != run_key:
         return None
-    load_trained(model, method, payload, checkpoint, payload["config"]["run"]["dataset"])
+    try:
+        load_trained(model, method, payload, checkpoint, payload["config"]["run"]["dataset"])
+    except DataError as err:
+        reporter.log(f"  ignoring {err}; training again")
+        return None
     reporter.log(f"  reusing the trained weights in {checkpoint} (same config key; --fresh trains again)")
     return TrainResult(payload["history"], float(payload.get("train_duration_s", 0.0)), method.trace())
 
@@ -231,6 +314,10 @@ def load_trained(model: Classifier, method: Method, payload: Mapping[str, Any], 
                  dataset: str) -> None:
     """Load weights and method state; a model of another shape is a one-line DataError."""
     trained_on = payload["config"]["run"]["dataset"]
+    bad = non_finite(payload["model"])
+    if bad:
+        raise DataError(f"checkpoint {str(checkpoint)!r} holds non-finite weights ({bad[0]} and {len(bad) - 1} more): "
+                        "a diverged training; it is never evaluated")
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as err:
@@ -300,29 +387,10 @@ def evaluate_checkpoint(
     """Evaluate a saved model without retraining and write one Parquet file of results.
 
     Rows carry the training run's key as `extra.checkpoint_key`, so the leaderboard can tie the
-    evaluation to the run that produced the weights."""
-    reporter = reporter or Reporter(quiet=True)
+    evaluation to the run that produced the weights. Suites this evaluation already wrote
+    completely are kept, so a rerun after a failure measures only what is missing."""
     payload = load_checkpoint(checkpoint)
-    trained_key = from_dict(payload["config"]).key()
     config = checkpoint_config(payload["config"], dataset=dataset, suites=suites, attacks=attacks,
                                overrides=overrides)
-    files = RunFiles.of(config, out_dir)
-    key = config.key()
-    dev = provenance.resolve_device(device)
-    created = provenance.now()
-    with seeded(config.seed, dev):
-        ds, method, model = build(config, data_root)
-        load_trained(model, method, payload, checkpoint, config.dataset)
-        ds.check()
-        check_suites(config, ds)
-        with files.claimed(key, reporter):
-            if skip_existing and (done := completed_run_id(files.results, key)):
-                return RunOutcome(config, done, files.results, None, [], skipped=True)
-            model.to(dev)
-            reporter.log(f"[bold]{config.method}[/] checkpoint on [bold]{config.dataset}[/] "
-                         f"({', '.join(config.eval.suites)}; {provenance.device_name(dev)})")
-            measurements = evaluate(model, ds, config, dev, reporter, artifacts_dir=files.artifacts)
-            tagged(measurements, {"checkpoint_key": trained_key, **(tags or {})})
-            run_id = f"{key}-{created.strftime('%Y%m%dT%H%M%S%fZ')}"
-            path = write_results(measurements, config, run_id, created, dev, ds.source(), files.results)
-    return RunOutcome(config, run_id, path, None, measurements)
+    return execute(config, payload, data_root=data_root, out_dir=out_dir, device=device, reporter=reporter,
+                   skip_existing=skip_existing, tags=tags, checkpoint=Path(checkpoint))

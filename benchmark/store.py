@@ -7,9 +7,10 @@ its HTML / Markdown / CSV exports. The schema is documented in docs/RESULTS.md.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 from .files import write_atomically
 
 SCHEMA_VERSION = 1
+FAILED = "failed"  # metric of the row that records a failed suite; extra.error holds the reason
 
 
 @dataclass
@@ -28,7 +30,7 @@ class Measurement:
     metric: str
     value: float
     n: int
-    eval_set: str = "test"
+    eval_set: str | None = "test"
     attack: str | None = None
     region: str | None = None
     norm: str | None = None
@@ -107,14 +109,85 @@ def write_run(rows: Sequence[dict[str, Any]], path: Path) -> Path:
 
 
 def completed_run_id(path: Path, run_key: str) -> str | None:
-    """The run id of a readable results file at `path` written for `run_key`, else None (a missing,
-    corrupt or foreign file does not count as done)."""
+    """The run id of a readable results file at `path` written for `run_key` with no failed suite,
+    else None (a missing, corrupt, foreign or partial file does not count as done)."""
     try:
-        table = pq.read_table(path, columns=["run_key", "run_id"])
+        table = pq.read_table(path, columns=["run_key", "run_id", "metric"])
     except Exception:
         return None
     ids = set(zip(table.column("run_key").to_pylist(), table.column("run_id").to_pylist()))
+    if FAILED in set(table.column("metric").to_pylist()):
+        return None
     return next(iter(ids))[1] if len(ids) == 1 and next(iter(ids))[0] == run_key else None
+
+
+def finished_suites(path: Path, run_key: str, suites: Mapping[str, Sequence[str]]) -> dict[str, list[Measurement]]:
+    """The measurements of each suite (name -> the `suite` values of its rows) that a readable
+    results file of this run holds complete (rows present, no failure recorded); a missing or
+    foreign file holds none."""
+    try:
+        frame = pq.read_table(path).to_pandas()
+    except Exception:
+        return {}
+    if frame.empty or set(frame["run_key"]) != {run_key}:
+        return {}
+    done = {}
+    for suite, row_suites in suites.items():
+        rows = frame[frame["suite"].isin(row_suites)]
+        if (rows["suite"] == suite).any() and not (rows["metric"] == FAILED).any():
+            done[suite] = measurements_of(rows)
+    return done
+
+
+def measurements_of(frame: pd.DataFrame) -> list[Measurement]:
+    """Result rows back as Measurements (the inverse of `to_rows`, provenance dropped)."""
+    names = [f.name for f in fields(Measurement)]
+    out = []
+    for record in frame.to_dict("records"):
+        values = {k: (None if k != "value" and _missing(record[k]) else record[k]) for k in names}
+        values["flags"] = tuple(f for f in (values["flags"] or "").split(",") if f)
+        values["extra"] = json.loads(values["extra"] or "{}")
+        for key in ("n", "steps", "attack_seed", "severity"):
+            if values[key] is not None:
+                values[key] = int(values[key])
+        out.append(Measurement(**values))
+    return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT
+
+
+def table_problem(table: pa.Table) -> str:
+    """Why a Parquet table is not a readable results file of this schema ('' when it is)."""
+    missing = [c for c in REQUIRED if c not in table.column_names]
+    if missing:
+        return f"not a results file (missing columns {', '.join(missing)})"
+    if not pa.types.is_integer(table.schema.field("schema_version").type):
+        return "not a results file (schema_version is not an integer)"
+    versions = set(table.column("schema_version").to_pylist())
+    if versions - {SCHEMA_VERSION}:
+        return f"schema version {sorted(versions)} is not {SCHEMA_VERSION}"
+    absent = [c for c in COLUMNS if c not in table.column_names]
+    if absent:
+        return f"lacks {len(absent)} columns of schema version {SCHEMA_VERSION} ({', '.join(absent[:4])}...)"
+    for name in COLUMNS:
+        actual, expected = table.schema.field(name).type, SCHEMA.field(name).type
+        if not _compatible(actual, expected):
+            return f"column {name!r} holds {actual}, expected {expected}"
+    return ""
+
+
+def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
+    """Types a column may have and still be cast to the schema's without losing meaning."""
+    if actual == expected or pa.types.is_null(actual):
+        return True
+    for kind in (pa.types.is_integer, pa.types.is_string, pa.types.is_timestamp):
+        if kind(expected):
+            return kind(actual) or (kind is pa.types.is_string and pa.types.is_large_string(actual))
+    if pa.types.is_floating(expected):
+        return pa.types.is_floating(actual) or pa.types.is_integer(actual)
+    return False
 
 
 def read_results(paths: Sequence[Path | str]) -> tuple[pd.DataFrame, list[str]]:
@@ -126,17 +199,13 @@ def read_results(paths: Sequence[Path | str]) -> tuple[pd.DataFrame, list[str]]:
         except Exception as err:  # corrupt or truncated files are reported, never fatal
             problems.append(f"{file}: not a readable Parquet file ({type(err).__name__})")
             continue
-        missing = [c for c in REQUIRED if c not in table.column_names]
-        if missing:
-            problems.append(f"{file}: not a results file (missing columns {', '.join(missing)})")
+        problem = table_problem(table)
+        if problem:
+            problems.append(f"{file}: {problem}")
             continue
-        versions = set(table.column("schema_version").to_pylist())
-        if versions - {SCHEMA_VERSION}:
-            problems.append(f"{file}: schema version {sorted(versions)} is not {SCHEMA_VERSION}")
-            continue
-        frame = table.to_pandas()
+        frame = table.select(list(COLUMNS)).cast(SCHEMA).to_pandas()
         frame["source_file"] = str(file)
-        frames.append(frame.reindex(columns=[*COLUMNS, "source_file"]))
+        frames.append(frame)
     if not frames:
         return pd.DataFrame(columns=[*COLUMNS, "source_file"]), problems
     return pd.concat(frames, ignore_index=True), problems

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 from rich.table import Table
+from rich.text import Text
 
 from .store import reported_rows
 
@@ -68,16 +69,16 @@ def run_tables(frame: pd.DataFrame) -> list[Table]:
     summary = summarize(frame)
     tables = []
     for (dataset, profile), part in summary.groupby(["dataset", "profile"], sort=True):
-        table = Table(title=f"{dataset} · {profile} profile · accuracy and relevance mass in %")
+        table = Table(title=Text(f"{dataset} · {profile} profile · accuracy and relevance mass in %"))
         table.add_column("measurement", style="bold")
         methods = sorted(part["method"].unique())
         for method in methods:
-            table.add_column(method, justify="right")
+            table.add_column(Text(method), justify="right")
         seeds = part.groupby("method")["seeds"].max()
         table.add_row("training seeds", *[str(int(seeds[m])) for m in methods])
         cells = {(r["method"], r["column"]): _cell(r["mean"], r["std"], r["count"]) for _, r in part.iterrows()}
         for col in part.sort_values(["order", "column"])["column"].drop_duplicates():
-            table.add_row(col, *[cells.get((m, col), "—") for m in methods])
+            table.add_row(Text(col), *[Text(cells.get((m, col), "—")) for m in methods])
         tables.append(table)
     return tables
 

@@ -7,16 +7,21 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import torch
+import torch.nn.functional as F
 
 from .checkpoint import Position, load_resume, save_resume, to_device
 from .config import RunConfig
 from .data import BenchmarkDataset, batches_in_order, first_of_shuffle, shuffled
-from .errors import BenchmarkError, DataError
+from .errors import DataError, DivergedError
 from .method import Method, TrainState
 from .models import Classifier
 from .progress import Reporter
+
+
+DIVERGENCE_RATIO = 10.0  # a final loss this many times the first one flags the run `diverged`
 
 
 @dataclass
@@ -25,6 +30,28 @@ class TrainResult:
     duration_s: float
     trace: list[dict[str, float]]  # the method's own time series (records carry samples_seen)
     resumed_from_step: int | None = None  # the step a resume checkpoint continued from
+
+    @property
+    def diverged(self) -> bool:
+        """The cross-entropy after the last update is over DIVERGENCE_RATIO times the first step's:
+        the weights are finite but training went the wrong way (e.g. a far too large learning rate)."""
+        first = self.history[0].get("first_loss_ce") if self.history else None
+        last = self.history[-1].get("final_loss_ce") if self.history else None
+        return first is not None and last is not None and last > DIVERGENCE_RATIO * max(first, 1e-12)
+
+
+def non_finite(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold NaN or infinity."""
+    return [name for name, t in state.items()
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
+def check_finite(model: torch.nn.Module, where: str) -> None:
+    """Refuse weights that are not finite: they must never be saved, reused or evaluated."""
+    bad = non_finite(model.state_dict())
+    if bad:
+        raise DivergedError(f"training diverged: {len(bad)} weight tensors (first {bad[0]}) are not finite {where}; "
+                            "nothing was saved; try a lower train.lr")
 
 
 @dataclass(frozen=True)
@@ -73,6 +100,7 @@ def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: 
 
     def save(at: Position) -> None:
         nonlocal last_save
+        check_finite(model, f"at step {state.step}")
         at.step, at.samples_seen, at.elapsed_s = state.step, state.samples_seen, time.perf_counter() - started
         save_resume(checkpointing.path, run_key=run_key, position=at, model=model, optimizer=optimizer,
                     method_state=method.state_dict(), generator=state.generator, device=device)
@@ -80,6 +108,7 @@ def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: 
 
     history = position.history
     steps = math.ceil(len(order) / cfg.batch_size)
+    last = None  # the last batch trained on
     for epoch in range(position.epoch, cfg.epochs):
         model.train()
         state.epoch = epoch
@@ -103,11 +132,14 @@ def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: 
                     batch = dataset.augment(batch, state.generator)
                 out = method.training_step(model, batch, state)
                 loss = out.loss
+                last = batch
                 if not torch.isfinite(loss):
-                    raise BenchmarkError(
+                    raise DivergedError(
                         f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, step {state.step + 1} "
-                        f"(terms {', '.join(out.losses)}); try a lower train.lr"
+                        f"(terms {', '.join(out.losses)}); nothing was saved; try a lower train.lr"
                     )
+                if state.step == 0:  # the yardstick of divergence, in the unit every method shares
+                    sums["first_loss_ce"] = float(F.cross_entropy(out.logits.detach(), batch.y))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip is not None:
@@ -127,7 +159,8 @@ def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: 
                     save(Position(epoch, number, epoch_generator=epoch_generator, history=history,
                                   sums=dict(sums), correct=correct, seen=seen))
                     reporter.log(f"  resume checkpoint at step {state.step}")
-        record = {"epoch": epoch + 1, **{k: v / max(seen, 1) for k, v in sums.items()},
+        record = {"epoch": epoch + 1,
+                  **{k: v if k == "first_loss_ce" else v / max(seen, 1) for k, v in sums.items()},
                   "train_accuracy": correct / max(seen, 1)}
         record.update(method.on_epoch_end(model, state))
         record["duration_s"] = time.perf_counter() - epoch_start
@@ -136,7 +169,24 @@ def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: 
             save(Position(epoch + 1, 0, history=history))
             reporter.log(f"  resume checkpoint at step {state.step}")
     method.on_train_end(model, state)
+    check_finite(model, f"after the last step ({state.step})")
+    if last is not None and history:
+        history[-1]["final_loss_ce"] = final_loss(model, last)
     return TrainResult(history, time.perf_counter() - started, method.trace(), resumed_from)
+
+
+def final_loss(model: Classifier, batch) -> float:
+    """Cross-entropy of the trained model on the last training batch: the loss after the last
+    update, which the loop itself never sees. Non-finite means diverged: nothing is saved."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        value = float(F.cross_entropy(model(batch.x), batch.y))
+    model.train(was_training)
+    if not math.isfinite(value):
+        raise DivergedError(f"training diverged: the loss after the last update is {value}; nothing was saved; "
+                            "try a lower train.lr")
+    return value
 
 
 def restore(checkpointing: Checkpointing, run_key: str, model: Classifier, optimizer: torch.optim.Optimizer,

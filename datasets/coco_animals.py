@@ -60,11 +60,55 @@ def read_coco(path: Path):
         raise DataError(f"COCO annotations {str(path)!r} not found: unpack annotations_trainval2017.zip "
                         "(cocodataset.org) into the data root")
     try:
+        with open(path, "rb") as fh:
+            data = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"COCO annotations {str(path)!r} are not a COCO instances file: not readable JSON "
+                        f"({type(err).__name__})") from None
+    problem = instances_problem(data)
+    if problem:
+        raise DataError(f"COCO annotations {str(path)!r} are not a COCO instances file: {problem}")
+    coco = COCO()
+    coco.dataset = data
+    try:
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            return COCO(str(path))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            coco.createIndex()
+    except (AssertionError, KeyError, TypeError, ValueError) as err:
         raise DataError(f"COCO annotations {str(path)!r} are not a COCO instances file "
                         f"({type(err).__name__}: {err})") from None
+    return coco
+
+
+def instances_problem(data) -> str:
+    """What makes parsed JSON unusable as a COCO instances file ('' when nothing does): the three
+    lists, and on every entry the keys and types the loader reads."""
+    if not isinstance(data, dict):
+        return f"expected a JSON object with images, annotations and categories, got a {type(data).__name__}"
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            return f"expected a list under {key!r}"
+    for image in data["images"]:
+        if not isinstance(image, dict) or not isinstance(image.get("file_name"), str) \
+                or not all(isinstance(image.get(k), int) for k in ("id", "height", "width")):
+            return f"image entry {_short(image)} lacks an integer id, height or width or a file_name"
+    for ann in data["annotations"]:
+        if not isinstance(ann, dict) or not all(isinstance(ann.get(k), int) for k in ("id", "image_id", "category_id")):
+            return f"annotation {_short(ann)} lacks an integer id, image_id or category_id"
+        seg = ann.get("segmentation")
+        polygons = isinstance(seg, list) and all(isinstance(p, list) for p in seg)
+        rle = isinstance(seg, dict) and "counts" in seg and isinstance(seg.get("size"), list)
+        if not (polygons or rle):
+            return (f"annotation {ann['id']} has a segmentation of type {type(seg).__name__}; expected a list of "
+                    "polygons or an RLE object with counts and size")
+    for cat in data["categories"]:
+        if not isinstance(cat, dict) or not isinstance(cat.get("id"), int) or not isinstance(cat.get("name"), str):
+            return f"category {_short(cat)} lacks an integer id or a name"
+    return ""
+
+
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def category_ids(coco) -> list[int]:
@@ -119,10 +163,6 @@ class COCOAnimals(InMemoryDataset):
     downloads = ("http://images.cocodataset.org/annotations/annotations_trainval2017.zip",
                  "http://images.cocodataset.org/zips/train2017.zip")  # 241 MB and 19 GB
 
-    def __init__(self, params: COCOAnimalsParams | None = None, data_root: Path | None = None):
-        super().__init__(params, data_root)
-        self.dropped = 0
-
     @property
     def info(self) -> DataInfo:
         size = self.params.image_size
@@ -156,13 +196,25 @@ class COCOAnimals(InMemoryDataset):
     def source(self) -> str:
         return f"COCO 2017 {self.params.annotations} in {self.data_root}"
 
+    @property
+    def annotation_file(self) -> Path:
+        return Path(self.data_root) / "annotations" / f"instances_{self.params.annotations}.json"
+
+    def source_files(self) -> list[Path]:
+        return [self.annotation_file, Path(self.data_root) / self.params.annotations]
+
+    def count_lines(self) -> list[str]:
+        dropped = self.counts.get("dropped_multi_class", 0)
+        return [f"dropped {dropped} images showing two or more of {', '.join(CLASSES)}"]
+
     def load_splits(self) -> dict[str, TensorSplit]:
         p: COCOAnimalsParams = self.params
         root = self.require_root(f"the COCO 2017 layout annotations/instances_{p.annotations}.json and "
-                                 f"{p.annotations}/*.jpg")
-        coco = read_coco(root / "annotations" / f"instances_{p.annotations}.json")
+                                 f"{p.annotations}/*.jpg (docs/DATASETS.md: COCO-Animals)")
+        coco = read_coco(self.annotation_file)
         cat_ids = category_ids(coco)
-        images, self.dropped = single_class_images(coco, cat_ids)
+        images, dropped = single_class_images(coco, cat_ids)
+        self.counts = {"dropped_multi_class": dropped}
         if len(images) < 3:
             raise DataError(f"COCO annotations in {str(root)!r}: expected at least 3 images showing exactly one of "
                             f"{', '.join(CLASSES)}, found {len(images)}")
@@ -180,4 +232,5 @@ class COCOAnimals(InMemoryDataset):
             image_id, label = items[k]
             return object_mask(coco, image_id, cat_ids[label])
 
-        return decode_split([label for _, label in items], self.params.image_size, image_of, mask_of)
+        return decode_split([label for _, label in items], self.params.image_size, image_of, mask_of,
+                            mask_source=f"the height and width declared in {str(self.annotation_file)!r}")

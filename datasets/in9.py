@@ -13,6 +13,10 @@ fine-grained synset in the file name) and `in9` (the Backgrounds Challenge: top-
 classes through in_to_in9.json, unmapped classes counted wrong). The `test` split is the original
 variant with its foreground masks and synset labels, so attacks and attributions have an object.
 ImageNet itself has no object masks: its splits carry empty masks (no pixel known as object).
+Labels are mapped by synset (wnid), never by folder position: in_to_in9.json and CounterAnimal's
+folders use the ImageNet-1k index, which `IMAGENET_WNIDS` (the 1,000 synsets in index order,
+datasets/data/imagenet_wnids.txt) turns into a wnid, so an ImageNet folder with only some of the
+classes is scored correctly, and what it cannot score is refused in one line.
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ import numpy as np
 import torch
 
 from benchmark.augment import flipped
-from benchmark.data import Batch, BenchmarkDataset, DataInfo, EvalSet, Split
+from benchmark.data import Batch, BenchmarkDataset, DataInfo, Download, EvalSet, Split
 from benchmark.errors import ConfigError, DataError
-from benchmark.images import FileSplit
+from benchmark.images import FileSplit, check_mask_size, image_size
 from benchmark.registry import DATASETS
+from benchmark.suites.attribution import quick_explainer_options
 
 VARIANTS = ("original", "only_bg_b", "only_bg_t", "no_fg", "only_fg", "mixed_same", "mixed_rand", "mixed_next")
 IN9_CLASSES = ("dog", "bird", "wheeled vehicle", "reptile", "carnivore", "insect", "musical instrument",
@@ -38,6 +43,13 @@ IN9_CLASSES = ("dog", "bird", "wheeled vehicle", "reptile", "carnivore", "insect
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 SYNSET = re.compile(r"^(?:fg_)?(n\d{8})")
 CA_CLASS = re.compile(r"^(\d+) (.+)$")
+WNID = re.compile(r"^n\d{8}$")
+IMAGENET_WNIDS = tuple((Path(__file__).with_name("data") / "imagenet_wnids.txt").read_text().split())
+BG_REPOSITORY = "https://github.com/MadryLab/backgrounds_challenge"
+WHERE = ("imagenet/train/<wnid>/*.JPEG (ImageNet-1k, by hand from image-net.org after registering), "
+         "bg_challenge/ (`benchmark prepare in9 --download` fetches the Backgrounds Challenge data and "
+         "in_to_in9.json from MadryLab/backgrounds_challenge) and, optionally, counteranimal/LAION-final/ "
+         "(by hand from the CounterAnimal project); see docs/DATASETS.md")
 
 
 @dataclass
@@ -75,8 +87,20 @@ def imagenet_wnids(root: Path) -> list[str]:
     return wnids
 
 
+def imagenet_index(wnid: str, where: str) -> int:
+    """The ImageNet-1k class index of a synset (its position among the 1,000 sorted wnids)."""
+    try:
+        return IMAGENET_WNIDS.index(wnid)
+    except ValueError:
+        raise DataError(f"{where}: synset {wnid} is not one of the 1,000 ImageNet-1k classes") from None
+
+
 def class_folder(root: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
     """Images and class indices of an ImageNet-layout folder root/<wnid>/*."""
+    if any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir()) and \
+            not any((root / w).is_dir() for w in wnids):
+        raise DataError(f"ImageNet folder {str(root)!r} holds its images directly; sort them into one folder per "
+                        "synset, <wnid>/*.JPEG, as in the train folder (the official val labels say which is which)")
     paths, labels = [], []
     for index, wnid in enumerate(wnids):
         folder = root / wnid
@@ -107,22 +131,21 @@ def synset_of(path: Path) -> str:
     return match.group(1)
 
 
-def in9_mapping(path: Path, num_classes: int) -> torch.Tensor:
-    """ImageNet index -> IN-9 class (or -1), from the Backgrounds Challenge's in_to_in9.json."""
+def in9_mapping(path: Path, wnids: list[str]) -> torch.Tensor:
+    """Class k of the ImageNet folder (synset wnids[k]) -> IN-9 class, or -1 where unmapped, from the
+    Backgrounds Challenge's in_to_in9.json (keyed by ImageNet-1k index: mapped through the wnid)."""
     if not path.is_file():
-        raise DataError(f"{str(path)!r} not found: the 9-way protocol needs in_to_in9.json from the "
-                        "backgrounds_challenge repository")
+        raise DataError(f"{str(path)!r} not found: the 9-way protocol needs in_to_in9.json from "
+                        f"{BG_REPOSITORY} (`benchmark prepare in9 --download` fetches it)")
     try:
         raw = json.loads(path.read_text())
-        table = torch.full((num_classes,), -1, dtype=torch.int64)
-        for key, value in raw.items():
-            if int(key) < num_classes:
-                table[int(key)] = int(value)
-    except (ValueError, TypeError, AttributeError) as err:
+        by_index = {int(key): int(value) for key, value in raw.items()}
+    except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as err:
         raise DataError(f"{str(path)!r}: expected a JSON object of ImageNet index -> IN-9 class ({err})") from None
-    if not bool(((table >= -1) & (table < 9)).all()):
-        raise DataError(f"{str(path)!r}: IN-9 classes must be -1 or 0-8")
-    return table
+    if not all(-1 <= v < 9 for v in by_index.values()) or not all(0 <= k < 1000 for k in by_index):
+        raise DataError(f"{str(path)!r}: expected ImageNet indices 0-999 mapped to IN-9 classes -1 or 0-8")
+    table = [by_index.get(imagenet_index(w, str(path)), -1) for w in wnids]
+    return torch.tensor(table, dtype=torch.int64)
 
 
 def mapped_prediction(table: torch.Tensor):
@@ -138,13 +161,40 @@ def fg_mask(path: Path) -> np.ndarray:
         array = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise DataError(f"IN-9 foreground mask {str(path)!r} not found") from None
-    except (ValueError, OSError) as err:
-        raise DataError(f"IN-9 foreground mask {str(path)!r} is not a readable .npy array ({err})") from None
+    except Exception as err:  # empty (EOFError), truncated or foreign files
+        raise DataError(f"IN-9 foreground mask {str(path)!r} is not a readable .npy array "
+                        f"({type(err).__name__})") from None
     if array.ndim == 3:
         array = array.max(axis=-1) if array.shape[-1] in (1, 3, 4) else array.max(axis=0)
     if array.ndim != 2:
         raise DataError(f"IN-9 foreground mask {str(path)!r}: expected a 2-D array, got shape {array.shape}")
     return (array > 0).astype(np.uint8)
+
+
+def mask_header_shape(path: Path) -> tuple[int, ...]:
+    """The shape a .npy mask declares in its header, read without loading the array."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, _ = read(fh)
+    except FileNotFoundError:
+        raise DataError(f"IN-9 foreground mask {str(path)!r} not found") from None
+    except Exception as err:
+        raise DataError(f"IN-9 foreground mask {str(path)!r} is not a readable .npy array "
+                        f"({type(err).__name__})") from None
+    return tuple(shape)
+
+
+def check_fg_mask(path: Path, image: Path) -> None:
+    """Header-only check that a foreground mask exists, parses and matches its image's size."""
+    shape = mask_header_shape(path)
+    if len(shape) == 3:
+        shape = shape[:2] if shape[-1] in (1, 3, 4) else shape[1:]
+    if len(shape) != 2:
+        raise DataError(f"IN-9 foreground mask {str(path)!r}: expected a 2-D array, got shape {shape}")
+    h, w = image_size(image)
+    check_mask_size(np.empty(shape, dtype=bool), image, h, w)
 
 
 @DATASETS.register("in9")
@@ -154,18 +204,23 @@ class ImageNet9(BenchmarkDataset):
     Params = IN9Params
     preset = "imagenet"
     selection_eps = 1 / 255  # the paper's ImageNet selection eps
-    # The Backgrounds Challenge test data, a release asset of MadryLab/backgrounds_challenge.
-    downloads = ("https://github.com/MadryLab/backgrounds_challenge/releases/download/data/"
-                 "backgrounds_challenge_data.tar.gz",)
+    # The Backgrounds Challenge test data (a release asset) and its ImageNet -> IN-9 table.
+    downloads = (Download(f"{BG_REPOSITORY}/releases/download/data/backgrounds_challenge_data.tar.gz",
+                          present="bg_challenge/original"),
+                 Download("https://raw.githubusercontent.com/MadryLab/backgrounds_challenge/master/in_to_in9.json",
+                          into="bg_challenge", present="bg_challenge/in_to_in9.json"))
 
     def __init__(self, params: IN9Params | None = None, data_root: Path | None = None):
         super().__init__(params, data_root)
         self._wnids: list[str] | None = None
         self._splits: dict[str, Split] = {}
+        self._sets: list[EvalSet] | None = None
 
     # -- paths and label spaces -------------------------------------------------------------
     def _root(self) -> Path:
-        return self.require_root(f"{self.params.imagenet}/train and {self.params.backgrounds}/")
+        if self.data_root is None:
+            raise DataError(f"{self.name} needs --data-root DIR (or BENCHMARK_DATA_ROOT) holding {WHERE}")
+        return Path(self.data_root)
 
     def wnids(self) -> list[str]:
         if self._wnids is None:
@@ -182,7 +237,8 @@ class ImageNet9(BenchmarkDataset):
     @classmethod
     def defaults(cls, profile: str) -> dict:
         """Quick: a smoke run (1,024 training images at 112 px, one epoch, 256 images per eval
-        set). Paper: 20 epochs from torchvision's ResNet-50 IMAGENET1K_V2 at LR 5e-4, batch 256."""
+        set, every explainer on 16 images with lighter settings). Paper: 20 epochs from
+        torchvision's ResNet-50 IMAGENET1K_V2 at LR 5e-4, batch 256."""
         if profile == "paper":
             return {"dataset": {"weights": "IMAGENET1K_V2"},
                     "train": {"epochs": 20, "batch_size": 256, "lr": 5e-4, "augment": True},
@@ -192,8 +248,9 @@ class ImageNet9(BenchmarkDataset):
                     "attribution": {"samples": 256}}
         return {"dataset": {"image_size": 112},
                 "train": {"epochs": 1, "batch_size": 32, "lr": 5e-4, "samples": 1024},
-                "eval": {"suites": ("accuracy", "robustness"), "samples": 256, "batch_size": 64},
-                "robustness": {"grid": {"pgd": {"background": [1 / 255], "full": [1 / 255]}}, "samples": 64}}
+                "eval": {"suites": ("accuracy", "robustness", "attribution"), "samples": 256, "batch_size": 64},
+                "robustness": {"grid": {"pgd": {"background": [1 / 255], "full": [1 / 255]}}, "samples": 64},
+                "attribution": {"samples": 16, "faithfulness_samples": 8, "options": quick_explainer_options(112)}}
 
     def source(self) -> str:
         return f"ImageNet, IN-9 and CounterAnimal folders in {self.data_root}"
@@ -210,54 +267,78 @@ class ImageNet9(BenchmarkDataset):
         return self._splits[name]
 
     def check(self) -> None:
-        """The ImageNet train folder, the IN-9 variants asked for, and in_to_in9.json when needed."""
+        """Everything a run will read, before it trains: the ImageNet folders, every IN-9 variant
+        (file names carry a synset of the folder), the header of every foreground mask against its
+        image's size, in_to_in9.json for the 9-way protocol, and CounterAnimal's class folders."""
         self.split("train")
-        for variant in self.params.variants:
-            in9_class_dirs(self._root() / self.params.backgrounds / variant / "val")
-        if self.params.labels == "in9":
-            in9_mapping(self._root() / self.params.backgrounds / "in_to_in9.json", len(self.wnids()))
+        if (self._root() / self.params.imagenet / "val").is_dir():
+            self.split("val")
+        test = self.split("test")
+        masks = self._mask_folder()
+        for path in test.paths:
+            check_fg_mask(masks / path.parent.name / f"{path.stem}.npy", path)
+        self.eval_sets()
 
     def prepare(self, *, download: bool = False, force: bool = False) -> list[str]:
-        """Checks and counts only: ImageNet is read from its files, never cached; the IN-9 archive
-        (`downloads`) is fetched when allowed. ImageNet itself has no public download."""
+        """Checks, then decodes every file an evaluation reads (ImageNet val, every IN-9 variant and
+        its masks, CounterAnimal); the ImageNet training images are counted, not decoded (a
+        corrupt one is named when training reaches it). The IN-9 archive and in_to_in9.json
+        (`downloads`) are fetched when allowed; ImageNet and CounterAnimal have no public download."""
         lines = super().prepare(download=download, force=force)
-        lines += [f"{s.name}: {len(s.split)} images" for s in self.eval_sets()]
+        for name in ("val", "test"):
+            if name != "val" or (self._root() / self.params.imagenet / "val").is_dir():
+                decode_all(self.split(name))
+        for eval_set in self.eval_sets():
+            decode_all(eval_set.split)
+            lines.append(f"{eval_set.name}: {len(eval_set.split)} images")
+        lines.append("every evaluation image and mask decodes; ImageNet training images were counted, not decoded")
         return lines
 
     def _imagenet(self, name: str) -> FileSplit:
         folder = self._root() / self.params.imagenet / name
         if not folder.is_dir():
-            raise DataError(f"ImageNet folder {str(folder)!r} not found: expected {name}/<wnid>/*.JPEG")
+            raise DataError(f"ImageNet folder {str(folder)!r} not found: expected {name}/<wnid>/*.JPEG; the data "
+                            f"root holds {WHERE}")
         paths, labels = class_folder(folder, self.wnids())
         return FileSplit(paths, labels, self.params.image_size)
 
     def _variant(self, variant: str) -> tuple[list[Path], list[int], list[int]]:
-        """Files of one IN-9 variant with their synset index and 9-way class."""
+        """Files of one IN-9 variant with their class index in the ImageNet folder and 9-way class."""
         index = {w: i for i, w in enumerate(self.wnids())}
         paths, synsets, classes = [], [], []
         for k, folder in enumerate(in9_class_dirs(self._root() / self.params.backgrounds / variant / "val")):
             for path in images_in(folder):
                 wnid = synset_of(path)
                 if wnid not in index:
-                    raise DataError(f"IN-9 file {str(path)!r}: synset {wnid} is not among the ImageNet classes")
+                    raise DataError(f"IN-9 file {str(path)!r}: synset {wnid} is not among the {len(index)} classes of "
+                                    "the ImageNet folder, so the synset protocol cannot score it (use "
+                                    "dataset.labels=in9, or an ImageNet folder with that class)")
                 paths.append(path)
                 synsets.append(index[wnid])
                 classes.append(k)
         return paths, synsets, classes
 
+    def _mask_folder(self) -> Path:
+        return self._root() / self.params.backgrounds / "fg_mask" / "val"
+
     def _original(self) -> FileSplit:
         paths, synsets, _ = self._variant("original")
-        masks = self._root() / self.params.backgrounds / "fg_mask" / "val"
+        masks = self._mask_folder()
         return FileSplit(paths, synsets, self.params.image_size,
                          mask_of=lambda k: fg_mask(masks / paths[k].parent.name / f"{paths[k].stem}.npy"))
 
     def eval_sets(self) -> list[EvalSet]:
+        if self._sets is None:
+            self._sets = self._eval_sets()
+        return self._sets
+
+    def _eval_sets(self) -> list[EvalSet]:
         p: IN9Params = self.params
         root = self._root()
         sets = []
         predict = None
         if p.labels == "in9":
-            predict = mapped_prediction(in9_mapping(root / p.backgrounds / "in_to_in9.json", len(self.wnids())))
+            predict = mapped_prediction(in9_mapping(root / p.backgrounds / "in_to_in9.json", self.wnids()))
         for variant in p.variants:
             paths, synsets, classes = self._variant(variant)
             if p.labels == "in9":
@@ -266,7 +347,7 @@ class ImageNet9(BenchmarkDataset):
                 sets.append(EvalSet(f"in9_{variant}", FileSplit(paths, synsets, p.image_size)))
         counter = root / p.counteranimal / "LAION-final"
         if counter.is_dir():
-            for kind, (paths, labels) in counteranimal(counter, len(self.wnids())).items():
+            for kind, (paths, labels) in counteranimal(counter, self.wnids()).items():
                 sets.append(EvalSet(f"counteranimal_{kind}", FileSplit(paths, labels, p.image_size)))
         return sets
 
@@ -280,14 +361,27 @@ class ImageNet9(BenchmarkDataset):
         return out
 
 
-def counteranimal(root: Path, num_classes: int) -> dict[str, tuple[list[Path], list[int]]]:
-    """CounterAnimal's common and counter images with their ImageNet index (the 1-vs-1000 protocol)."""
+def decode_all(split: FileSplit, chunk: int = 64) -> None:
+    """Decode every image (and mask) of a file-backed split once: a bad file is a one-line DataError."""
+    for start in range(0, len(split), chunk):
+        split.batch(torch.arange(start, min(start + chunk, len(split))))
+
+
+def counteranimal(root: Path, wnids: list[str]) -> dict[str, tuple[list[Path], list[int]]]:
+    """CounterAnimal's common and counter images with their class index in the ImageNet folder (the
+    1-vs-1000 protocol); a class folder names its ImageNet-1k index, mapped through its synset."""
+    local = {w: i for i, w in enumerate(wnids)}
     out: dict[str, tuple[list[Path], list[int]]] = {"common": ([], []), "counter": ([], [])}
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         match = CA_CLASS.match(folder.name)
-        if not match or int(match.group(1)) >= num_classes:
-            raise DataError(f"CounterAnimal folder {str(folder)!r}: expected '<ImageNet index> <class name>' "
-                            f"with an index below {num_classes}")
+        if not match or int(match.group(1)) >= len(IMAGENET_WNIDS):
+            raise DataError(f"CounterAnimal folder {str(folder)!r}: expected '<ImageNet index> <class name>' with an "
+                            f"ImageNet-1k index 0-999")
+        wnid = IMAGENET_WNIDS[int(match.group(1))]
+        if wnid not in local:
+            raise DataError(f"CounterAnimal folder {str(folder)!r} is ImageNet class {match.group(1)} ({wnid}), which "
+                            f"the ImageNet folder's {len(local)} classes do not include; add that class or move "
+                            "CounterAnimal out of the data root (dataset.counteranimal names its folder)")
         for background in sorted(p for p in folder.iterdir() if p.is_dir()):
             kind = background.name.split("-", 1)[0]
             if kind not in out:
@@ -295,5 +389,5 @@ def counteranimal(root: Path, num_classes: int) -> dict[str, tuple[list[Path], l
                                 "counter-<background>")
             for path in images_in(background):
                 out[kind][0].append(path)
-                out[kind][1].append(int(match.group(1)))
+                out[kind][1].append(local[wnid])
     return out

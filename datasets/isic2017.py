@@ -47,7 +47,7 @@ def label_of(row: dict[str, str], where: str) -> int:
     """The 3-class label from the Part 3 flags (strings such as '0.0' or '1')."""
     try:
         melanoma, keratosis = float(row["melanoma"]), float(row["seborrheic_keratosis"])
-    except (KeyError, ValueError):
+    except (KeyError, TypeError, ValueError):
         raise DataError(f"{where}: expected numeric melanoma and seborrheic_keratosis columns, got {row}") from None
     if melanoma not in (0.0, 1.0) or keratosis not in (0.0, 1.0) or melanoma + keratosis > 1:
         raise DataError(f"{where}: image {row.get('image_id')!r} has flags melanoma={melanoma}, "
@@ -61,8 +61,12 @@ def read_part(root: Path, part: str) -> list[tuple[str, int]]:
     if not path.is_file():
         raise DataError(f"ISIC-2017 labels {str(path)!r} not found: unpack the {part} Part 3 ground truth "
                         "(challenge.isic-archive.com) into the data root")
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    try:  # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first column's name
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{str(path)!r} is not a text CSV ({type(err).__name__}); expected columns image_id, "
+                        "melanoma, seborrheic_keratosis") from None
     if not rows or "image_id" not in rows[0]:
         raise DataError(f"{str(path)!r}: expected a CSV with columns image_id, melanoma, seborrheic_keratosis")
     return [(row["image_id"], label_of(row, str(path))) for row in rows]
@@ -128,9 +132,15 @@ class ISIC2017(InMemoryDataset):
     def source(self) -> str:
         return f"ISIC-2017 archives in {self.data_root}"
 
+    def source_files(self) -> list[Path]:
+        root = Path(self.data_root)
+        return [root / f"ISIC-2017_{part}_{what}" for part in PARTS
+                for what in ("Part3_GroundTruth.csv", "Data", "Part1_GroundTruth")]
+
     def load_splits(self) -> dict[str, TensorSplit]:
         p: ISICParams = self.params
-        root = self.require_root("the unpacked ISIC-2017 Training, Validation and Test_v2 archives")
+        root = self.require_root("the unpacked ISIC-2017 Training, Validation and Test_v2 archives "
+                                 "(docs/DATASETS.md: ISIC-2017)")
         parts = {part: [(part, image_id, label) for image_id, label in read_part(root, part)] for part in PARTS}
         pooled = parts["Training"] + parts["Validation"]
         train, val = split_positions(len(pooled), p.split_seed, p.val_fraction)

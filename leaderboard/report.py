@@ -327,13 +327,21 @@ def render_csv(boards: list[Board]) -> str:
               "n_seeds", "flags", "selected"]
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(records(boards))
+    writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in records(boards))
     return buffer.getvalue()
 
 
+def spreadsheet_safe(value: object) -> object:
+    """A text cell that a spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets a
+    leading apostrophe (OWASP's advice against CSV injection); numbers stay numbers."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def render_markdown(boards: list[Board]) -> str:
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
+    def cell(text: str) -> str:  # Markdown renders inline HTML: names from result files are escaped
+        return escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
 
     out = ["# Saliency-robustness leaderboard", ""]
     for b in boards:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -69,6 +72,29 @@ TINY_TRAINING_RUN = [
     "--set", "train.samples=64", "--set", "eval.samples=64", "--set", "eval.suites=accuracy,robustness",
     "--set", "robustness.samples=16", "--set", "robustness.steps=2",
 ]
+
+
+@dataclass
+class Completed:
+    """What `run_cli` returns: the shape of subprocess.CompletedProcess that tests read."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str) -> Completed:
+    """`benchmark ARGS` in this process with stdout and stderr captured (no interpreter start-up).
+    Only for commands that import no plugin file, which would stay registered here."""
+    from benchmark.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(map(str, args)))
+        except SystemExit as exit_:  # argparse's usage errors
+            code = exit_.code
+    return Completed(code, out.getvalue(), err.getvalue())
 
 
 def cli_in_process(capsys, *args: str) -> tuple[int, str, str]:

@@ -160,7 +160,7 @@ class Wrapped(torch.nn.Module):
 def run_suite(model, cmnist, grid):
     config = resolve("vanilla", "cmnist", overrides=[
         "eval.suites=robustness", "robustness.samples=48", f"robustness.grid={grid}", "robustness.steps=5"])
-    rows = evaluate(model, cmnist, config, torch.device("cpu"))
+    rows = evaluate(model, cmnist, config, torch.device("cpu")).measurements
     return {(r.attack, r.region, r.eps): set(r.flags) for r in rows if r.metric == "robust_accuracy"}, rows
 
 

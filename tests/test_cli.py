@@ -10,7 +10,7 @@ import torch
 from benchmark.attribution.metrics import AGREEMENT
 from benchmark.store import SCHEMA, read_results
 from benchmark.suites.attribution import ALL_EXPLAINERS
-from conftest import BENCHMARK_CLI, TINY_RUN, cli_env, cli_in_process
+from conftest import BENCHMARK_CLI, TINY_RUN, cli_env, cli_in_process, run_cli
 
 
 def cli(*args, cwd=None, **env):
@@ -20,9 +20,12 @@ def cli(*args, cwd=None, **env):
 
 @pytest.fixture(scope="module")
 def tiny_results(tmp_path_factory):
+    """The default methods with seed 0, and vanilla again with seed 1 (a spread over seeds)."""
     out = tmp_path_factory.mktemp("results")
-    proc = cli("run", "--out", str(out), "--seed", "0,1", *TINY_RUN)
+    proc = run_cli("run", "--out", str(out), "--seed", "0", *TINY_RUN)
     assert proc.returncode == 0, proc.stderr
+    again = run_cli("run", "--method", "vanilla", "--out", str(out), "--seed", "1", *TINY_RUN)
+    assert again.returncode == 0, again.stderr
     return out, proc
 
 
@@ -30,10 +33,10 @@ def test_default_run_trains_the_default_methods_and_prints_a_summary(tiny_result
     out, proc = tiny_results
     files = sorted(p.name for p in out.glob("*.parquet"))
     defaults = ("vanilla__cmnist__quick", "weight_decay__cmnist__quick", "hsplid__cmnist__quick")
-    assert len(files) == 6 and all(f.startswith(defaults) for f in files)
+    assert len(files) == 4 and all(f.startswith(defaults) for f in files)
     assert "vanilla" in proc.stdout and "weight_decay" in proc.stdout and "hsplid" in proc.stdout
     assert "clean test" in proc.stdout and "pgd right_digit 1" in proc.stdout and "pgd full 0.1" in proc.stdout
-    assert len(list((out / "checkpoints").glob("*.pt"))) == 6
+    assert len(list((out / "checkpoints").glob("*.pt"))) == 4
 
 
 def test_written_files_match_the_documented_schema(tiny_results):
@@ -81,29 +84,6 @@ def test_list_prints_registered_names(capsys):
     assert "cmnist" in cli_in_process(capsys, "list", "datasets")[1]
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["run", "--method", "no-such", "--dataset", "cmnist"], "unknown method 'no-such'; did you mean"),
-    (["run", "--dataset", "cmnst"], "did you mean cmnist"),
-    (["run", "--set", "train.lrr=1"], "unknown key train.lrr; did you mean train.lr?"),
-    (["run", "--set", "train.epochs=two"], "train.epochs expects an integer"),
-    (["run", "--profile", "fast"], "unknown profile 'fast'"),
-    (["run", "--seed", "x"], "--seed expects integers"),
-    (["run", "--data-root", "/missing", "--set", "dataset.source=idx"], "no MNIST IDX files in '/missing'"),
-    (["run", "--plugin", "/missing.py"], "plugin file '/missing.py' not found"),
-    (["run", "--set", "corruptions.region=nowhere"], "unknown attack region 'nowhere'"),
-    (["list", "widgets"], "invalid choice"),
-    (["results", "--out", "/missing"], "does not exist"),
-    (["perf", "no_case"], "unknown perf case"),
-])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, expected):
-    code, _, err = cli_in_process(capsys, *args, *(["--out", tmp_path] if args[0] == "run" else []))
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and expected in lines[0], err
-    assert "Traceback" not in err
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_bad_input_from_a_fresh_process_is_one_line_exit_2():
     proc = cli("run", "--method", "no-such")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -113,20 +93,6 @@ def test_run_evaluates_a_saved_checkpoint_that_loads_weights_only(tiny_results):
     out, _ = tiny_results
     ckpt = next((out / "checkpoints").glob("vanilla*.pt"))
     assert "model" in torch.load(ckpt, weights_only=True)
-
-
-INCOMPATIBLE_DATASET = '''
-from dataclasses import replace
-from benchmark.registry import DATASETS
-from benchmark_datasets.cmnist import CMNIST
-
-
-@DATASETS.register("cmnist-5way")
-class FiveWay(CMNIST):
-    """C-MNIST with a 5-class head, to test that a 10-class checkpoint is refused."""
-
-    _info = replace(CMNIST._info, num_classes=5, class_names=tuple("01234"))
-'''
 
 
 def test_attack_command_reproduces_the_run_and_adds_attacks(tiny_results, tmp_path):
@@ -150,32 +116,3 @@ def test_attack_command_reproduces_the_run_and_adds_attacks(tiny_results, tmp_pa
     assert after.sort_index().equals(before.sort_index())
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--checkpoint", "/missing.pt"], "checkpoint '/missing.pt' not found"),
-    (["--checkpoint", "CORRUPT"], "is not a readable benchmark checkpoint"),
-    (["--checkpoint", "CKPT", "--attack", "pgdd"], "unknown attack 'pgdd'"),
-    (["--checkpoint", "CKPT", "--set", "train.lr=1"], "train.lr describes how the checkpoint was trained"),
-    (["--checkpoint", "CKPT", "--suite", "accuracy", "--attack", "pgd"], "--attack needs the robustness suite"),
-    (["--checkpoint", "CKPT", "--dataset", "cmnist-5way", "--plugin", "PLUGIN"],
-     "does not fit a model for dataset 'cmnist-5way'"),
-    (["--checkpoint", "CKPT", "--set", "robustness.grid={\"pgd\": {\"nowhere\": [0.1]}}"], "nowhere"),
-])
-def test_attack_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_results, tmp_path, capsys, args, expected):
-    out, _ = tiny_results
-    corrupt = tmp_path / "corrupt.pt"
-    corrupt.write_bytes(b"PK\x03\x04 truncated")
-    plugin = tmp_path / "five_way.py"
-    plugin.write_text(INCOMPATIBLE_DATASET)
-    files = {"CKPT": str(next((out / "checkpoints").glob("vanilla*.pt"))), "CORRUPT": str(corrupt),
-             "PLUGIN": str(plugin)}
-    results = tmp_path / "results"
-    argv = ["attack", *[files.get(a, a) for a in args], "--out", str(results)]
-    if "PLUGIN" in args:  # a plugin stays registered in the process that imports it
-        proc = cli(*argv)
-        code, err = proc.returncode, proc.stderr
-    else:
-        code, _, err = cli_in_process(capsys, *argv)
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and expected in lines[0], err
-    assert not results.exists()

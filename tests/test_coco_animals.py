@@ -2,7 +2,6 @@
 polygon and crowd-RLE segmentations, a multi-class image to drop, a class outside the four."""
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
@@ -12,9 +11,7 @@ from PIL import Image
 from benchmark.data import DataInfo
 from benchmark.errors import DataError
 from benchmark.models import build_encoder
-from benchmark.store import read_results
 from benchmark_datasets.coco_animals import COCOAnimals, COCOAnimalsParams, split_positions
-from conftest import BENCHMARK_CLI, cli_env
 
 CATEGORIES = [{"id": 1, "name": "person", "supercategory": "person"},
               {"id": 22, "name": "elephant", "supercategory": "animal"},
@@ -85,7 +82,7 @@ def test_single_class_images_are_kept_with_their_labels_and_multi_class_ones_dro
     ds = COCOAnimals(COCOAnimalsParams(image_size=32), coco_root)
     labels = torch.cat([ds.split(s).labels for s in ("train", "val", "test")])
     assert sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
-    assert ds.dropped == 1
+    assert ds.counts == {"dropped_multi_class": 1}
     assert ds.info.num_classes == 4 and ds.info.class_names == ("bear", "elephant", "giraffe", "zebra")
 
 
@@ -141,24 +138,34 @@ def test_missing_or_corrupt_files_are_one_line_errors(coco_root, tmp_path):
         COCOAnimals(COCOAnimalsParams(), None).check()
 
 
-def test_benchmark_run_on_the_fixture_end_to_end(coco_root, tmp_path):
-    out = tmp_path / "results"
-    proc = subprocess.run([*BENCHMARK_CLI, "run", "--method", "hsplid", "--dataset", "coco_animals",
-                           "--data-root", str(coco_root), "--out", str(out), "--set", "dataset.image_size=32",
-                           "--set", "train.epochs=1", "--set", "train.batch_size=4", "--set", "robustness.steps=2",
-                           "--set", "attribution.explainers=saliency,grad_cam", "--set", "attribution.samples=2"],
-                          capture_output=True, text=True, env=cli_env(), timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    frame, problems = read_results([out])
-    assert problems == [] and set(frame.method) == {"hsplid"} and set(frame.dataset) == {"coco_animals"}
-    robust = frame[frame.metric == "robust_accuracy"]
-    assert {"background", "block", "full"} <= set(robust.region)
-    block = robust[robust.region == "block"]
-    assert (block.area_fraction > 0).all() and (block.area_fraction < 56 / 224 + 1e-6).all()
-    assert (frame[(frame.suite == "accuracy") & (frame.eval_set == "test")].n == 2).all()
-    missing = subprocess.run([*BENCHMARK_CLI, "run", "--dataset", "coco_animals", "--data-root", "/missing"],
-                             capture_output=True, text=True, env=cli_env(), timeout=300)
-    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "not found" in missing.stderr
+def rewrite_instances(root, change):
+    path = root / "annotations" / "instances_train2017.json"
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps(change(data)))
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda d: [], "expected a JSON object with images, annotations and categories, got a list"),
+    (lambda d: {**d, "images": [{k: v for k, v in d["images"][0].items() if k != "file_name"}, *d["images"][1:]]},
+     "image entry .* lacks an integer id, height or width or a file_name"),
+    (lambda d: {**d, "annotations": [{**d["annotations"][0], "segmentation": "a polygon"}, *d["annotations"][1:]]},
+     "annotation 1010 has a segmentation of type str; expected a list of polygons or an RLE object"),
+    (lambda d: {k: v for k, v in d.items() if k != "categories"}, "expected a list under 'categories'"),
+], ids=["list", "no-file-name", "string-segmentation", "no-categories"])
+def test_malformed_annotations_are_one_line_errors_naming_the_file(tmp_path, change, expected):
+    root = write_coco_fixture(tmp_path / "coco")
+    rewrite_instances(root, change)
+    with pytest.raises(DataError, match=expected) as err:
+        COCOAnimals(COCOAnimalsParams(image_size=32), root).check()
+    assert "instances_train2017.json" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_declared_size_that_disagrees_with_the_image_blames_the_annotation_file(tmp_path):
+    root = write_coco_fixture(tmp_path / "coco")
+    rewrite_instances(root, lambda d: {**d, "images": [{**d["images"][0], "height": H + 10}, *d["images"][1:]]})
+    with pytest.raises(DataError, match=r"000000000101\.jpg' is 80x70 \(the height and width declared in "
+                                        r".*instances_train2017\.json'\), the image 80x60"):
+        COCOAnimals(COCOAnimalsParams(image_size=32), root).check()
 
 
 # -- ResNet encoders ----------------------------------------------------------------------------

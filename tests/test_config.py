@@ -29,7 +29,7 @@ def test_user_overrides_win_and_are_parsed_by_type():
 
 @pytest.mark.parametrize("override, message", [
     ("train.lrr=1", "unknown key train.lrr; did you mean train.lr?"),
-    ("train.lr=abc", "train.lr expects a number"),
+    ("train.lr=abc", "train.lr expects a finite number"),
     ("train.epochs=1.5", "train.epochs expects an integer"),
     ("train.epochs=-1", "train.epochs must be an integer >= 0, got -1"),
     ("train.augment=maybe", "train.augment expects true or false"),

@@ -3,7 +3,6 @@ the nine IN-9 class folders with spaces in their names, every variant, fg_mask .
 in_to_in9.json, and CounterAnimal's '<index> <name>/common-<bg>' folders."""
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
@@ -11,11 +10,15 @@ import torch
 from PIL import Image
 
 from benchmark.errors import DataError
-from benchmark.store import read_results
-from benchmark_datasets.in9 import VARIANTS, IN9Params, ImageNet9, mapped_prediction
-from conftest import BENCHMARK_CLI, cli_env
+from benchmark_datasets.in9 import IMAGENET_WNIDS, VARIANTS, IN9Params, ImageNet9, mapped_prediction
 
-WNIDS = [f"n0{1000000 + 7 * i}" for i in range(12)]  # 12 synsets; the first 9 map to IN-9 classes
+# Real ImageNet-1k classes by index: one per IN-9 class (Chihuahua, ostrich, ambulance, loggerhead,
+# lion, ladybug, acoustic guitar, orangutan, tench), then black swan, tiger shark and electric ray.
+# The folder holds only these 12, so its class order is not the ImageNet index order.
+IN9_INDICES = [151, 9, 407, 33, 291, 301, 402, 365, 0]
+INDICES = IN9_INDICES + [100, 3, 5]
+WNIDS = [IMAGENET_WNIDS[i] for i in INDICES]
+LOCAL = {w: k for k, w in enumerate(sorted(WNIDS))}  # class index in the fixture's ImageNet folder
 CLASS_DIRS = ["00_dog", "01_bird", "02_wheeled vehicle", "03_reptile", "04_carnivore", "05_insect",
               "06_musical instrument", "07_primate", "08_fish"]
 BOX = (slice(6, 26), slice(8, 30))  # the foreground of every IN-9 image
@@ -45,9 +48,11 @@ def write_in9_fixture(root):
         mask[BOX] = True
         (bg / "fg_mask" / "val" / class_dir).mkdir(parents=True)
         np.save(bg / "fg_mask" / "val" / class_dir / f"{WNIDS[c]}_{100 + c}.npy", mask)
-    (bg / "in_to_in9.json").write_text(json.dumps({str(i): (i if i < 9 else -1) for i in range(12)}))
+    table = {str(i): -1 for i in range(1000)}
+    table.update({str(index): c for c, index in enumerate(IN9_INDICES)})
+    (bg / "in_to_in9.json").write_text(json.dumps(table))
     ca = root / "counteranimal" / "LAION-final"
-    for index, name in ((3, "box turtle"), (5, "sea snake")):
+    for index, name in ((100, "black swan"), (3, "tiger shark")):
         jpeg(ca / f"{index} {name}" / "common-water" / "a.jpg")
         jpeg(ca / f"{index} {name}" / "common-water" / "b.jpg")
         jpeg(ca / f"{index} {name}" / "counter-grass" / "c.jpg")
@@ -66,14 +71,14 @@ def test_imagenet_splits_use_sorted_synsets_and_carry_no_object(in9_root):
     assert len(train) == 24 and train.labels.tolist() == [i for i in range(12) for _ in range(2)]
     batch = train.batch(torch.arange(4))
     assert batch.x.shape == (4, 3, 32, 32) and float(batch.mask.sum()) == 0.0
-    assert ds.split("val").labels.tolist() == list(range(12))
+    assert sorted(ds.split("val").labels.tolist()) == list(range(12))
 
 
 def test_test_split_is_the_original_variant_with_aligned_foreground_masks(in9_root):
     ds = ImageNet9(IN9Params(image_size=32), in9_root)
     test = ds.split("test")
     batch = test.batch(torch.arange(len(test)))
-    assert batch.y.tolist() == list(range(9))  # synset index of each class's file
+    assert batch.y.tolist() == [LOCAL[WNIDS[c]] for c in range(9)]  # the folder's index of each file's synset
     bright = batch.x.mean(1, keepdim=True) > 0.5
     assert ((bright == batch.mask.bool()).float().flatten(1).mean(1) > 0.95).all()  # 1 = foreground
 
@@ -81,15 +86,29 @@ def test_test_split_is_the_original_variant_with_aligned_foreground_masks(in9_ro
 def test_both_label_protocols_and_every_variant(in9_root):
     synset = {s.name: s for s in ImageNet9(IN9Params(image_size=32), in9_root).eval_sets()}
     assert set(synset) == {f"in9_{v}" for v in VARIANTS} | {"counteranimal_common", "counteranimal_counter"}
-    assert synset["in9_mixed_rand"].split.labels.tolist() == list(range(9))  # fg_<wnid> names parsed
+    expected = [LOCAL[WNIDS[c]] for c in range(9)]
+    assert synset["in9_mixed_rand"].split.labels.tolist() == expected  # fg_<wnid> names parsed
     nine = {s.name: s for s in ImageNet9(IN9Params(image_size=32, labels="in9"), in9_root).eval_sets()}
     assert nine["in9_only_fg"].split.labels.tolist() == list(range(9))
     logits = torch.zeros(3, 12)
-    logits[0, 4], logits[1, 10], logits[2, 8] = 1, 1, 1  # ImageNet 4 -> IN-9 4; 10 -> unmapped; 8 -> 8
+    lion, swan, tench = (LOCAL[IMAGENET_WNIDS[i]] for i in (291, 100, 0))
+    logits[0, lion], logits[1, swan], logits[2, tench] = 1, 1, 1  # carnivore; unmapped; fish
     assert nine["in9_original"].predict(logits).tolist() == [4, -1, 8]
     assert mapped_prediction(torch.tensor([2, -1]))(torch.tensor([[0.0, 1.0]])).tolist() == [-1]
     common, counter = synset["counteranimal_common"].split, synset["counteranimal_counter"].split
-    assert common.labels.tolist() == [3, 3, 5, 5] and counter.labels.tolist() == [3, 5]
+    swan, shark = LOCAL[IMAGENET_WNIDS[100]], LOCAL[IMAGENET_WNIDS[3]]
+    assert common.labels.tolist() == [swan, swan, shark, shark] and counter.labels.tolist() == [swan, shark]
+
+
+def test_every_local_class_maps_to_in9_through_its_synset_not_its_folder_position(in9_root):
+    """A folder of 12 classes: class k of the folder is not ImageNet class k (on the old mapping by
+    position, ostrich, the folder's class 1, became ImageNet class 1, a fish)."""
+    ds = ImageNet9(IN9Params(image_size=32, labels="in9"), in9_root)
+    predict = ds.eval_sets()[0].predict
+    for c, index in enumerate(IN9_INDICES):
+        logits = torch.zeros(1, 12)
+        logits[0, LOCAL[IMAGENET_WNIDS[index]]] = 1
+        assert predict(logits).tolist() == [c], IMAGENET_WNIDS[index]
 
 
 def test_bg_gap_and_counter_drop_are_derived_exactly():
@@ -116,18 +135,74 @@ def test_missing_and_malformed_files_are_one_line_errors(in9_root, tmp_path):
         ImageNet9(IN9Params(), root).split("test").batch(torch.arange(1))
 
 
-def test_benchmark_run_scores_every_variant_and_derives_the_gaps(in9_root, tmp_path):
-    out = tmp_path / "results"
-    proc = subprocess.run([*BENCHMARK_CLI, "run", "--method", "vanilla", "--dataset", "in9", "--data-root",
-                           str(in9_root), "--out", str(out), "--set", "dataset.image_size=32",
-                           "--set", "dataset.labels=in9", "--set", "train.samples=8", "--set", "train.batch_size=4",
-                           "--set", "robustness.samples=4", "--set", "robustness.steps=1"],
-                          capture_output=True, text=True, env=cli_env(), timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    frame, problems = read_results([out])
-    assert problems == []
-    scored = set(frame[frame.suite == "accuracy"].eval_set)
-    assert {f"in9_{v}" for v in VARIANTS} | {"counteranimal_common", "counteranimal_counter", "val", "test"} <= scored
-    assert {"bg_gap", "counter_drop"} <= set(frame[frame.suite == "derived"].metric)
-    robust = frame[frame.metric == "robust_accuracy"]
-    assert (robust[robust.region == "background"].area_fraction < 1).all()
+def test_counteranimal_class_outside_the_folder_is_refused_in_one_line(tmp_path):
+    root = write_in9_fixture(tmp_path / "in9")
+    (root / "counteranimal" / "LAION-final" / "1 goldfish" / "common-water").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"ImageNet class 1 \(n01443537\), which the ImageNet folder's 12 classes") as err:
+        ImageNet9(IN9Params(image_size=32), root).check()
+    assert "\n" not in str(err.value)
+
+
+def test_a_flat_val_folder_is_told_to_be_sorted_into_synset_folders(tmp_path):
+    root = write_in9_fixture(tmp_path / "in9")
+    val = root / "imagenet" / "val"
+    for image in list(val.rglob("*.JPEG")):
+        image.rename(val / image.name)
+    for folder in [p for p in val.iterdir() if p.is_dir()]:
+        folder.rmdir()
+    with pytest.raises(DataError, match="holds its images directly; sort them into one folder per synset"):
+        ImageNet9(IN9Params(image_size=32), root).check()
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "shape", "garbage"])
+def test_bad_foreground_masks_are_found_by_check_before_any_training(tmp_path, damage):
+    root = write_in9_fixture(tmp_path / "in9")
+    mask = root / "bg_challenge" / "fg_mask" / "val" / "03_reptile" / f"{WNIDS[3]}_103.npy"
+    if damage == "missing":
+        mask.unlink()
+    elif damage == "empty":
+        mask.write_bytes(b"")
+    elif damage == "shape":
+        np.save(mask, np.zeros((5, 5), dtype=bool))
+    else:
+        mask.write_bytes(b"\x93NUMPY garbage")
+    expected = {"missing": "not found", "empty": "not a readable .npy", "shape": "is 5x5, the image 40x32",
+                "garbage": "not a readable .npy"}[damage]
+    with pytest.raises(DataError, match=expected) as err:
+        ImageNet9(IN9Params(image_size=32), root).check()
+    assert "\n" not in str(err.value) and "03_reptile" in str(err.value)
+
+
+def test_prepare_decodes_every_evaluation_image(tmp_path):
+    root = write_in9_fixture(tmp_path / "in9")
+    victim = next((root / "bg_challenge" / "mixed_same" / "val" / "05_insect").iterdir())
+    victim.write_bytes(victim.read_bytes()[:60])  # a truncated JPEG passes check(), not prepare
+    ImageNet9(IN9Params(image_size=32), root).check()
+    with pytest.raises(DataError, match=r"05_insect/.*is not a readable image"):
+        ImageNet9(IN9Params(image_size=32), root).prepare()
+
+
+def test_no_data_root_names_where_each_part_comes_from():
+    with pytest.raises(DataError) as err:
+        ImageNet9(IN9Params()).check()
+    text = str(err.value)
+    assert "\n" not in text and "image-net.org" in text and "benchmark prepare in9 --download" in text
+    assert "in_to_in9.json" in text and "CounterAnimal" in text and "docs/DATASETS.md" in text
+
+
+def test_prepare_download_fetches_only_the_missing_parts_into_their_folders(tmp_path, monkeypatch):
+    """With the tarball unpacked but in_to_in9.json missing, only the JSON is fetched, into bg_challenge/."""
+    from benchmark.data import Download
+
+    root = write_in9_fixture(tmp_path / "in9")
+    table = root / "bg_challenge" / "in_to_in9.json"
+    served = tmp_path / "served"
+    served.mkdir()
+    table.rename(served / "in_to_in9.json")
+    monkeypatch.setattr(ImageNet9, "downloads", (
+        Download((served / "absent.tar.gz").as_uri(), present="bg_challenge/original"),  # would fail if fetched
+        Download((served / "in_to_in9.json").as_uri(), into="bg_challenge", present="bg_challenge/in_to_in9.json")))
+    with pytest.raises(DataError, match="in_to_in9.json' not found"):
+        ImageNet9(IN9Params(image_size=32, labels="in9"), root).prepare()
+    lines = ImageNet9(IN9Params(image_size=32, labels="in9"), root).prepare(download=True)
+    assert table.is_file() and any(line.startswith("in9_original: 9 images") for line in lines)

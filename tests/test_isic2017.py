@@ -2,7 +2,6 @@
 metadata CSV the archives carry), 0/255 segmentation PNGs, and the Part 3 CSV columns."""
 
 import csv
-import subprocess
 
 import numpy as np
 import pytest
@@ -11,9 +10,7 @@ from PIL import Image
 
 from benchmark.config import resolve
 from benchmark.errors import DataError
-from benchmark.store import read_results
 from benchmark_datasets.isic2017 import ISIC2017, ISICParams
-from conftest import BENCHMARK_CLI, cli_env
 
 # part -> labels of its images (0 nevus, 1 melanoma, 2 seborrheic keratosis)
 FIXTURE = {"Training": [0, 0, 0, 0, 1, 1, 2, 2], "Validation": [0, 1], "Test_v2": [0, 1, 2]}
@@ -103,20 +100,16 @@ def test_bad_flags_missing_csv_and_missing_mask_are_one_line_errors(tmp_path):
         ISIC2017(ISICParams(image_size=32), good).check()
 
 
-def test_benchmark_run_on_the_fixture_end_to_end(isic_root, tmp_path):
-    out = tmp_path / "results"
-    proc = subprocess.run([*BENCHMARK_CLI, "run", "--method", "vanilla", "--dataset", "isic2017",
-                           "--data-root", str(isic_root), "--out", str(out), "--set", "dataset.image_size=32",
-                           "--set", "train.epochs=1", "--set", "train.batch_size=4", "--set", "robustness.steps=2",
-                           "--set", "corruptions.grid={\"snow\": [3]}",
-                           "--set", "attribution.explainers=saliency", "--set", "attribution.samples=2"],
-                          capture_output=True, text=True, env=cli_env(), timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    frame, problems = read_results([out])
-    assert problems == [] and set(frame.dataset) == {"isic2017"}
-    corrupted = frame[frame.metric == "corrupted_accuracy"]
-    assert set(corrupted.region) == {"background"} and set(corrupted.attack) == {"snow"}
-    assert '"class_balanced":true' in frame.config.iloc[0]
-    missing = subprocess.run([*BENCHMARK_CLI, "run", "--dataset", "isic2017", "--data-root", "/missing"],
-                             capture_output=True, text=True, env=cli_env(), timeout=300)
-    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "not found" in missing.stderr
+def test_a_labels_csv_saved_with_a_byte_order_mark_is_read(tmp_path):
+    root = write_isic_fixture(tmp_path / "isic")
+    path = root / "ISIC-2017_Validation_Part3_GroundTruth.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert len(ISIC2017(ISICParams(image_size=32), root).split("val")) == 2
+
+
+def test_a_binary_labels_file_is_one_line(tmp_path):
+    root = write_isic_fixture(tmp_path / "isic")
+    (root / "ISIC-2017_Training_Part3_GroundTruth.csv").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(DataError, match=r"Training_Part3_GroundTruth.csv' is not a text CSV") as err:
+        ISIC2017(ISICParams(image_size=32), root).check()
+    assert "\n" not in str(err.value)

@@ -20,6 +20,7 @@ class Attack(ABC):
     name: ClassVar[str] = ""
     norms: ClassVar[tuple[str, ...]] = ("linf",)
     iterative: ClassVar[bool] = True  # False: steps and step size mean nothing (e.g. random noise)
+    min_classes: ClassVar[int] = 2  # datasets with fewer classes are refused before training
 
     def __init__(self, model: nn.Module, *, eps: float, norm: str = "linf", steps: int = 10,
                  step_size: float | None = None, random_start: bool = True, num_classes: int | None = None):

@@ -148,6 +148,8 @@ class APGDCE(APGD):
 class APGDDLR(APGD):
     """APGD on the difference-of-logits-ratio loss (needs at least 3 classes)."""
 
+    min_classes = 3
+
     def loss(self, logits, y, target):
         return dlr_loss(logits, y)
 
@@ -156,6 +158,8 @@ class APGDDLR(APGD):
 class APGDTargeted(APGD):
     """Targeted APGD on the targeted DLR loss, once per target: the next `target_classes` most
     likely classes (9 in AutoAttack, capped at classes - 1; needs at least 4 classes)."""
+
+    min_classes = 4
 
     def __init__(self, model, *, eps, target_classes: int = 9, **kwargs):
         super().__init__(model, eps=eps, **kwargs)

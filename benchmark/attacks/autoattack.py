@@ -67,6 +67,8 @@ class AutoAttackStandard(Composition):
 class AutoAttackRand(Composition):
     """'rand': APGD-CE and APGD-DLR with expectation over `eot` gradient samples (20 in the original)."""
 
+    min_classes = 3
+
     def __init__(self, model, *, eps, eot: int = 20, **kwargs):
         super().__init__(model, eps=eps, eot=eot, **kwargs)
 

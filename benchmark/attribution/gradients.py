@@ -25,6 +25,7 @@ from torch import nn
 
 from ..registry import EXPLAINERS
 from . import Explainer
+from .hookable import hookable_copy
 
 
 def cam_layer(model: nn.Module) -> nn.Module:
@@ -88,12 +89,26 @@ class SmoothGrad(Explainer):
                 stdevs=o["noise_fraction"] * 1.0, target=target, abs=True)
 
 
+class ModuleHookingExplainer(Explainer):
+    """An explainer that hooks the model's modules: it runs on `hookable_copy` of the model (made
+    once per model), so a ReLU reused by a ResNet block or applied in place explains correctly."""
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self._copy: tuple[nn.Module, nn.Module] | None = None
+
+    def hookable(self, model: nn.Module, x: torch.Tensor) -> nn.Module:
+        if self._copy is None or self._copy[0] is not model:
+            self._copy = (model, hookable_copy(model, x[:1].detach()))
+        return self._copy[1]
+
+
 @EXPLAINERS.register("guided_backprop")
-class GuidedBackpropMap(Explainer):
+class GuidedBackpropMap(ModuleHookingExplainer):
     """Guided Backpropagation (Springenberg et al. 2015); overrides nn.ReLU modules only."""
 
     def attribute(self, model, x, target, generator):
-        return GuidedBackprop(model).attribute(x, target=target)
+        return GuidedBackprop(self.hookable(model, x)).attribute(x, target=target)
 
 
 @EXPLAINERS.register("grad_cam")
@@ -106,11 +121,11 @@ class GradCam(Explainer):
 
 
 @EXPLAINERS.register("deeplift")
-class DeepLiftMap(Explainer):
+class DeepLiftMap(ModuleHookingExplainer):
     """DeepLIFT (Shrikumar et al. 2017), rescale rule, black-image baseline."""
 
     def attribute(self, model, x, target, generator):
-        return DeepLift(model).attribute(x, baselines=torch.zeros_like(x), target=target)
+        return DeepLift(self.hookable(model, x)).attribute(x, baselines=torch.zeros_like(x), target=target)
 
 
 @EXPLAINERS.register("occlusion")

@@ -24,6 +24,8 @@ def accuracy(model, ctx: EvalContext, eval_set) -> tuple[float, int]:
 class AccuracySuite(Suite):
     """Clean top-1 accuracy on each split and variant; dataset-derived gaps (BG-gap, counter drop)."""
 
+    emits = ("accuracy", "diagnostics", "derived")
+
     def run(self, ctx: EvalContext) -> list[Measurement]:
         out: list[Measurement] = []
         by_set: dict[str, float] = {}

@@ -22,7 +22,7 @@ from ..attribution.metrics import AGREEMENT, agreement_scores, cp_pixel, deletio
 from ..attribution.pixel_mask import INITS, optimise_masks
 from ..config import check_buildable
 from ..errors import ConfigError
-from ..evaluate import EvalContext, Suite
+from ..evaluate import EvalContext, Suite, check_split
 from ..registry import EXPLAINERS, SUITES
 from ..store import Measurement
 
@@ -79,6 +79,9 @@ class AttributionSuite(Suite):
     """Agreement of saliency maps with object masks, faithfulness, and the mask-initialisation comparison."""
 
     Params = AttributionParams
+
+    def check(self, dataset) -> None:
+        check_split(self.params.eval_set, dataset, "attribution.eval_set")
 
     def run(self, ctx: EvalContext) -> list[Measurement]:
         p: AttributionParams = self.params

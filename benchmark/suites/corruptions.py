@@ -10,7 +10,7 @@ import torch
 from ..attacks.regions import check_region, make_region
 from ..corruptions import CORRUPTIONS, corrupt
 from ..errors import ConfigError
-from ..evaluate import EvalContext, Suite
+from ..evaluate import EvalContext, Suite, check_split
 from ..registry import SUITES
 from ..store import Measurement
 
@@ -44,6 +44,7 @@ class CorruptionSuite(Suite):
     Params = CorruptionParams
 
     def check(self, dataset) -> None:
+        check_split(self.params.eval_set, dataset, "corruptions.eval_set")
         check_region(self.params.region, dataset.regions())
 
     @torch.no_grad()

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..attacks.regions import check_region, make_region
 from ..config import check_buildable
 from ..errors import ConfigError
-from ..evaluate import EvalContext, Suite
+from ..evaluate import EvalContext, Suite, check_split
 from ..registry import ATTACKS, SUITES
 from ..store import Measurement
 
@@ -44,12 +44,16 @@ class RobustnessParams:
     sanity: bool = True  # random-noise baseline rows and the input-gradient check
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.step_size <= 0:
-            raise ConfigError("robustness.steps must be >= 0 and robustness.step_size > 0")
+        if self.steps < 1 or self.step_size <= 0:
+            raise ConfigError(f"robustness.steps must be >= 1 and robustness.step_size > 0, got {self.steps} and "
+                              f"{self.step_size}")
         if not self.seeds:
             raise ConfigError("robustness.seeds must list at least one attack seed")
         if any(e < 0 for regions in self.grid.values() for eps in regions.values() for e in eps):
             raise ConfigError("robustness.grid eps values must be >= 0")
+        if self.norm == "linf" and any(e > 1 for regions in self.grid.values() for eps in regions.values() for e in eps):
+            raise ConfigError("robustness.grid: an L-inf eps above 1 means nothing for images in [0, 1]; expected "
+                              "eps in [0, 1] (2/255 = 0.0078)")
         if self.samples is not None and self.samples < 1:
             raise ConfigError("robustness.samples must be >= 1 or none")
         check_buildable("robustness.grid / options", [*self.grid, *self.options],
@@ -108,7 +112,13 @@ class RobustnessSuite(Suite):
     Params = RobustnessParams
 
     def check(self, dataset) -> None:
-        for regions in self.params.grid.values():
+        check_split(self.params.eval_set, dataset, "robustness.eval_set")
+        classes = dataset.info.num_classes
+        for attack, regions in self.params.grid.items():
+            needed = ATTACKS.get(attack).min_classes
+            if classes < needed:
+                raise ConfigError(f"robustness.grid: attack {attack!r} needs at least {needed} classes; dataset "
+                                  f"{dataset.name!r} has {classes}")
             for name in regions:
                 check_region(name, dataset.regions())
 

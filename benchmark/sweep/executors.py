@@ -103,6 +103,10 @@ def execute(job: Job, settings: WorkerSettings, notify: Callable[[str], None]) -
         if outcome.config.key() != job.key:
             raise BenchmarkError(f"the job resolved to config key {outcome.config.key()}, not {job.key}: "
                                  "were the workers given other plugins or package versions than the driver?")
+        if outcome.failures:
+            suite, reason = next(iter(outcome.failures.items()))
+            return Update(job.key, "failed", f"suite {suite} failed: {reason} (rows of the other suites kept in "
+                                             f"{outcome.results_path})", time.perf_counter() - started)
         detail = "done by another process" if outcome.skipped else (
             f"resumed at step {outcome.resumed_from_step}" if outcome.resumed_from_step else "")
         status: Status = "skipped" if outcome.skipped else "done"

@@ -114,8 +114,8 @@ class SweepProgress:
             elapsed = f"{time.monotonic() - row.started:.0f} s"
         else:
             elapsed = ""
-        return [job.stage, job.method, job.dataset, str(job.seed), job.label,
-                Text(row.status, style=STYLES[row.status]), elapsed, row.detail]
+        return [job.stage, Text(job.method), Text(job.dataset), str(job.seed), Text(job.label),
+                Text(row.status, style=STYLES[row.status]), elapsed, Text(row.detail)]
 
     def _line(self, row: JobRow) -> None:
         """One log line per start and end of a job, when there is no live table."""

@@ -1,0 +1,116 @@
+"""A run never loses its training: a failing suite is recorded and the others are written, a rerun
+measures only what is missing, and bad settings are refused before anything is trained."""
+
+import math
+import subprocess
+
+import pandas as pd
+import pytest
+import torch
+
+from benchmark.config import resolve
+from benchmark.evaluate import evaluate
+from benchmark.registry import SUITES
+from benchmark.store import FAILED, read_results
+from conftest import BENCHMARK_CLI, TINY_RUN, cli_env, run_cli
+from test_isic2017 import write_isic_fixture
+
+FLAKY = '''
+import os
+from benchmark.attribution import Explainer
+from benchmark.registry import EXPLAINERS
+
+@EXPLAINERS.register("flaky")
+class Flaky(Explainer):
+    """Fails while the file named by FLAKY_MARKER exists."""
+
+    def attribute(self, model, x, target, generator):
+        if os.path.exists(os.environ["FLAKY_MARKER"]):
+            raise RuntimeError("flaky explainer failed\\nwith a second line")
+        return x.abs()
+'''
+
+
+def test_a_failing_suite_is_recorded_and_the_next_suites_still_run(cmnist, trained_lenet):
+    config = resolve("vanilla", "cmnist", overrides=["eval.suites=accuracy,attribution,robustness", "eval.samples=16",
+                                                     "robustness.samples=8", "robustness.steps=1",
+                                                     "attribution.explainers=saliency", "attribution.samples=4"])
+    original = SUITES.get("attribution").run
+
+    def broken(self, ctx):
+        raise ValueError("no maps today")
+
+    SUITES.get("attribution").run = broken
+    try:
+        result = evaluate(trained_lenet, cmnist, config, torch.device("cpu"))
+    finally:
+        SUITES.get("attribution").run = original
+    assert result.failures == {"attribution": "ValueError: no maps today"}
+    assert list(result.by_suite) == ["accuracy", "attribution", "robustness"]
+    failed = result.by_suite["attribution"]
+    assert len(failed) == 1 and failed[0].metric == FAILED and math.isnan(failed[0].value)
+    assert any(m.metric == "robust_accuracy" for m in result.by_suite["robustness"])
+
+
+@pytest.fixture
+def flaky_plugin(tmp_path):
+    plugin = tmp_path / "flaky.py"
+    plugin.write_text(FLAKY)
+    marker = tmp_path / "fail-now"
+    marker.touch()
+    return plugin, marker
+
+
+def test_a_failed_suite_keeps_the_rest_and_a_rerun_measures_only_what_is_missing(tmp_path, flaky_plugin):
+    plugin, marker = flaky_plugin
+    out = tmp_path / "out"
+    args = [*BENCHMARK_CLI, "run", "--method", "vanilla", "--plugin", str(plugin), "--out", str(out), *TINY_RUN,
+            "--set", "train.epochs=1", "--set", "attribution.explainers=saliency,flaky"]
+    env = cli_env(FLAKY_MARKER=str(marker))
+    first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert first.returncode == 1, first.stderr
+    errors = [line for line in first.stderr.splitlines() if line.startswith("benchmark: error:")]
+    assert len(errors) == 1 and "suite attribution failed: RuntimeError: flaky explainer failed with a second line" \
+        in errors[0] and "Traceback" not in first.stderr
+    frame, _ = read_results([out])
+    assert set(frame.suite) >= {"training", "accuracy", "robustness", "corruptions", "attribution"}
+    failed = frame[frame.metric == FAILED]
+    assert list(failed.suite) == ["attribution"] and "flaky explainer failed" in failed.extra.iloc[0]
+    assert (out / "checkpoints").is_dir() and len(list((out / "logs").glob("*.txt"))) == 1
+    kept = frame[frame.suite.isin(["accuracy", "robustness", "corruptions"])][["suite", "metric", "value"]]
+
+    marker.unlink()
+    second = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert second.returncode == 0, second.stderr
+    assert "reusing the trained weights" in second.stderr
+    assert "keeping the finished suites accuracy, robustness, corruptions" in second.stderr
+    assert "train vanilla" not in second.stderr and "pgd right_digit" not in second.stderr
+    again, _ = read_results([out])
+    assert not (again.metric == FAILED).any() and len(set(again.run_id)) == 1
+    assert {"saliency", "flaky"} <= set(again[again.suite == "attribution"].explainer)
+    pd.testing.assert_frame_equal(kept.reset_index(drop=True),
+                                  again[again.suite.isin(["accuracy", "robustness", "corruptions"])][
+                                      ["suite", "metric", "value"]].reset_index(drop=True))
+    third = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert third.returncode == 0 and "keeping the finished suites accuracy, robustness, corruptions, attribution" \
+        in third.stderr
+
+
+def test_unknown_split_names_are_refused_before_training(tmp_path):
+    out = tmp_path / "out"
+    for setting, message in (("eval.splits=val,tset", "eval.splits: dataset 'cmnist' has no split 'tset'"),
+                             ("robustness.eval_set=train2", "robustness.eval_set: dataset 'cmnist' has no split"),
+                             ("attribution.eval_set=dev", "attribution.eval_set: dataset 'cmnist' has no split")):
+        proc = run_cli("run", "--method", "vanilla", "--out", out, "--set", setting)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+        assert not out.exists()
+
+
+def test_an_attack_that_needs_more_classes_is_refused_before_training(tmp_path):
+    root = write_isic_fixture(tmp_path / "isic")
+    out = tmp_path / "out"
+    proc = run_cli("run", "--method", "vanilla", "--dataset", "isic2017", "--data-root", root, "--out", out,
+                   "--set", "dataset.image_size=32", "--set", 'robustness.grid={"apgd-t": {"background": [0.01]}}')
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "attack 'apgd-t' needs at least 4 classes; dataset 'isic2017' has 3" in proc.stderr
+    assert not out.exists()
