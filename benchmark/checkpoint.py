@@ -22,8 +22,10 @@ FORMAT = 1
 
 
 def save_checkpoint(path: Path, *, model: torch.nn.Module, method_state: dict[str, Any], config_json: str,
-                    history: list[dict[str, float]], run_key: str = "", train_duration_s: float = 0.0) -> Path:
-    """Write atomically; only tensors and plain data, so torch.load(weights_only=True) reads it."""
+                    history: list[dict[str, float]], run_key: str = "", train_duration_s: float = 0.0,
+                    train_commit: str = "", train_versions: str = "{}") -> Path:
+    """Write atomically; only tensors and plain data, so torch.load(weights_only=True) reads it.
+    `train_commit` and `train_versions` say which code trained the weights (rows carry the first)."""
     payload = {
         "format": FORMAT,
         "kind": "final",
@@ -33,6 +35,8 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, method_state: dict[st
         "method_state": method_state,
         "history": json.dumps(history),
         "train_duration_s": float(train_duration_s),
+        "train_commit": train_commit,
+        "train_versions": train_versions,
     }
     return write_atomically(path, lambda fh: torch.save(payload, fh))
 
@@ -45,7 +49,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise DataError(f"checkpoint {str(path)!r} is not a readable benchmark checkpoint ({type(err).__name__})") from err
+        raise DataError(f"checkpoint {str(path)!r} is not a readable benchmark checkpoint "
+                        f"({type(err).__name__})") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or "config" not in payload:
         raise DataError(f"checkpoint {str(path)!r} is not a benchmark checkpoint of format {FORMAT}")
     try:

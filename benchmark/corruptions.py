@@ -1,32 +1,27 @@
 """Common corruptions (after Hendrycks & Dietterich's ImageNet-C), in torch on [0,1] batches.
 
-Severity 1 to 5 with ImageNet-C's parameters; lengths in pixels (blur radius, snow streaks) are
-given for 224-pixel images and scaled to the image side. The suite blends the corrupted image in
-only where the region allows (the background), so the object stays untouched.
+A corruption is a function registered in CORRUPTIONS: corruption(x, severity, generator) -> the
+corrupted batch (severity 1 to 5, randomness only from `generator`). Built-ins use ImageNet-C's
+parameters; lengths in pixels (blur radius, snow streaks) are given for 224-pixel images and
+scaled to the image side. `corrupt` blends the result in only where the region allows (the
+background), so the object stays untouched.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-CORRUPTIONS: dict[str, Callable[[Tensor, int, torch.Generator], Tensor]] = {}
+from .registry import CORRUPTIONS
+
 BRIGHTNESS = (0.1, 0.2, 0.3, 0.4, 0.5)
 DEFOCUS = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))  # disk radius, anti-alias sigma
 # snow: noise mean, std, zoom, threshold, streak radius, streak sigma, image weight
 SNOW = ((0.1, 0.3, 3, 0.5, 10, 4, 0.8), (0.2, 0.3, 2, 0.5, 12, 4, 0.7), (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
         (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65), (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55))
-
-
-def corruption(name: str):
-    def register(fn):
-        CORRUPTIONS[name] = fn
-        return fn
-    return register
 
 
 def _check(severity: int) -> int:
@@ -39,7 +34,7 @@ def _scale(x: Tensor) -> float:
     return min(x.shape[-2:]) / 224
 
 
-@corruption("brightness")
+@CORRUPTIONS.register("brightness")
 def brightness(x: Tensor, severity: int, generator: torch.Generator | None = None) -> Tensor:
     """Add c to the HSV value channel, keeping hue and saturation: RGB scales by clip(V + c) / V."""
     c = BRIGHTNESS[_check(severity)]
@@ -68,7 +63,7 @@ def _blur(x: Tensor, kernel: Tensor) -> Tensor:
     return F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="replicate"), k, groups=c)
 
 
-@corruption("defocus_blur")
+@CORRUPTIONS.register("defocus_blur")
 def defocus_blur(x: Tensor, severity: int, generator: torch.Generator | None = None) -> Tensor:
     radius, sigma = DEFOCUS[_check(severity)]
     s = _scale(x)
@@ -89,7 +84,7 @@ def line_kernel(radius: float, sigma: float, angle: float) -> Tensor:
     return kernel / kernel.sum()
 
 
-@corruption("snow")
+@CORRUPTIONS.register("snow")
 def snow(x: Tensor, severity: int, generator: torch.Generator) -> Tensor:
     """Flakes from thresholded, zoomed Gaussian noise streaked by motion blur; the image greyed
     and brightened under them (ImageNet-C's recipe, the streak angle drawn per batch)."""
@@ -109,7 +104,5 @@ def snow(x: Tensor, severity: int, generator: torch.Generator) -> Tensor:
 
 def corrupt(x: Tensor, name: str, severity: int, region: Tensor, generator: torch.Generator) -> Tensor:
     """The corrupted batch where region = 1, the original pixels elsewhere (bit-identical)."""
-    if name not in CORRUPTIONS:
-        raise ValueError(f"unknown corruption {name!r}; expected one of {', '.join(CORRUPTIONS)}")
-    corrupted = CORRUPTIONS[name](x, severity, generator)
+    corrupted = CORRUPTIONS.get(name)(x, severity, generator)
     return torch.where(region.bool().expand_as(x), corrupted, x)

@@ -16,11 +16,12 @@ import torch
 from rich.text import Text
 
 from .config import RunConfig
-from .data import Batch, BenchmarkDataset, EvalSet, Split, first_of_shuffle, iterate
+from .data import Batch, EvalSet, Split, first_of_shuffle, iterate
+from .dataset import BenchmarkDataset
+from .errors import ConfigError
 from .models import Classifier
 from .progress import Reporter
 from .registry import SUITES
-from .errors import ConfigError
 from .store import FAILED, Measurement
 
 

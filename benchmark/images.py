@@ -19,8 +19,8 @@ def read_rgb(path: Path, size: int, with_size: bool = False):
     try:
         with Image.open(path) as img:
             original = (img.height, img.width)
-            img = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-            pixels = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+            rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+            pixels = np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1).copy()
             return (pixels, original) if with_size else pixels
     except FileNotFoundError:
         raise DataError(f"image file {str(path)!r} not found") from None

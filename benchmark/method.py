@@ -8,18 +8,19 @@ saved in the checkpoint. The base class is plain cross-entropy training.
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar, Generic, Iterator, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .config import TrainConfig
-from .errors import ConfigError
 from .data import Batch, DataInfo, Split, iterate
+from .errors import ConfigError
 from .models import Classifier, Encoder
 
 
@@ -56,25 +57,39 @@ class StepOutput:
 
     @property
     def loss(self) -> Tensor:
-        return sum(self.losses.values())
+        return cast(Tensor, sum(self.losses.values()))  # Python's left-to-right sum: the order of the terms
 
 
-class Method:
-    """Cross-entropy training with Adam: the base that every method extends."""
+P = TypeVar("P")
+
+
+class Method(Generic[P]):
+    """Cross-entropy training with Adam: the base that every method extends.
+
+    Generic in its `Params` dataclass, so `self.params` is typed in subclasses."""
 
     name: ClassVar[str] = ""
     Params: ClassVar[type | None] = None
+    version: ClassVar[int] = 1  # bump when a change alters what training computes: old checkpoints go stale
+    # Config layers per registered dataset name: {dataset: {section: {key: value}}}.
+    presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
     # Named hyperparameter grids for sweeps: {grid name: {"method.key": [values]}}.
     grids: ClassVar[dict[str, dict[str, list[Any]]]] = {}
 
-    def __init__(self, params: Any, info: DataInfo):
+    def __init__(self, params: P, info: DataInfo):
         self.params = params
         self.info = info
 
     @classmethod
     def defaults(cls, dataset: str, profile: str) -> dict[str, dict[str, Any]]:
-        """Config overrides for this method on a dataset and profile ({section: {key: value}})."""
-        return {}
+        """Config overrides for this method on a dataset (its registered name) and profile: the
+        dataset's preset by default."""
+        return copy.deepcopy(cls.presets.get(dataset, {}))
+
+    @classmethod
+    def check(cls, params: Any, train: TrainConfig) -> None:
+        """Refuse settings that only make sense together with the training settings (a one-line
+        ConfigError while the configuration is resolved, before anything runs)."""
 
     def build_model(self, encoder: Encoder) -> Classifier:
         return Classifier(encoder, self.info.mean, self.info.std)
@@ -127,20 +142,20 @@ class PenaltyParams:
 STRENGTH_GRID = {"paper": {"method.strength": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]}}  # paper Table 8
 
 
-class PenalisedMethod(Method, ABC):
+def method_presets(**per_dataset: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Presets of `method.*` keys per dataset: method_presets(cmnist={"strength": 1e-5}, ...)."""
+    return {dataset: {"method": dict(values)} for dataset, values in per_dataset.items()}
+
+
+class PenalisedMethod(Method[PenaltyParams], ABC):
     """Cross-entropy plus `strength` times one penalty of the weights or the embedding z.
 
-    Subclasses set `term` (the loss name), `presets` (strength per dataset setting) and
-    `penalty(model, z)`."""
+    Subclasses set `term` (the loss name), `presets` (e.g. method_presets(cmnist={"strength":
+    1e-5})) and `penalty(model, z)`."""
 
     Params = PenaltyParams
     term: ClassVar[str] = ""
-    presets: ClassVar[dict[str, float]] = {}
     grids = STRENGTH_GRID
-
-    @classmethod
-    def defaults(cls, dataset: str, profile: str) -> dict[str, dict[str, Any]]:
-        return {"method": {"strength": cls.presets[dataset]}} if dataset in cls.presets else {}
 
     @abstractmethod
     def penalty(self, model: Classifier, z: Tensor) -> Tensor:

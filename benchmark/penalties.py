@@ -7,6 +7,8 @@ two or more dimensions), so biases and BatchNorm scales are never penalised.
 
 from __future__ import annotations
 
+from typing import cast
+
 from torch import Tensor, nn
 
 
@@ -17,12 +19,12 @@ def penalised_weights(model: nn.Module) -> list[Tensor]:
 
 def l1_weights(model: nn.Module) -> Tensor:
     """sum over weight tensors of ||W||_1."""
-    return sum(w.abs().sum() for w in penalised_weights(model))
+    return cast(Tensor, sum(w.abs().sum() for w in penalised_weights(model)))
 
 
 def group_lasso_weights(model: nn.Module) -> Tensor:
     """sum over weight tensors and output units o of ||W_o||_2 (a conv filter or a linear row)."""
-    return sum(w.flatten(1).norm(dim=1).sum() for w in penalised_weights(model))
+    return cast(Tensor, sum(w.flatten(1).norm(dim=1).sum() for w in penalised_weights(model)))
 
 
 def l1_activations(a: Tensor) -> Tensor:

@@ -70,17 +70,23 @@ def measure(name: str, case: PerfCase, *, repeats: int, warmup: int, device: tor
         case.candidate()
         if case.peer:
             case.peer()
-    cand, peer = [], []
+    cand: list[float] = []
+    peer: list[float] = []
     for i in range(repeats):
         # Alternate which goes first so drift in machine load does not favour either.
-        order = [(cand, case.candidate), (peer, case.peer)] if i % 2 == 0 else [(peer, case.peer), (cand, case.candidate)]
+        order = [(cand, case.candidate), (peer, case.peer)]
+        if i % 2:
+            order.reverse()
         for bucket, fn in order:
             if fn is not None:
                 bucket.append(_timed(fn, sync))
     q1, med, q3 = quartiles(cand)
-    pq = quartiles(peer) if peer else (None, None, None)
-    return PerfResult(name, case.candidate_label, case.peer_label, med, q1, q3, pq[1], pq[0], pq[2],
-                      med / pq[1] if peer else None, repeats, case.target, case.setup_note)
+    if peer:
+        p1, pmed, p3 = quartiles(peer)
+        return PerfResult(name, case.candidate_label, case.peer_label, med, q1, q3, pmed, p1, p3, med / pmed, repeats,
+                          case.target, case.setup_note)
+    return PerfResult(name, case.candidate_label, case.peer_label, med, q1, q3, None, None, None, None, repeats,
+                      case.target, case.setup_note)
 
 
 def run_cases(names: Sequence[str], *, device: str, repeats: int, warmup: int, console: Console,
@@ -111,4 +117,6 @@ def run_cases(names: Sequence[str], *, device: str, repeats: int, warmup: int, c
 
 
 def _span(med: float | None, q1: float | None, q3: float | None) -> str:
+    if med is None or q1 is None or q3 is None:
+        return "—"
     return f"{1e3 * med:.1f} ms ({1e3 * q1:.1f}–{1e3 * q3:.1f})"

@@ -36,7 +36,7 @@ SOURCE = "source.json"
 
 def cache_folder(data_root: Path, name: str, params) -> Path:
     """Where the prepared splits of dataset `name` with these settings live."""
-    settings = dataclasses.asdict(params) if dataclasses.is_dataclass(params) else {}
+    settings = dataclasses.asdict(params) if dataclasses.is_dataclass(params) and not isinstance(params, type) else {}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return Path(data_root) / CACHE / f"{name}-{key}"
 
@@ -69,8 +69,9 @@ def changed_sources(stored: Mapping[str, Any], current: Mapping[str, Any]) -> li
 def save_splits(splits: dict[str, TensorSplit], folder: Path, source: Mapping[str, Any] | None = None) -> Path:
     """Write every split as an Arrow dataset and `source` (fingerprint and counts) as source.json;
     the folder appears whole or not at all."""
-    from datasets import Array3D, Dataset, Features, Value
     from datasets.utils.logging import disable_progress_bar
+
+    from datasets import Array3D, Dataset, Features, Value  # type: ignore[attr-defined]  # Hugging Face
 
     disable_progress_bar()  # our own lines say what was written
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +106,7 @@ def load_splits(folder: Path, names: tuple[str, ...]) -> dict[str, TensorSplit] 
     """The prepared splits, or None when this cache does not exist (or lacks a split)."""
     if not all((folder / name).is_dir() for name in names):
         return None
-    from datasets import load_from_disk
+    from datasets import load_from_disk  # type: ignore[attr-defined]  # Hugging Face
 
     out = {}
     for name in names:
@@ -157,15 +158,14 @@ def safe_extract(archive: Path, target: Path) -> None:
                 zf.extractall(staging)
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive) as tf:
-                members = tf.getmembers()
-                for member in members:
-                    inside(member.name)
-                    if member.issym():  # relative to the link's own folder
-                        inside(str(Path(member.name).parent / member.linkname), "symbolic link target")
-                    elif member.islnk():  # relative to the archive root
-                        inside(member.linkname, "hard link target")
-                    elif not (member.isfile() or member.isdir()):
-                        raise DataError(f"archive {str(archive)!r} has a special file {member.name!r}; refused, "
+                for entry in tf.getmembers():
+                    inside(entry.name)
+                    if entry.issym():  # relative to the link's own folder
+                        inside(str(Path(entry.name).parent / entry.linkname), "symbolic link target")
+                    elif entry.islnk():  # relative to the archive root
+                        inside(entry.linkname, "hard link target")
+                    elif not (entry.isfile() or entry.isdir()):
+                        raise DataError(f"archive {str(archive)!r} has a special file {entry.name!r}; refused, "
                                         "nothing extracted")
                 tf.extractall(staging, filter="data")
         else:

@@ -80,3 +80,18 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def run_id(key: str, created: datetime) -> str:
+    """One execution of a configuration: its key and the UTC time it started."""
+    return f"{key}-{created.strftime('%Y%m%dT%H%M%S%fZ')}"
+
+
+def run_columns(*, key: str, config_key: str, method: str, dataset: str, profile: str, seed: int | None,
+                config_json: str, created: datetime, device: str = "", data_source: str = "",
+                train_commit: str = "") -> dict[str, object]:
+    """The provenance columns every result row of one execution carries (docs/RESULTS.md)."""
+    return {"run_id": run_id(key, created), "run_key": key, "config_key": config_key, "method": method,
+            "dataset": dataset, "profile": profile, "seed": seed, "config": config_json,
+            "git_commit": git_commit(), "train_commit": train_commit or git_commit(),
+            "versions": versions_json(), "device": device, "data_source": data_source, "created": created}

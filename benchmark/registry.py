@@ -37,12 +37,12 @@ class Entry(Generic[T]):
     origin: str
 
 
-def first_line(text: str | None) -> str:
-    """The first non-empty line of a docstring (the one-line description)."""
-    for line in (text or "").strip().splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
+def first_sentence(text: str | None) -> str:
+    """The first sentence of a docstring's first paragraph, over as many lines as it spans (a
+    period ends it only before a capital letter or the paragraph's end, so "et al. 2017" does not)."""
+    paragraph = " ".join((text or "").strip().split("\n\n")[0].split())
+    match = re.search(r"\.(?=\s+[A-Z]|$)", paragraph)
+    return paragraph[: match.end()] if match else paragraph
 
 
 class Registry(Generic[T]):
@@ -67,7 +67,7 @@ class Registry(Generic[T]):
         def decorate(obj: T) -> T:
             self.add(name, obj, description=description)
             if isinstance(obj, type) and getattr(obj, "name", None) == "":
-                obj.name = name
+                setattr(obj, "name", name)
             return obj
 
         return decorate
@@ -85,7 +85,7 @@ class Registry(Generic[T]):
         self._entries[name] = Entry(
             name=name,
             obj=obj,
-            description=description or first_line(getattr(obj, "__doc__", None)),
+            description=description or first_sentence(getattr(obj, "__doc__", None)),
             origin=origin or _origin_of(obj),
         )
         self._pending.pop(name, None)
@@ -144,7 +144,8 @@ class Registry(Generic[T]):
         # Importing the plugin may already have registered it through the decorator.
         if name not in self._entries:
             dist = getattr(ep, "dist", None)
-            self.add(name, obj, origin=f"plugin {dist.name}" if dist else f"plugin {ep.value}")
+            ours = dist is not None and dist.name == "saliency-robustness-benchmark"
+            self.add(name, obj, origin="built-in" if ours else f"plugin {dist.name}" if dist else f"plugin {ep.value}")
 
     def _unknown_message(self, name: str) -> str:
         known = self.names()
@@ -171,6 +172,8 @@ def load_plugin_file(path: str | Path) -> None:
     if module_name in sys.modules:
         return
     spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise BenchmarkError(f"plugin file {str(path)!r} cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
@@ -186,8 +189,13 @@ def load_plugin_file(path: str | Path) -> None:
 # The plugin kinds of the benchmark, each with the entry-point group outsiders use.
 METHODS: Registry = Registry("method", builtin="benchmark_methods", group="benchmark.methods")
 DATASETS: Registry = Registry("dataset", builtin="benchmark_datasets", group="benchmark.datasets")
+EVAL_SETS: Registry = Registry("eval set", builtin="benchmark_datasets", group="benchmark.eval_sets")
 ENCODERS: Registry = Registry("encoder", builtin="benchmark.models", group="benchmark.encoders")
 SUITES: Registry = Registry("suite", builtin="benchmark.suites", group="benchmark.suites")
 ATTACKS: Registry = Registry("attack", builtin="benchmark.attacks", group="benchmark.attacks")
 EXPLAINERS: Registry = Registry("explainer", builtin="benchmark.attribution", group="benchmark.explainers")
+METRICS: Registry = Registry("metric", builtin="benchmark.metrics", group="benchmark.metrics")
+CORRUPTIONS: Registry = Registry("corruption", builtin="benchmark.corruptions", group="benchmark.corruptions")
+REGIONS: Registry = Registry("region", builtin="benchmark.attacks.regions", group="benchmark.regions")
 PERF_CASES: Registry = Registry("perf case", builtin="benchmark.perf_cases", group="benchmark.perf_cases")
+COMMANDS: Registry = Registry("command", builtin="benchmark.cli", group="benchmark.commands")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -12,17 +11,17 @@ from rich.text import Text
 
 from . import provenance
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import RunConfig, from_dict, merge_layers, parse_overrides, resolve
-from .data import BenchmarkDataset
+from .config import RunConfig, from_dict, resolve
+from .dataset import BenchmarkDataset
 from .evaluate import check_suites, evaluate
+from .layout import RunFiles
 from .method import Method
-from .models import Classifier, build_encoder
+from .models import Classifier
 from .progress import Reporter
-from .errors import ConfigError, DataError
-from .registry import ATTACKS, DATASETS, METHODS, SUITES
-from .files import exclusive, remove_temporaries
-from .store import Measurement, completed_run_id, finished_suites, run_file_name, to_rows, write_run
-from .train import DIVERGENCE_RATIO, Checkpointing, TrainResult, non_finite, train
+from .registry import SUITES
+from .store import Measurement, completed_run_id, finished_suites, write_run
+from .train import DIVERGENCE_RATIO, Checkpointing, TrainResult, train
+from .trained import build, checkpoint_config, load_trained, seeded, trained_by, trained_earlier
 
 
 @dataclass
@@ -40,64 +39,6 @@ class RunOutcome:
     @property
     def ok(self) -> bool:
         return not self.failures
-
-
-@dataclass(frozen=True)
-class RunFiles:
-    """Where one run's outputs live in a results folder, all named by the run's stem."""
-
-    out_dir: Path
-    stem: str
-
-    @property
-    def results(self) -> Path:
-        return self.out_dir / f"{self.stem}.parquet"
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.out_dir / "checkpoints" / f"{self.stem}.pt"
-
-    @property
-    def resume(self) -> Path:
-        return self.out_dir / "checkpoints" / f"{self.stem}.resume.pt"
-
-    @property
-    def artifacts(self) -> Path:
-        return self.out_dir / "artifacts" / self.stem
-
-    @contextlib.contextmanager
-    def claimed(self, run_key: str, reporter: Reporter):
-        """Hold this run's lock (other processes running the same config wait), after clearing
-        what a killed writer may have left."""
-        def waiting():
-            reporter.log(f"  waiting: another process is running {self.stem}")
-
-        with exclusive(self.out_dir / ".locks" / f"{run_key}.lock", on_wait=waiting):
-            for path in (self.results, self.checkpoint, self.resume):
-                remove_temporaries(path)
-            yield self
-
-    @classmethod
-    def of(cls, config: RunConfig, out_dir: Path) -> "RunFiles":
-        name = run_file_name(config.method, config.dataset, config.profile, config.seed, config.key())
-        return cls(Path(out_dir), Path(name).stem)
-
-
-def build(config: RunConfig, data_root: Path | None) -> tuple[BenchmarkDataset, Method, Classifier]:
-    """The dataset, the method and a freshly initialised model (global RNG as the caller seeded it)."""
-    dataset = DATASETS.get(config.dataset)(config.dataset_params, data_root)
-    method = METHODS.get(config.method)(config.method_params, dataset.info)
-    model = method.build_model(build_encoder(dataset.info))
-    return dataset, method, model
-
-
-@contextlib.contextmanager
-def seeded(seed: int, device: torch.device):
-    """Seed torch's global RNG inside the block and restore the caller's state afterwards."""
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
 
 
 @dataclass(frozen=True)
@@ -146,6 +87,7 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any], *, data_ro
     and the others still run; an interrupted evaluation writes what finished, then re-raises."""
     reporter = reporter or Reporter(quiet=True)
     training = weights if isinstance(weights, Training) else None
+    payload: Mapping[str, Any] = {} if isinstance(weights, Training) else weights
     files = RunFiles.of(config, out_dir)
     key = config.key()
     dev = provenance.resolve_device(device)
@@ -153,7 +95,7 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any], *, data_ro
     with seeded(config.seed, dev):
         ds, method_obj, model = build(config, data_root)
         if training is None:
-            load_trained(model, method_obj, weights, checkpoint, config.dataset)
+            load_trained(model, method_obj, payload, checkpoint, config.dataset)
         ds.check()
         check_suites(config, ds)  # bad input fails before anything, even the lock, is written
         for note in ds.notes:
@@ -172,7 +114,7 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any], *, data_ro
             if training is not None:
                 result = obtain_weights(model, method_obj, ds, config, dev, reporter, files, training)
                 measurements += training_measurements(result)
-            history = result.history if result else weights.get("history", [])
+            history = result.history if result else payload.get("history", [])
             diverged = TrainResult(history, 0.0, []).diverged
             if diverged:
                 reporter.log(Text.assemble("  ", ("warning", "yellow"), f": the final training loss is over "
@@ -187,23 +129,24 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any], *, data_ro
             for suite in config.eval.suites:  # the results file keeps the configured suite order
                 measurements += kept.get(suite, []) + evaluation.by_suite.get(suite, [])
             if training is None and checkpoint is not None:
-                tagged(measurements, {"checkpoint_key": from_dict(weights["config"]).key()})
+                tagged(measurements, {"checkpoint_key": payload.get("run_key") or from_dict(payload["config"]).key()})
             if diverged:
                 for m in measurements:
                     m.flags = tuple(dict.fromkeys([*m.flags, "diverged"]))
-            run_id = f"{key}-{created.strftime('%Y%m%dT%H%M%S%fZ')}"
-            path = write_results(tagged(measurements, tags), config, run_id, created, dev, ds.source(), files.results)
+            train_commit = result.train_commit if result else trained_by(payload)
+            path = write_results(tagged(measurements, tags), config, created, dev, ds.source(), files.results,
+                                 train_commit)
             if evaluation.tracebacks:
                 log_tracebacks(files, evaluation.tracebacks)
             if evaluation.interrupted:
                 raise KeyboardInterrupt
-    return RunOutcome(config, run_id, path, files.checkpoint if training else None, measurements,
-                      resumed_from_step=result.resumed_from_step if result else None,
+    return RunOutcome(config, provenance.run_id(key, created), path, files.checkpoint if training else None,
+                      measurements, resumed_from_step=result.resumed_from_step if result else None,
                       failures=evaluation.failures, reused_suites=tuple(kept))
 
 
 def obtain_weights(model: Classifier, method: Method, ds: BenchmarkDataset, config: RunConfig, dev: torch.device,
-                   reporter: Reporter, files: "RunFiles", training: Training) -> TrainResult:
+                   reporter: Reporter, files: RunFiles, training: Training) -> TrainResult:
     """Reuse this config's finished checkpoint (with `resume`), or train and write one."""
     key = config.key()
     result = trained_earlier(files.checkpoint, key, model, method, reporter) if training.resume else None
@@ -212,43 +155,23 @@ def obtain_weights(model: Classifier, method: Method, ds: BenchmarkDataset, conf
             files.resume.unlink(missing_ok=True)
         result = train(model, method, ds, config, dev, reporter,
                        Checkpointing(files.resume, every_steps=training.checkpoint_every))
+        result.train_commit = provenance.git_commit()
         save_checkpoint(files.checkpoint, model=model, method_state=method.state_dict(),
                         config_json=config.to_json(), history=result.history, run_key=key,
-                        train_duration_s=result.duration_s)
+                        train_duration_s=result.duration_s, train_commit=result.train_commit,
+                        train_versions=provenance.versions_json())
     files.resume.unlink(missing_ok=True)
     return result
 
 
-def log_tracebacks(files: "RunFiles", tracebacks: Mapping[str, str]) -> Path:
+def log_tracebacks(files: RunFiles, tracebacks: Mapping[str, str]) -> Path:
     """The full tracebacks of failed suites, for the one-line reasons the console and rows show."""
-    log = files.out_dir / "logs" / f"{files.stem}.txt"
+    log = files.log
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as fh:
         for suite, text in tracebacks.items():
             fh.write(f"suite {suite} ({provenance.now().isoformat()}):\n{text}\n")
     return log
-
-
-def trained_earlier(checkpoint: Path, run_key: str, model: Classifier, method: Method,
-                    reporter: Reporter) -> TrainResult | None:
-    """Load a finished checkpoint of this very config (same key) into model and method; its
-    training record, or None when there is no such checkpoint."""
-    if not checkpoint.is_file():
-        return None
-    try:
-        payload = load_checkpoint(checkpoint)
-    except DataError as err:
-        reporter.log(f"  ignoring {err}; training again")
-        return None
-    if payload.get("kind") != "final" or payload.get("run_key") != run_key:
-        return None
-    try:
-        load_trained(model, method, payload, checkpoint, payload["config"]["run"]["dataset"])
-    except DataError as err:
-        reporter.log(f"  ignoring {err}; training again")
-        return None
-    reporter.log(f"  reusing the trained weights in {checkpoint} (same config key; --fresh trains again)")
-    return TrainResult(payload["history"], float(payload.get("train_duration_s", 0.0)), method.trace())
 
 
 def tagged(measurements: list[Measurement], tags: Mapping[str, Any] | None) -> list[Measurement]:
@@ -258,24 +181,14 @@ def tagged(measurements: list[Measurement], tags: Mapping[str, Any] | None) -> l
     return measurements
 
 
-def write_results(measurements: list[Measurement], config: RunConfig, run_id: str, created, device: torch.device,
-                  data_source: str, path: Path) -> Path:
-    run_columns = {
-        "run_id": run_id,
-        "run_key": config.key(),
-        "config_key": config.key(with_seed=False),
-        "method": config.method,
-        "dataset": config.dataset,
-        "profile": config.profile,
-        "seed": config.seed,
-        "config": config.to_json(),
-        "git_commit": provenance.git_commit(),
-        "versions": provenance.versions_json(),
-        "device": provenance.device_name(device),
-        "data_source": data_source,
-        "created": created,
-    }
-    return write_run(to_rows(measurements, run_columns), path)
+def write_results(measurements: list[Measurement], config: RunConfig, created, device: torch.device,
+                  data_source: str, path: Path, train_commit: str) -> Path:
+    columns = provenance.run_columns(key=config.key(), config_key=config.key(with_seed=False), method=config.method,
+                                     dataset=config.dataset, profile=config.profile, seed=config.seed,
+                                     config_json=config.to_json(), created=created,
+                                     device=provenance.device_name(device), data_source=data_source,
+                                     train_commit=train_commit)
+    return write_run(measurements, columns, path)
 
 
 def training_measurements(result: TrainResult) -> list[Measurement]:
@@ -294,80 +207,6 @@ def training_measurements(result: TrainResult) -> list[Measurement]:
                                         extra={"samples_seen": seen}))
     rows.append(Measurement("training", "total_duration_s", result.duration_s, 0, eval_set="train"))
     return rows
-
-
-def restore(checkpoint: Path, *, data_root: Path | None = None, device: str = "auto",
-            overrides: Mapping[str, Mapping[str, Any]] | None = None
-            ) -> tuple[RunConfig, BenchmarkDataset, Method, Classifier, torch.device]:
-    """Rebuild dataset, method and trained model from a checkpoint (config overrides allowed)."""
-    payload = load_checkpoint(checkpoint)
-    saved = payload["config"]
-    config = from_dict(merge_layers(saved, overrides or {}) | {"run": saved["run"]})
-    dev = provenance.resolve_device(device)
-    with seeded(config.seed, dev):
-        ds, method, model = build(config, data_root)
-    load_trained(model, method, payload, checkpoint, config.dataset)
-    return config, ds, method, model.to(dev), dev
-
-
-def load_trained(model: Classifier, method: Method, payload: Mapping[str, Any], checkpoint: Path,
-                 dataset: str) -> None:
-    """Load weights and method state; a model of another shape is a one-line DataError."""
-    trained_on = payload["config"]["run"]["dataset"]
-    bad = non_finite(payload["model"])
-    if bad:
-        raise DataError(f"checkpoint {str(checkpoint)!r} holds non-finite weights ({bad[0]} and {len(bad) - 1} more): "
-                        "a diverged training; it is never evaluated")
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[-1].strip()
-        raise DataError(f"checkpoint {str(checkpoint)!r} (trained on {trained_on}) does not fit a model for "
-                        f"dataset {dataset!r}: {first}") from None
-    method.load_state_dict(payload["method_state"])
-
-
-FROZEN_SECTIONS = ("train",)  # what trained the weights; evaluating cannot change it
-
-
-def checkpoint_config(saved: Mapping[str, Any], *, dataset: str | None = None,
-                      suites: Sequence[str] = ("robustness",), attacks: Sequence[str] = (),
-                      overrides: Sequence[str] | Mapping[str, Mapping[str, Any]] = ()) -> RunConfig:
-    """The configuration that evaluates a trained model: the saved method and training settings,
-    the target dataset's settings (the saved ones when it is the training dataset), the chosen
-    suites, and `attacks` replacing the robustness grid's attacks (an attack the grid lacks gets
-    the regions and eps values of the grid's first attack)."""
-    run_info = saved["run"]
-    user = parse_overrides(overrides) if not isinstance(overrides, Mapping) else {k: dict(v) for k, v in overrides.items()}
-    frozen = [f"{s}.{k}" for s in FROZEN_SECTIONS for k in user.get(s, {})]
-    if frozen:
-        raise ConfigError(f"{frozen[0]} describes how the checkpoint was trained and cannot change when "
-                          "evaluating it; train a new model with `benchmark run` instead")
-    target = dataset or run_info["dataset"]
-    if not suites:
-        raise ConfigError("expected at least one suite to evaluate, e.g. --suite robustness")
-    for name in suites:
-        SUITES.get(name)
-    kept = ("train", "method") if target != run_info["dataset"] else tuple(k for k in saved if k != "run")
-    layers = {k: v for k, v in saved.items() if k in kept and (k not in SUITES or k in suites)}
-    base = merge_layers(layers, {"eval": {"suites": tuple(suites)}}, user)
-
-    def resolved(layer):
-        return resolve(run_info["method"], target, profile=run_info["profile"], seed=run_info["seed"],
-                       overrides=layer)
-
-    config = resolved(base)
-    if attacks:
-        if "robustness" not in suites:
-            raise ConfigError("--attack needs the robustness suite among the evaluated suites")
-        grid = config.suite("robustness").grid
-        template = next(iter(grid.values()), None)
-        if template is None:
-            raise ConfigError("the robustness grid is empty; set regions with --set robustness.grid=...")
-        for name in attacks:
-            ATTACKS.get(name)
-        config = resolved(merge_layers(base, {"robustness": {"grid": {a: grid.get(a, template) for a in attacks}}}))
-    return config
 
 
 def evaluate_checkpoint(

@@ -1,14 +1,15 @@
 """The result store: long-format rows with provenance, one Parquet file per run.
 
-One writer (`write_run`), many readers (`read_results`): the CLI summary, the leaderboard and
-its HTML / Markdown / CSV exports. The schema is documented in docs/RESULTS.md.
+One writer (`write_run`: the rows, each with its 95 % interval, and their per-sample records),
+many readers (`read_results`): the CLI summary, the leaderboard and its HTML / Markdown / CSV
+exports. The schema is documented in docs/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -17,8 +18,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .files import write_atomically
+from .records import Records, records_by_row, write_records
+from .stats import bootstrap_interval, wilson_interval
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FAILED = "failed"  # metric of the row that records a failed suite; extra.error holds the reason
 
 
@@ -44,6 +47,12 @@ class Measurement:
     flags: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
     duration_s: float | None = None
+    records: Records | None = None  # the per-sample values this row is the mean of
+
+    @classmethod
+    def of_records(cls, suite: str, metric: str, records: Records, **settings: Any) -> "Measurement":
+        """A row that is the mean of its per-sample records (n = their number)."""
+        return cls(suite, metric, records.mean(), len(records), records=records, **settings)
 
 
 SCHEMA = pa.schema(
@@ -73,9 +82,13 @@ SCHEMA = pa.schema(
         ("area_fraction", pa.float64()),
         ("flags", pa.string()),
         ("extra", pa.string()),
+        ("ci_low", pa.float64()),
+        ("ci_high", pa.float64()),
+        ("row", pa.int32()),
         ("duration_s", pa.float64()),
         ("config", pa.string()),
         ("git_commit", pa.string()),
+        ("train_commit", pa.string()),
         ("versions", pa.string()),
         ("device", pa.string()),
         ("data_source", pa.string()),
@@ -84,27 +97,48 @@ SCHEMA = pa.schema(
 )
 COLUMNS = tuple(SCHEMA.names)
 REQUIRED = ("schema_version", "run_key", "method", "dataset", "suite", "metric", "value")
+# What each older schema version lacks (filled with nulls when read).
+ADDED_IN = {2: ("train_commit", "ci_low", "ci_high", "row")}
+READABLE_VERSIONS = (1, 2)
 
 
-def run_file_name(method: str, dataset: str, profile: str, seed: int, run_key: str) -> str:
-    """One file per configuration: a repeated run replaces its earlier file."""
-    return f"{method}__{dataset}__{profile}__seed{seed}__{run_key}.parquet"
+def columns_of(version: int) -> tuple[str, ...]:
+    """The columns a file of schema `version` holds."""
+    later = {c for v, cols in ADDED_IN.items() if v > version for c in cols}
+    return tuple(c for c in COLUMNS if c not in later)
+
+
+def interval(m: Measurement) -> tuple[float, float]:
+    """The 95 % interval of a row over its samples, as its metric declares: Wilson for a
+    proportion, a percentile bootstrap of its records for a mean, none otherwise."""
+    from .metrics import metric_of
+
+    kind = metric_of(m.metric).samples
+    if kind == "proportion" and m.n and not math.isnan(m.value):
+        return wilson_interval(round(m.value * m.n), m.n)
+    if kind == "mean" and m.records is not None and len(m.records):
+        return bootstrap_interval(m.records.value)
+    return math.nan, math.nan
 
 
 def to_rows(measurements: Iterable[Measurement], run: dict[str, Any]) -> list[dict[str, Any]]:
-    """Flatten measurements and the run's provenance into schema rows."""
+    """Flatten measurements and the run's provenance into schema rows (with their intervals)."""
     rows = []
-    for m in measurements:
-        row = {**run, **asdict(m), "schema_version": SCHEMA_VERSION}
+    for position, m in enumerate(measurements):
+        row = {**run, **{f.name: getattr(m, f.name) for f in fields(m) if f.name != "records"},
+               "schema_version": SCHEMA_VERSION, "row": position}
         row["flags"] = ",".join(sorted(set(m.flags)))
         row["extra"] = json.dumps(m.extra, sort_keys=True)
+        row["ci_low"], row["ci_high"] = interval(m)
         rows.append({c: row.get(c) for c in COLUMNS})
     return rows
 
 
-def write_run(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Write rows atomically (`write_atomically`): never half a file."""
-    table = pa.Table.from_pylist(list(rows), schema=SCHEMA)
+def write_run(measurements: Sequence[Measurement], run: dict[str, Any], path: Path) -> Path:
+    """Write a run's rows and their per-sample records, each file atomically (`write_atomically`):
+    never half a file. The records go first, so a results file never lacks the records it names."""
+    write_records([m.records for m in measurements], path)
+    table = pa.Table.from_pylist(to_rows(measurements, run), schema=SCHEMA)
     return write_atomically(path, lambda fh: pq.write_table(table, fh))
 
 
@@ -132,24 +166,28 @@ def finished_suites(path: Path, run_key: str, suites: Mapping[str, Sequence[str]
     if frame.empty or set(frame["run_key"]) != {run_key}:
         return {}
     done = {}
+    records = records_by_row(path)
     for suite, row_suites in suites.items():
         rows = frame[frame["suite"].isin(row_suites)]
         if (rows["suite"] == suite).any() and not (rows["metric"] == FAILED).any():
-            done[suite] = measurements_of(rows)
+            done[suite] = measurements_of(rows, records)
     return done
 
 
-def measurements_of(frame: pd.DataFrame) -> list[Measurement]:
-    """Result rows back as Measurements (the inverse of `to_rows`, provenance dropped)."""
-    names = [f.name for f in fields(Measurement)]
+def measurements_of(frame: pd.DataFrame, records: Mapping[int, Records] | None = None) -> list[Measurement]:
+    """Result rows back as Measurements with their per-sample records (the inverse of `to_rows`,
+    provenance dropped)."""
+    names = [f.name for f in fields(Measurement) if f.name != "records"]
     out = []
     for record in frame.to_dict("records"):
-        values = {k: (None if k != "value" and _missing(record[k]) else record[k]) for k in names}
+        values: dict[str, Any] = {k: (None if k != "value" and _missing(record[k]) else record[k]) for k in names}
         values["flags"] = tuple(f for f in (values["flags"] or "").split(",") if f)
         values["extra"] = json.loads(values["extra"] or "{}")
         for key in ("n", "steps", "attack_seed", "severity"):
             if values[key] is not None:
                 values[key] = int(values[key])
+        row = record.get("row")
+        values["records"] = (records or {}).get(int(row)) if row is not None and not _missing(row) else None
         out.append(Measurement(**values))
     return out
 
@@ -166,16 +204,24 @@ def table_problem(table: pa.Table) -> str:
     if not pa.types.is_integer(table.schema.field("schema_version").type):
         return "not a results file (schema_version is not an integer)"
     versions = set(table.column("schema_version").to_pylist())
-    if versions - {SCHEMA_VERSION}:
-        return f"schema version {sorted(versions)} is not {SCHEMA_VERSION}"
-    absent = [c for c in COLUMNS if c not in table.column_names]
+    if len(versions) != 1 or not versions <= set(READABLE_VERSIONS):
+        return f"schema version {sorted(versions)} is not one of {', '.join(map(str, READABLE_VERSIONS))}"
+    version = versions.pop()
+    absent = [c for c in columns_of(version) if c not in table.column_names]
     if absent:
-        return f"lacks {len(absent)} columns of schema version {SCHEMA_VERSION} ({', '.join(absent[:4])}...)"
-    for name in COLUMNS:
+        return f"lacks {len(absent)} columns of schema version {version} ({', '.join(absent[:4])}...)"
+    for name in columns_of(version):
         actual, expected = table.schema.field(name).type, SCHEMA.field(name).type
         if not _compatible(actual, expected):
             return f"column {name!r} holds {actual}, expected {expected}"
     return ""
+
+
+def upgraded(table: pa.Table) -> pa.Table:
+    """A readable table of any schema version in today's columns (what it lacks as nulls)."""
+    columns = [table.column(c) if c in table.column_names else pa.nulls(len(table), SCHEMA.field(c).type)
+               for c in COLUMNS]
+    return pa.Table.from_arrays(columns, names=list(COLUMNS))
 
 
 def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
@@ -203,7 +249,7 @@ def read_results(paths: Sequence[Path | str]) -> tuple[pd.DataFrame, list[str]]:
         if problem:
             problems.append(f"{file}: {problem}")
             continue
-        frame = table.select(list(COLUMNS)).cast(SCHEMA).to_pandas()
+        frame = upgraded(table).cast(SCHEMA).to_pandas()
         frame["source_file"] = str(file)
         frames.append(frame)
     if not frames:
@@ -218,7 +264,11 @@ def latest_per_run_key(frame: pd.DataFrame) -> pd.DataFrame:
     newest = frame.groupby("run_key")["created"].transform("max")
     kept = frame[frame["created"] == newest]
     first_id = kept.groupby("run_key")["run_id"].transform("first")
-    return kept[kept["run_id"] == first_id].reset_index(drop=True)
+    kept = kept[kept["run_id"] == first_id]
+    if "source_file" in kept:  # the same execution copied into several files: one file's rows
+        first_file = kept.groupby("run_key")["source_file"].transform("first")
+        kept = kept[kept["source_file"] == first_file]
+    return kept.reset_index(drop=True)
 
 
 CANDIDATE_TAG = '"sweep_stage": "candidate"'  # in `extra`: a sweep's validation-only selection run

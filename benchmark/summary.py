@@ -1,88 +1,95 @@
-"""Summary tables of the results store: one table per (dataset, profile), mean ± std over seeds."""
+"""Summary tables of the results store, one per (dataset, profile): every number with its 95 %
+interval, then each configuration's paired difference to a reference method (benchmark/aggregate.py)."""
 
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 from rich.table import Table
 from rich.text import Text
 
+from .aggregate import Cell, paired, tabulate
+from .columns import Column
+from .stats import PairedDifference
 from .store import reported_rows
 
-
-def eps_label(eps: float) -> str:
-    """2/255 rather than 0.007843 when eps is a whole number of grey levels below 1."""
-    levels = eps * 255
-    if 0 < eps < 1 and abs(levels - round(levels)) < 1e-6:
-        return f"{round(levels)}/255"
-    return f"{eps:.4g}"
+SHOWN = ("clean", "robust", "corruption", "derived")
+SHOWN_ATTRIBUTION = ("relevance_mass_accuracy", "object_area_fraction")
 
 
-def column_label(row: pd.Series) -> str:
-    if row["suite"] == "accuracy":
-        return f"clean {row['eval_set']}"
-    if row["suite"] == "robustness" and row["metric"] == "clean_accuracy":
-        return f"clean {row['eval_set']} (attacked samples)"
-    if row["suite"] == "robustness":
-        norm = "" if row["norm"] == "linf" else f" {row['norm']}"
-        return f"{row['attack']}{norm} {row['region']} {eps_label(row['eps'])}"
-    if row["suite"] == "corruptions":
-        return f"{row['attack']} {row['region']} s{int(row['severity'])}"
-    if row["suite"] == "attribution":
-        if row["metric"] == "object_area_fraction":
-            return "object area (chance mass)"
-        return f"mass on object: {row['explainer']}"
-    return str(row["metric"])
+def number(value: float, column: Column) -> str:
+    """A value in the column's unit: percent for fractions."""
+    if value is None or math.isnan(value):
+        return "—"
+    return f"{100 * value:.1f}" if column.declaration.percent() else f"{value:.3g}"
 
 
-def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """Long rows -> mean, std, count and seeds per (method, dataset, profile, column)."""
-    columns = ["method", "dataset", "profile", "column", "mean", "std", "count", "seeds", "order"]
+def cell_text(cell: Cell | None, column: Column) -> str:
+    """`mean [low, high]`, the interval over seeds or samples (docs/RESULTS.md)."""
+    if cell is None:
+        return "—"
+    text = number(cell.mean, column)
+    if cell.has_interval:
+        text += f" [{number(cell.low, column)}, {number(cell.high, column)}]"
+    return text + (" ⚠" if cell.flags else "")
+
+
+def difference_text(d: PairedDifference | None, column: Column) -> str:
+    """`+2.3 [-1.0, 5.6]`, with `*` when the interval excludes 0."""
+    if d is None or math.isnan(d.difference):
+        return "—"
+    scale = 100 if column.declaration.percent() else 1
+    text = f"{scale * d.difference:+.1f}" if scale == 100 else f"{d.difference:+.3g}"
+    if not math.isnan(d.low):
+        text += f" [{scale * d.low:+.1f}, {scale * d.high:+.1f}]" if scale == 100 else f" [{d.low:+.3g}, {d.high:+.3g}]"
+    return text + (" *" if d.significant else "")
+
+
+def shown(column: Column) -> bool:
+    return column.kind in SHOWN or column.metric in SHOWN_ATTRIBUTION
+
+
+def run_tables(frame: pd.DataFrame, reference: str = "vanilla") -> list[Table]:
+    """Rich tables: a row per measurement, a column per configuration; then the paired difference
+    of every other configuration to the `reference` method's (when it is there)."""
     frame = reported_rows(frame)
     if frame.empty:
-        return pd.DataFrame(columns=columns)
-    suite, metric = frame["suite"], frame["metric"]
-    keep = (
-        ((suite == "accuracy") & (metric == "accuracy"))
-        | ((suite == "robustness") & (metric == "robust_accuracy") & (frame["attack"] != "noise"))
-        | ((suite == "robustness") & (metric == "clean_accuracy"))
-        | ((suite == "corruptions") & (metric == "corrupted_accuracy"))
-        | (suite == "derived")
-        | ((suite == "attribution") & metric.isin(["relevance_mass_accuracy", "object_area_fraction"])
-           & ~frame["extra"].str.contains('"comparison": true', regex=False))
-    )
-    part = frame[keep].copy()
-    if part.empty:
-        return pd.DataFrame(columns=columns)
-    part["column"] = part.apply(column_label, axis=1)
-    part["order"] = part["suite"].map({"accuracy": 0, "robustness": 1, "corruptions": 2, "derived": 3,
-                                       "attribution": 4}).fillna(5)
-    grouped = part.groupby(["method", "dataset", "profile", "column"], sort=False)
-    out = grouped["value"].agg(["mean", "std", "count"]).reset_index()
-    out["seeds"] = grouped["seed"].nunique().values
-    out["order"] = grouped["order"].first().values
-    return out[columns]
-
-
-def run_tables(frame: pd.DataFrame) -> list[Table]:
-    """Rich tables in percent, one row per measurement and one column per method (methods are few,
-    measurements many); '± std' where several seeds or attack seeds were measured."""
-    summary = summarize(frame)
+        return []
+    table = tabulate(frame)
     tables = []
-    for (dataset, profile), part in summary.groupby(["dataset", "profile"], sort=True):
-        table = Table(title=Text(f"{dataset} · {profile} profile · accuracy and relevance mass in %"))
-        table.add_column("measurement", style="bold")
-        methods = sorted(part["method"].unique())
-        for method in methods:
-            table.add_column(Text(method), justify="right")
-        seeds = part.groupby("method")["seeds"].max()
-        table.add_row("training seeds", *[str(int(seeds[m])) for m in methods])
-        cells = {(r["method"], r["column"]): _cell(r["mean"], r["std"], r["count"]) for _, r in part.iterrows()}
-        for col in part.sort_values(["order", "column"])["column"].drop_duplicates():
-            table.add_row(Text(col), *[Text(cells.get((m, col), "—")) for m in methods])
-        tables.append(table)
+    for (dataset, profile), part in frame.groupby(["dataset", "profile"], sort=True):
+        groups = [g for g in table.groups() if g[:2] == (dataset, profile)]
+        names = labels(groups)
+        columns = sorted((c for key, c in table.columns.items() if shown(c) and any(
+            key in table.runs[g] for g in groups)), key=lambda c: c.order)
+        main = Table(title=Text(f"{dataset} · {profile} profile · percent, mean [95 % interval]"))
+        main.add_column("measurement", style="bold")
+        for g in groups:
+            main.add_column(Text(names[g]), justify="right")
+        main.add_row("training seeds", *[str(len({r.seed for runs in table.runs[g].values() for r in runs}))
+                                         for g in groups])
+        for column in columns:
+            main.add_row(Text(column.key), *[Text(cell_text(table.cell(g, column.key), column)) for g in groups])
+        tables.append(main)
+        ref = [g for g in groups if g[2] == reference]
+        others = [g for g in groups if g[2] != reference]
+        if ref and others:
+            diff = Table(title=Text(f"{dataset} · {profile} · difference to {reference} on the same samples "
+                                    "(paired, 95 % interval; * = the interval excludes 0)"))
+            diff.add_column("measurement", style="bold")
+            for g in others:
+                diff.add_column(Text(names[g]), justify="right")
+            for column in columns:
+                base = table.runs[ref[0]].get(column.key)
+                cells = [difference_text(paired(table.runs[g][column.key], base) if base and column.key in
+                                         table.runs[g] else None, column) for g in others]
+                diff.add_row(Text(column.key), *[Text(c) for c in cells])
+            tables.append(diff)
     return tables
 
 
-def _cell(mean: float, std: float, count: int) -> str:
-    text = f"{100 * mean:.1f}"
-    return f"{text} ± {100 * std:.1f}" if count > 1 and pd.notna(std) else text
+def labels(groups: list[tuple]) -> dict[tuple, str]:
+    """Method names, with the config key's first digits where a method has several configurations."""
+    count = pd.Series([g[2] for g in groups]).value_counts()
+    return {g: g[2] if count[g[2]] == 1 else f"{g[2]} {str(g[3])[:6]}" for g in groups}

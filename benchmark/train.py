@@ -14,12 +14,12 @@ import torch.nn.functional as F
 
 from .checkpoint import Position, load_resume, save_resume, to_device
 from .config import RunConfig
-from .data import BenchmarkDataset, batches_in_order, first_of_shuffle, shuffled
+from .data import batches_in_order, first_of_shuffle, shuffled
+from .dataset import BenchmarkDataset
 from .errors import DataError, DivergedError
 from .method import Method, TrainState
 from .models import Classifier
 from .progress import Reporter
-
 
 DIVERGENCE_RATIO = 10.0  # a final loss this many times the first one flags the run `diverged`
 
@@ -30,6 +30,7 @@ class TrainResult:
     duration_s: float
     trace: list[dict[str, float]]  # the method's own time series (records carry samples_seen)
     resumed_from_step: int | None = None  # the step a resume checkpoint continued from
+    train_commit: str = ""  # the source commit that trained the weights (today's when trained now)
 
     @property
     def diverged(self) -> bool:
@@ -100,6 +101,7 @@ def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: 
 
     def save(at: Position) -> None:
         nonlocal last_save
+        assert checkpointing.path is not None, "saving is only due with a resume checkpoint path"
         check_finite(model, f"at step {state.step}")
         at.step, at.samples_seen, at.elapsed_s = state.step, state.samples_seen, time.perf_counter() - started
         save_resume(checkpointing.path, run_key=run_key, position=at, model=model, optimizer=optimizer,
@@ -115,6 +117,7 @@ def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: 
         epoch_start = time.perf_counter()
         first = position.batch if epoch == position.epoch else 0
         if first:  # redraw this epoch's order, then continue the generator where it stopped
+            assert position.epoch_generator is not None, "a mid-epoch position keeps its epoch's generator"
             now = state.generator.get_state()
             state.generator.set_state(position.epoch_generator)
         epoch_generator = state.generator.get_state()

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from benchmark.augment import random_affine
-from benchmark.data import Batch, BenchmarkDataset, DataInfo, TensorSplit
+from benchmark.data import Batch, DataInfo, TensorSplit
+from benchmark.dataset import BenchmarkDataset, Ranking
 from benchmark.errors import ConfigError, DataError
 from benchmark.registry import DATASETS
 from benchmark.suites.attribution import quick_explainer_options
@@ -135,7 +136,8 @@ def download_mnist(root: Path) -> None:
 def load_embedded(test_size: int, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The embedded 10,000 digits, split once (seeded) into a train pool and a test pool."""
     if not EMBEDDED.is_file():
-        raise DataError(f"embedded MNIST sample missing at {str(EMBEDDED)!r}; reinstall the package or pass --data-root")
+        raise DataError(f"embedded MNIST sample missing at {str(EMBEDDED)!r}; reinstall the package or pass "
+                        "--data-root")
     try:
         with np.load(EMBEDDED) as data:
             images, labels = data["images"], data["labels"]
@@ -171,7 +173,9 @@ class CMNIST(BenchmarkDataset):
     """C-MNIST: two MNIST digits side by side (64x64), label = left digit, object = left half."""
 
     Params = CMNISTParams
-    preset = "cmnist"
+    default_model = {"encoder": "lenet3"}
+    ranking = Ranking("robust_accuracy", "pgd", "right_digit", 1.0,
+                      "PGD on the right digit, eps 1 (the paper's Figure 1)")
     selection_eps = 0.1  # digits in [0, 1]; 2/255 barely moves a LeNet-3
     _info = DataInfo(
         num_classes=10,
@@ -179,7 +183,6 @@ class CMNIST(BenchmarkDataset):
         input_shape=(1, SIZE, SIZE),
         mean=(0.0500,),
         std=(0.2009,),
-        encoder="lenet3",
     )
 
     def __init__(self, params: CMNISTParams | None = None, data_root: Path | None = None):

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from benchmark.augment import flipped
-from benchmark.data import Batch, DataInfo, InMemoryDataset, TensorSplit
+from benchmark.data import Batch, DataInfo, TensorSplit
+from benchmark.dataset import InMemoryDataset, Ranking
 from benchmark.errors import ConfigError, DataError
 from benchmark.images import decode_split
 from benchmark.registry import DATASETS
@@ -159,7 +160,8 @@ class COCOAnimals(InMemoryDataset):
     """COCO-Animals: bear, elephant, giraffe, zebra from COCO 2017, object = the instances' union mask."""
 
     Params = COCOAnimalsParams
-    preset = "coco"
+    default_model = {"encoder": "resnet18", "options": {"batch_norm": False}}  # the reference: no BatchNorm
+    ranking = Ranking("robust_accuracy", "pgd", "background", 3 / 255, "PGD on the background, eps 3/255")
     downloads = ("http://images.cocodataset.org/annotations/annotations_trainval2017.zip",
                  "http://images.cocodataset.org/zips/train2017.zip")  # 241 MB and 19 GB
 
@@ -167,8 +169,7 @@ class COCOAnimals(InMemoryDataset):
     def info(self) -> DataInfo:
         size = self.params.image_size
         return DataInfo(num_classes=4, class_names=CLASSES, input_shape=(3, size, size),
-                        mean=(0.4785, 0.4678, 0.3966), std=(0.2466, 0.2396, 0.2494),
-                        encoder="resnet18", encoder_args={"batch_norm": False})
+                        mean=(0.4785, 0.4678, 0.3966), std=(0.2466, 0.2396, 0.2494))
 
     @classmethod
     def defaults(cls, profile: str) -> dict:
@@ -220,7 +221,8 @@ class COCOAnimals(InMemoryDataset):
                             f"{', '.join(CLASSES)}, found {len(images)}")
         folder = root / p.annotations
         if not folder.is_dir():
-            raise DataError(f"COCO image folder {str(folder)!r} not found: unpack {p.annotations}.zip into the data root")
+            raise DataError(f"COCO image folder {str(folder)!r} not found: unpack {p.annotations}.zip into the "
+                            "data root")
         positions = split_positions(len(images), p.split_seed, p.test_fraction, p.val_fraction)
         return {name: self._decode([images[i] for i in pos], coco, cat_ids, folder) for name, pos in positions.items()}
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data import DataInfo, InMemoryDataset, TensorSplit
+from benchmark.data import DataInfo, TensorSplit
+from benchmark.dataset import InMemoryDataset, Ranking
 from benchmark.errors import ConfigError, DataError
 from benchmark.images import decode_split, read_mask
 from benchmark.registry import DATASETS
@@ -34,7 +35,6 @@ class ISICParams:
     image_size: int = 224
     split_seed: int = 0
     val_fraction: float = 0.2  # of Training + Validation pooled
-    weights: str | None = None  # ResNet-50 start: a torchvision weight name (IMAGENET1K_V2) or a file
 
     def __post_init__(self) -> None:
         if self.image_size < 32:
@@ -84,7 +84,8 @@ class ISIC2017(InMemoryDataset):
     """ISIC-2017: 3-way lesion diagnosis (nevus, melanoma, seborrheic keratosis), object = the lesion."""
 
     Params = ISICParams
-    preset = "isic"
+    default_model = {"encoder": "resnet50"}
+    ranking = Ranking("corrupted_accuracy", region="background", label="mean accuracy under background corruptions")
     downloads = tuple(f"https://isic-challenge-data.s3.amazonaws.com/2017/ISIC-2017_{part}_{what}"
                       for part in PARTS for what in ("Data.zip", "Part1_GroundTruth.zip", "Part3_GroundTruth.csv"))
 
@@ -92,17 +93,16 @@ class ISIC2017(InMemoryDataset):
     def info(self) -> DataInfo:
         size = self.params.image_size
         return DataInfo(num_classes=3, class_names=CLASSES, input_shape=(3, size, size),
-                        mean=(0.7232, 0.6168, 0.5692), std=(0.1668, 0.1750, 0.1955), encoder="resnet50",
-                        encoder_args={"weights": self.params.weights} if self.params.weights else {})
+                        mean=(0.7232, 0.6168, 0.5692), std=(0.1668, 0.1750, 0.1955))
 
     @classmethod
     def defaults(cls, profile: str) -> dict:
         """Quick: ResNet-50 from scratch at 112 px for two epochs (the published start, ImageNet
-        weights, needs their file: --set dataset.weights=IMAGENET1K_V2). Paper: 224 px, 50 epochs at
+        weights, needs their file: --set model.weights=IMAGENET1K_V2). Paper: 224 px, 50 epochs at
         LR 5e-5 and batch 32 from ImageNet weights, background corruptions at severities 1, 3, 5."""
         suites = ("accuracy", "robustness", "corruptions", "attribution")
         if profile == "paper":
-            return {"dataset": {"weights": "IMAGENET1K_V2"},
+            return {"model": {"weights": "IMAGENET1K_V2"},
                     "train": {"epochs": 50, "batch_size": 32, "lr": 5e-5, "class_balanced": True, "augment": False},
                     "eval": {"suites": suites},
                     "robustness": {"grid": {"pgd": {"background": [1 / 255, 2 / 255, 3 / 255], "full": [1 / 255]},

@@ -29,7 +29,7 @@ class ActDiffParams:
 
 
 @METHODS.register("actdiff")
-class ActDiff(Method):
+class ActDiff(Method[ActDiffParams]):
     """ActDiff (Viviano et al. 2021): match the embedding of the image and of its object alone."""
 
     Params = ActDiffParams

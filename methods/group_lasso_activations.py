@@ -4,7 +4,7 @@ A sparsity baseline of the H-SPLID paper (section 7 of its baselines). C-MNIST h
 strength; it uses the COCO value (the other from-scratch setting), this project's choice.
 """
 
-from benchmark.method import PenalisedMethod
+from benchmark.method import PenalisedMethod, method_presets
 from benchmark.penalties import group_lasso_activations
 from benchmark.registry import METHODS
 
@@ -14,7 +14,8 @@ class GroupLassoActivations(PenalisedMethod):
     """Group lasso activations: cross-entropy + lambda * sum over the batch of ||z_i||_2 (COCO 1e-5, ImageNet 1e-4)."""
 
     term = "group_lasso_activations"
-    presets = {"coco": 1e-5, "imagenet": 1e-4, "cmnist": 1e-5}
+    presets = method_presets(coco_animals={"strength": 1e-5}, in9={"strength": 1e-4},
+                             cmnist={"strength": 1e-5})
 
     def penalty(self, model, z):
         return group_lasso_activations(z)

@@ -16,7 +16,7 @@ from torch import Tensor
 from benchmark.data import Batch
 from benchmark.errors import ConfigError
 from benchmark.hsic import gaussian_kernel, label_kernel, nhsic_from_operators, normalised_operator
-from benchmark.method import Method, StepOutput, TrainState
+from benchmark.method import Method, StepOutput, TrainState, method_presets
 from benchmark.models import Classifier, capture
 from benchmark.registry import METHODS
 
@@ -36,12 +36,12 @@ class HBaRParams:
 
 
 # H-SPLID paper's configurations; C-MNIST has none published and uses COCO's (this project's choice).
-PRESETS = {
-    "coco": dict(lambda_x=0.001, lambda_y=0.1, sigma=5.0),
-    "isic": dict(lambda_x=0.001, lambda_y=0.1, sigma=5.0),
-    "imagenet": dict(lambda_x=0.005, lambda_y=0.05, sigma=5.0),
-    "cmnist": dict(lambda_x=0.001, lambda_y=0.1, sigma=5.0),
-}
+PRESETS = method_presets(
+    coco_animals=dict(lambda_x=0.001, lambda_y=0.1, sigma=5.0),
+    isic2017=dict(lambda_x=0.001, lambda_y=0.1, sigma=5.0),
+    in9=dict(lambda_x=0.005, lambda_y=0.05, sigma=5.0),
+    cmnist=dict(lambda_x=0.001, lambda_y=0.1, sigma=5.0),
+)
 
 
 def hbar_terms(x: Tensor, y: Tensor, hidden: list[Tensor], num_classes: int, sigma: float,
@@ -58,15 +58,12 @@ def hbar_terms(x: Tensor, y: Tensor, hidden: list[Tensor], num_classes: int, sig
 
 
 @METHODS.register("hbar")
-class HBaR(Method):
+class HBaR(Method[HBaRParams]):
     """HBaR: cross-entropy + per hidden layer lambda_x nHSIC(X, h) - lambda_y nHSIC(Y, h) (Wang et al. 2021)."""
 
     Params = HBaRParams
+    presets = PRESETS
     grids = {"published": {"method.lambda_x": [0.001, 0.005], "method.lambda_y": [0.05, 0.1]}}
-
-    @classmethod
-    def defaults(cls, dataset: str, profile: str) -> dict:
-        return {"method": PRESETS[dataset]} if dataset in PRESETS else {}
 
     def training_step(self, model: Classifier, batch: Batch, state: TrainState) -> StepOutput:
         p = self.params

@@ -22,94 +22,27 @@ import torch
 from torch import Tensor, nn
 
 from benchmark.errors import ConfigError
-from benchmark.hsic import gaussian_kernel, label_kernel, nhsic, normalised_operator, nhsic_from_operators
+from benchmark.hsic import (
+    gaussian_kernel,
+    label_kernel,
+    nhsic,
+    nhsic_from_operators,
+    normalised_operator,
+)
 from benchmark.method import Method, StepOutput, TrainState
 from benchmark.models import Classifier, Encoder
 from benchmark.registry import METHODS
-
-
-# -- the closed-form mask (pure functions) -----------------------------------------------------
-def scatter(z: Tensor, y: Tensor, centres: Tensor, global_centre: Tensor) -> tuple[Tensor, Tensor]:
-    """Per dimension: a = sum_i (z_i - c_{y_i})^2 (within class), b = sum_i (z_i - c_0)^2 (global)."""
-    return (z - centres[y]).pow(2).sum(0), (z - global_centre).pow(2).sum(0)
-
-
-def beta_reference(a: Tensor, b: Tensor) -> Tensor:
-    """b^2 / (a^2 + b^2): the public code's form, minimiser of beta^2 a^2 + (1 - beta)^2 b^2."""
-    return torch.nan_to_num(b.pow(2) / (a.pow(2) + b.pow(2)), nan=1e-12)
-
-
-def beta_paper(a: Tensor, b: Tensor, lambda_s: float, lambda_n: float) -> Tensor:
-    """lambda_n b / (lambda_s a + lambda_n b): minimiser of lambda_s beta^2 a + lambda_n (1 - beta)^2 b."""
-    return torch.nan_to_num(lambda_n * b / (lambda_s * a + lambda_n * b), nan=1e-12)
-
-
-def salient_mask(beta: Tensor, offset: float) -> Tensor:
-    """The hard split: dimension d is salient iff beta_d >= 0.5 + v."""
-    return beta >= 0.5 + offset
-
-
-def has_split(mask: Tensor) -> bool:
-    """A hard split needs more than one dimension in each subspace; otherwise use soft weights."""
-    n = int(mask.sum())
-    return n > 1 and mask.numel() - n > 1
-
-
-def class_compactness(z: Tensor, y: Tensor, centres: Tensor, beta: Tensor, num_classes: int) -> Tensor:
-    """L_s = 1/(B K) sum_i sum_d beta_d^2 (z_id - c_{y_i,d})^2 (as the reference code)."""
-    return (beta.pow(2) * (z - centres[y]).pow(2)).sum() / (len(z) * num_classes)
-
-
-def global_compactness(z: Tensor, global_centre: Tensor, beta: Tensor) -> Tensor:
-    """L_n = 1/B sum_i sum_d (1 - beta_d)^2 (z_id - c_0d)^2."""
-    return ((1 - beta).pow(2) * (z - global_centre).pow(2)).sum() / len(z)
-
-
-def update_centres(centres: Tensor, counts: Tensor, global_centre: Tensor, z: Tensor, y: Tensor
-                   ) -> tuple[Tensor, Tensor, Tensor]:
-    """One batch of the running centres: cnt_k <- (cnt_k + n_k)/2, eta = 1/(cnt_k + 1),
-    c_k <- (1 - eta) c_k + eta mean_k for classes present; c_0 <- (c_0 + mean z)/2."""
-    k = centres.shape[0]
-    n = torch.bincount(y, minlength=k).to(z.dtype)
-    sums = torch.zeros_like(centres).index_add_(0, y, z)
-    present = n > 0
-    new_counts = torch.where(present, 0.5 * counts + 0.5 * n, counts)
-    eta = (1.0 / (new_counts + 1.0)).unsqueeze(1)
-    means = sums / n.clamp_min(1).unsqueeze(1)
-    new_centres = torch.where(present.unsqueeze(1), (1 - eta) * centres + eta * means, centres)
-    return new_centres, new_counts, 0.5 * global_centre + 0.5 * z.mean(0)
-
-
-@dataclass
-class ScatterSums:
-    """Streaming per-class sums of z and z^2 (float64), enough for exact means and scatters."""
-
-    n: Tensor
-    s1: Tensor
-    s2: Tensor
-
-    @classmethod
-    def empty(cls, k: int, m: int, device) -> "ScatterSums":
-        f64 = dict(dtype=torch.float64, device=device)
-        return cls(torch.zeros(k, **f64), torch.zeros(k, m, **f64), torch.zeros(k, m, **f64))
-
-    def add(self, z: Tensor, y: Tensor) -> None:
-        z = z.double()
-        self.n.index_add_(0, y, torch.ones_like(y, dtype=torch.float64))
-        self.s1.index_add_(0, y, z)
-        self.s2.index_add_(0, y, z * z)
-
-    def class_means(self) -> Tensor:
-        return self.s1 / self.n.clamp_min(1).unsqueeze(1)
-
-    def scatter(self, global_centre: Tensor) -> tuple[Tensor, Tensor]:
-        """a and b of `scatter` around the exact class means and the given global centre."""
-        means = self.class_means()
-        a = (self.s2 - self.n.unsqueeze(1) * means.pow(2)).sum(0).clamp_min(0)
-        c0 = global_centre.double()
-        total, s1 = self.n.sum(), self.s1.sum(0)
-        b = (self.s2.sum(0) - 2 * c0 * s1 + total * c0.pow(2)).clamp_min(0)
-        return a, b
+from benchmark.subspaces import (
+    ScatterSums,
+    beta_paper,
+    beta_reference,
+    class_compactness,
+    global_compactness,
+    has_split,
+    salient_mask,
+    scatter,
+    update_centres,
+)
 
 
 # -- the model -------------------------------------------------------------------------------
@@ -186,11 +119,11 @@ class HSplidParams:
 # Per setting (paper Table 9 and the released configs). rho_x / rho_y are the values the paper
 # lists under those names; the public code applied them to the other term (see `reference`).
 PRESETS = {
-    "coco": dict(lambda_s=0.1, lambda_n=0.2, rho_x=0.5, rho_y=0.05, beta_step=0.8, beta_init_fraction=1.0,
+    "coco_animals": dict(lambda_s=0.1, lambda_n=0.2, rho_x=0.5, rho_y=0.05, beta_step=0.8, beta_init_fraction=1.0,
                  beta_update_fraction=1.0, threshold_offset=0.025),
-    "isic": dict(lambda_s=0.2, lambda_n=0.1, rho_x=0.05, rho_y=0.1, beta_step=0.8, beta_init_fraction=1.0,
+    "isic2017": dict(lambda_s=0.2, lambda_n=0.1, rho_x=0.05, rho_y=0.1, beta_step=0.8, beta_init_fraction=1.0,
                  beta_update_fraction=1.0, threshold_offset=0.025),
-    "imagenet": dict(lambda_s=0.1, lambda_n=0.1, rho_x=0.1, rho_y=0.1, beta_step=0.995, beta_init_fraction=0.2,
+    "in9": dict(lambda_s=0.1, lambda_n=0.1, rho_x=0.1, rho_y=0.1, beta_step=0.995, beta_init_fraction=0.2,
                      beta_update_fraction=0.05, threshold_offset=0.1),
     # Not published for C-MNIST: this project's choice (docs/METHODS.md).
     "cmnist": dict(lambda_s=0.1, lambda_n=0.1, rho_x=0.1, rho_y=0.1, beta_step=0.8, beta_init_fraction=1.0,
@@ -199,7 +132,7 @@ PRESETS = {
 
 
 @METHODS.register("hsplid")
-class HSplid(Method):
+class HSplid(Method[HSplidParams]):
     """H-SPLID: closed-form salient / non-salient split of the embedding, compactness and HSIC terms."""
 
     Params = HSplidParams
@@ -207,14 +140,14 @@ class HSplid(Method):
     grids = {"paper": {"method.lambda_s": [0.0, 0.1, 0.5, 1.0], "method.lambda_n": [0.0, 0.05, 0.1, 1.0],
                        "method.rho_x": [0.0, 0.05, 0.1, 0.5], "method.rho_y": [0.0, 0.05, 0.1, 0.5]}}
 
+    presets = {dataset: {"method": preset} for dataset, preset in PRESETS.items()}
+
     @classmethod
     def defaults(cls, dataset: str, profile: str) -> dict:
-        if dataset not in PRESETS:
-            return {}
-        preset = dict(PRESETS[dataset])
+        layers = super().defaults(dataset, profile)
         if dataset == "cmnist" and profile == "quick":
-            preset["warmup_epochs"] = 1  # a vanilla warm start; see docs/METHODS.md
-        return {"method": preset}
+            layers["method"]["warmup_epochs"] = 1  # a vanilla warm start; see docs/METHODS.md
+        return layers
 
     def __init__(self, params: HSplidParams, info):
         super().__init__(params, info)
@@ -242,10 +175,13 @@ class HSplid(Method):
         return beta_reference(a, b) if p.beta_form == "reference" else beta_paper(a, b, p.lambda_s, p.lambda_n)
 
     # -- hooks ---------------------------------------------------------------------------------
+    @classmethod
+    def check(cls, params: HSplidParams, train) -> None:
+        if params.warmup_epochs and params.warmup_epochs >= train.epochs:
+            raise ConfigError(f"method.warmup_epochs ({params.warmup_epochs}) must be below train.epochs "
+                              f"({train.epochs}), or the mask is never used")
+
     def on_train_start(self, model: HSplidClassifier, state: TrainState) -> None:
-        if self.params.warmup_epochs >= state.epochs:
-            raise ConfigError(f"method.warmup_epochs ({self.params.warmup_epochs}) must be below train.epochs "
-                              f"({state.epochs}), or the mask is never used")
         if self.params.warmup_epochs == 0:
             self.initialise(model, state)
 

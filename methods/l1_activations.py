@@ -5,7 +5,7 @@ embedding z (LeNet's fc1 output, ResNet's pooled features). C-MNIST has no publi
 uses the COCO value (the other from-scratch setting), this project's choice.
 """
 
-from benchmark.method import PenalisedMethod
+from benchmark.method import PenalisedMethod, method_presets
 from benchmark.penalties import l1_activations
 from benchmark.registry import METHODS
 
@@ -15,7 +15,8 @@ class L1Activations(PenalisedMethod):
     """L1 activations: cross-entropy + lambda * sum over the batch of |z| (COCO 1e-6, ImageNet 1e-4)."""
 
     term = "l1_activations"
-    presets = {"coco": 1e-6, "imagenet": 1e-4, "cmnist": 1e-6}
+    presets = method_presets(coco_animals={"strength": 1e-6}, in9={"strength": 1e-4},
+                             cmnist={"strength": 1e-6})
 
     def penalty(self, model, z):
         return l1_activations(z)

@@ -5,7 +5,7 @@ parameters are not penalised. C-MNIST has no published strength; it uses the COC
 other from-scratch setting), this project's choice.
 """
 
-from benchmark.method import PenalisedMethod
+from benchmark.method import PenalisedMethod, method_presets
 from benchmark.penalties import l1_weights
 from benchmark.registry import METHODS
 
@@ -15,7 +15,8 @@ class L1Weights(PenalisedMethod):
     """L1 weights: cross-entropy + lambda * sum of |W| over conv and linear weights (COCO 1e-5, ImageNet 1e-6)."""
 
     term = "l1_weights"
-    presets = {"coco": 1e-5, "imagenet": 1e-6, "cmnist": 1e-5}
+    presets = method_presets(coco_animals={"strength": 1e-5}, in9={"strength": 1e-6},
+                             cmnist={"strength": 1e-5})
 
     def penalty(self, model, z):
         return l1_weights(model)

@@ -43,7 +43,7 @@ def right_reasons_penalty(logits: Tensor, x: Tensor, mask: Tensor) -> Tensor:
 
 
 @METHODS.register("rrr")
-class RightForTheRightReasons(Method):
+class RightForTheRightReasons(Method[RRRParams]):
     """Right for the Right Reasons (Ross et al. 2017): penalise input gradients outside the object mask."""
 
     Params = RRRParams

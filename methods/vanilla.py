@@ -5,5 +5,5 @@ from benchmark.registry import METHODS
 
 
 @METHODS.register("vanilla")
-class Vanilla(Method):
+class Vanilla(Method[None]):
     """Cross-entropy with Adam and no regulariser: the baseline every method is compared to."""

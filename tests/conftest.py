@@ -30,11 +30,11 @@ def cmnist():
 def trained_lenet(cmnist):
     """LeNet-3 after one pass over 1,600 C-MNIST pairs (about 85% clean accuracy), in eval mode."""
     from benchmark.data import iterate
-    from benchmark.models import Classifier, build_encoder
+    from benchmark.models import Classifier, create_encoder
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = Classifier(build_encoder(cmnist.info), cmnist.info.mean, cmnist.info.std)
+        model = Classifier(create_encoder("lenet3", cmnist.info), cmnist.info.mean, cmnist.info.std)
         opt = torch.optim.Adam(model.parameters(), lr=7e-4)
         split = cmnist.split("train")
         gen = torch.Generator().manual_seed(0)

@@ -101,7 +101,8 @@ CASES = [
     ([*RUN, "--set", "attribution.top_k_fraction=2"], "attribution.top_k_fraction must be in (0, 1]"),
     ([*RUN, "--set", "attribution.metrics=pointing"], "unknown metric 'pointing'"),
     (["run", "--method", "l1_weights", "--out", "OUT", "--set", "method.strength=-1"], "method.strength must be >= 0"),
-    (["run", "--method", "hsplid", "--out", "OUT", "--set", "method.beta_step=1"], "method.beta_step must be in [0, 1)"),
+    (["run", "--method", "hsplid", "--out", "OUT", "--set", "method.beta_step=1"],
+     "method.beta_step must be in [0, 1)"),
     # files and folders
     (["run", "--method", "vanilla", "--out", "FILE"], "--out 'FILE' is a file; expected a folder"),
     ([*RUN, "--data-root", "/missing", "--set", "dataset.source=idx"], "no MNIST IDX files in '/missing'"),
@@ -111,7 +112,8 @@ CASES = [
     (["attack", "--checkpoint", "NOTJSON", "--out", "OUT"], "has a config or history that is not JSON"),
     (["attack", "--checkpoint", "NAN", "--out", "OUT"], "holds non-finite weights"),
     (["attack", "--checkpoint", "CKPT", "--attack", "pgdd", "--out", "OUT"], "unknown attack 'pgdd'"),
-    (["attack", "--checkpoint", "CKPT", "--set", "train.lr=1", "--out", "OUT"], "train.lr describes how the checkpoint"),
+    (["attack", "--checkpoint", "CKPT", "--set", "train.lr=1", "--out", "OUT"],
+     "train.lr describes how the checkpoint"),
     (["attack", "--checkpoint", "CKPT", "--suite", ",", "--out", "OUT"], "--suite expects at least one name"),
     (["attack", "--checkpoint", "CKPT", "--suite", "accuracy", "--attack", "pgd", "--out", "OUT"],
      "--attack needs the robustness suite"),
@@ -260,7 +262,7 @@ def test_a_read_only_results_folder_is_refused_before_training(tmp_path, monkeyp
     folder.mkdir()
     folder.chmod(0o555)
     if os.geteuid() == 0:  # root writes anywhere: emulate what any other user gets
-        monkeypatch.setattr("benchmark.cli.os.access", lambda path, mode: False)
+        monkeypatch.setattr("benchmark.cli.base.os.access", lambda path, mode: False)
     try:
         proc = run_cli("run", "--method", "vanilla", "--out", folder / "results", *TINY)
     finally:
@@ -341,7 +343,7 @@ def test_an_ill_typed_or_partial_results_file_is_skipped_with_one_line(store, tm
     assert sorted(p.split(":")[0].rsplit("/", 1)[-1] for p in problems) == [
         "foreign.parquet", "required-only.parquet", "text-values.parquet"]
     assert any("column 'value' holds string, expected double" in p for p in problems)
-    assert any("lacks 25 columns of schema version" in p for p in problems)
+    assert any("lacks 29 columns of schema version" in p for p in problems)
     for command in (["results", "--out", tmp_path], ["report", "--results", tmp_path, "--out", tmp_path / "b.html"]):
         proc = run_cli(*command)
         assert proc.returncode == 0 and proc.stderr.count("skipped") == 3, proc.stderr

@@ -14,7 +14,8 @@ from benchmark.data import Batch
 from benchmark.method import TrainState
 from benchmark.penalties import group_lasso_activations, group_lasso_weights, l1_activations, l1_weights
 from benchmark.registry import METHODS
-from benchmark.run import build, run
+from benchmark.run import run
+from benchmark.trained import build
 from benchmark_methods import hbar as hbar_module
 from benchmark_methods import hsplid as hsplid_module
 from benchmark_methods.hbar import hbar_terms

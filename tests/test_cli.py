@@ -7,9 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from benchmark.attribution.metrics import AGREEMENT
 from benchmark.store import SCHEMA, read_results
-from benchmark.suites.attribution import ALL_EXPLAINERS
+from benchmark.suites.attribution import BUILTIN_EXPLAINERS as ALL_EXPLAINERS
+from benchmark.suites.attribution import default_metrics
 from conftest import BENCHMARK_CLI, TINY_RUN, cli_env, cli_in_process, run_cli
 
 
@@ -46,9 +46,11 @@ def test_written_files_match_the_documented_schema(tiny_results):
     frame, problems = read_results([out])
     assert problems == []
     assert set(frame.seed) == {0, 1}
-    robust = frame[frame.metric == "robust_accuracy"]
+    robust = frame[frame.metric.isin(["robust_accuracy", "baseline_accuracy"])]
     assert set(zip(robust.attack, robust.region, robust.eps)) == {
         ("pgd", "right_digit", 1.0), ("pgd", "full", 0.1), ("noise", "right_digit", 1.0), ("noise", "full", 0.1)}
+    assert set(robust[robust.attack == "noise"].metric) == {"baseline_accuracy"}
+    assert (frame[frame.metric == "accuracy"].ci_low.notna()).all()
     assert (robust.n == 16).all() and (robust.area_fraction > 0).all()
     assert (robust[robust.attack == "pgd"].steps == 2).all()
     assert robust[robust.attack == "noise"].steps.isna().all()
@@ -59,10 +61,10 @@ def test_written_files_match_the_documented_schema(tiny_results):
     assert frame.git_commit.notna().all() and frame.config.str.startswith("{").all()
     attribution = frame[frame.suite == "attribution"]
     scored = set(zip(attribution.explainer, attribution.metric))
-    assert {(e, m) for e in ALL_EXPLAINERS for m in AGREEMENT} <= scored
+    assert {(e, m) for e in ALL_EXPLAINERS for m in default_metrics()} <= scored
     assert {(e, m) for e in ALL_EXPLAINERS for m in ("deletion_auc", "insertion_auc")} <= scored
     assert {("pixel_mask", "cp_pixel"), ("pixel_mask", "retained_probability")} <= scored
-    assert (attribution[attribution.metric.isin(list(AGREEMENT))].n == 8).all()
+    assert (attribution[attribution.metric.isin(list(default_metrics()))].n == 8).all()
     for stem in {Path(f).stem for f in frame.source_file}:
         for name in ALL_EXPLAINERS:
             assert (out / "artifacts" / stem / "attribution" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
@@ -73,7 +75,8 @@ def test_results_command_summarises_the_store(tiny_results):
     (out / "broken.parquet").write_bytes(b"not parquet")
     proc = cli("results", "--out", str(out))
     assert proc.returncode == 0
-    assert "vanilla" in proc.stdout and "± " in proc.stdout  # two seeds give a spread
+    assert "vanilla" in proc.stdout and " [" in proc.stdout  # every number with its interval
+    assert "difference to vanilla on the same samples" in proc.stdout
     assert "skipped" in proc.stderr and "broken.parquet" in proc.stderr
     (out / "broken.parquet").unlink()
 
@@ -105,13 +108,13 @@ def test_attack_command_reproduces_the_run_and_adds_attacks(tiny_results, tmp_pa
     frame, problems = read_results([tmp_path])
     trained, _ = read_results([next(out.glob(ckpt.stem + ".parquet"))])
     assert problems == [] and set(frame.suite) == {"robustness"} and frame.method.unique().tolist() == ["vanilla"]
-    robust = frame[frame.metric == "robust_accuracy"]
+    robust = frame[frame.metric.isin(["robust_accuracy", "baseline_accuracy"])]
     assert set(zip(robust.attack, robust.region)) == {(a, r) for a in ("pgd", "apgd-ce", "noise")
                                                       for r in ("right_digit", "full")}
     assert (frame.extra.str.contains(trained.run_key.iloc[0])).all()  # tied to the training run
     # The saved grid, samples and seeds give back the training run's own numbers.
     key = ["attack", "region", "eps", "attack_seed"]
-    before = trained[(trained.metric == "robust_accuracy")].set_index(key).value
+    before = trained[trained.metric.isin(["robust_accuracy", "baseline_accuracy"])].set_index(key).value
     after = robust[robust.attack.isin(["pgd", "noise"])].set_index(key).value
     assert after.sort_index().equals(before.sort_index())
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from benchmark.data import DataInfo
 from benchmark.errors import DataError
-from benchmark.models import build_encoder
+from benchmark.models import create_encoder
 from benchmark_datasets.coco_animals import COCOAnimals, COCOAnimalsParams, split_positions
 
 CATEGORIES = [{"id": 1, "name": "person", "supercategory": "person"},
@@ -169,15 +169,19 @@ def test_a_declared_size_that_disagrees_with_the_image_blames_the_annotation_fil
 
 
 # -- ResNet encoders ----------------------------------------------------------------------------
-def info(classes=4, encoder="resnet18", **args):
-    return DataInfo(classes, tuple(map(str, range(classes))), (3, 32, 32), (0.5,) * 3, (0.25,) * 3, encoder, args)
+def info(classes=4):
+    return DataInfo(classes, tuple(map(str, range(classes))), (3, 32, 32), (0.5,) * 3, (0.25,) * 3)
+
+
+def build_encoder(name="resnet18", classes=4, **args):
+    return create_encoder(name, info(classes), **args)
 
 
 def test_resnet18_without_batchnorm_has_no_norm_layers_and_a_512d_embedding():
-    enc = build_encoder(info(batch_norm=False))
+    enc = build_encoder(batch_norm=False)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in enc.modules())
     assert enc.embed_dim == 512 and enc.features(torch.rand(2, 3, 32, 32)).shape == (2, 512)
-    assert build_encoder(info(encoder="resnet50")).embed_dim == 2048
+    assert build_encoder("resnet50").embed_dim == 2048
 
 
 def test_resnet_loads_torchvision_weights_from_a_local_file_and_keeps_a_fresh_head(tmp_path):
@@ -186,15 +190,15 @@ def test_resnet_loads_torchvision_weights_from_a_local_file_and_keeps_a_fresh_he
     reference = torchvision.models.resnet18(num_classes=1000)
     path = tmp_path / "resnet18.pth"
     torch.save(reference.state_dict(), path)
-    enc = build_encoder(info(weights=str(path)))
+    enc = build_encoder(weights=str(path))
     assert torch.equal(enc.features.layer3[1].conv2.weight, reference.layer3[1].conv2.weight)
     assert enc.classifier.fc.out_features == 4
-    full = build_encoder(info(classes=1000, weights=str(path)))
+    full = build_encoder(classes=1000, weights=str(path))
     assert torch.equal(full.classifier.fc.weight, reference.fc.weight)  # a 1000-way head is kept
     with pytest.raises(DataError, match="not found"):
-        build_encoder(info(weights=str(tmp_path / "absent.pth")))
+        build_encoder(weights=str(tmp_path / "absent.pth"))
     with pytest.raises(DataError, match="unknown resnet18 weights 'V9'"):
-        build_encoder(info(weights="V9"))
+        build_encoder(weights="V9")
 
 
 def test_resnet_weights_by_name_fail_in_one_line_when_not_cached_and_offline(tmp_path, monkeypatch):
@@ -204,7 +208,7 @@ def test_resnet_weights_by_name_fail_in_one_line_when_not_cached_and_offline(tmp
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(DataError, match=r"not in torchvision's cache .*resnet50-11ad3fa6\.pth") as err:
-        build_encoder(info(encoder="resnet50", weights="IMAGENET1K_V2"))
+        build_encoder("resnet50", weights="IMAGENET1K_V2")
     assert "\n" not in str(err.value)
 
 

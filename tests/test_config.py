@@ -2,8 +2,9 @@
 
 import pytest
 
-from benchmark.config import RunConfig, coerce, from_dict, parse_overrides, resolve
+from benchmark.config import RunConfig, from_dict, resolve
 from benchmark.errors import ConfigError, UnknownNameError
+from benchmark.values import coerce, parse_overrides
 
 
 def test_profile_dataset_and_method_layers_apply_in_order():

@@ -8,11 +8,8 @@ from benchmark.data import first_of_shuffle
 from benchmark.errors import ConfigError
 from benchmark.method import TrainState
 from benchmark.progress import Reporter
-from benchmark.run import build, restore, run
-from benchmark.train import train
-from benchmark_methods.hsplid import (
-    HSplid,
-    HSplidParams,
+from benchmark.run import run
+from benchmark.subspaces import (
     ScatterSums,
     beta_paper,
     beta_reference,
@@ -23,6 +20,9 @@ from benchmark_methods.hsplid import (
     scatter,
     update_centres,
 )
+from benchmark.train import train
+from benchmark.trained import build, restore
+from benchmark_methods.hsplid import HSplid, HSplidParams
 
 F64 = torch.float64
 
@@ -235,7 +235,8 @@ def test_training_step_reports_named_terms_and_finite_gradients(cmnist):
 def test_checkpoint_round_trip_keeps_beta_mask_and_state(tmp_path, test_batch):
     outcome = run("hsplid", "cmnist", overrides=["train.samples=96", "train.batch_size=32", "train.epochs=1",
                                                  "method.warmup_epochs=0", "eval.samples=32",
-                                                 "eval.suites=accuracy,robustness", "robustness.samples=8", "robustness.steps=1",
+                                                 "eval.suites=accuracy,robustness", "robustness.samples=8",
+                                                 "robustness.steps=1",
                                                  "method.beta_update_fraction=0.5"], out_dir=tmp_path, device="cpu")
     raw = torch.load(outcome.checkpoint_path, weights_only=True)
     _, _, method, model, _ = restore(outcome.checkpoint_path, device="cpu")

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from benchmark.errors import DataError
-from benchmark_datasets.in9 import IMAGENET_WNIDS, VARIANTS, IN9Params, ImageNet9, mapped_prediction
+from benchmark_datasets.imagenet import IMAGENET_WNIDS, VARIANTS, ImageNetParams, ImageNetTransfer
+from benchmark_datasets.in9 import mapped_prediction
 
 # Real ImageNet-1k classes by index: one per IN-9 class (Chihuahua, ostrich, ambulance, loggerhead,
 # lion, ladybug, acoustic guitar, orangutan, tench), then black swan, tiger shark and electric ray.
@@ -65,7 +66,7 @@ def in9_root(tmp_path_factory):
 
 
 def test_imagenet_splits_use_sorted_synsets_and_carry_no_object(in9_root):
-    ds = ImageNet9(IN9Params(image_size=32), in9_root)
+    ds = ImageNetTransfer(ImageNetParams(image_size=32), in9_root)
     assert ds.info.num_classes == 12 and list(ds.info.class_names) == sorted(WNIDS)
     train = ds.split("train")
     assert len(train) == 24 and train.labels.tolist() == [i for i in range(12) for _ in range(2)]
@@ -75,7 +76,7 @@ def test_imagenet_splits_use_sorted_synsets_and_carry_no_object(in9_root):
 
 
 def test_test_split_is_the_original_variant_with_aligned_foreground_masks(in9_root):
-    ds = ImageNet9(IN9Params(image_size=32), in9_root)
+    ds = ImageNetTransfer(ImageNetParams(image_size=32), in9_root)
     test = ds.split("test")
     batch = test.batch(torch.arange(len(test)))
     assert batch.y.tolist() == [LOCAL[WNIDS[c]] for c in range(9)]  # the folder's index of each file's synset
@@ -84,11 +85,11 @@ def test_test_split_is_the_original_variant_with_aligned_foreground_masks(in9_ro
 
 
 def test_both_label_protocols_and_every_variant(in9_root):
-    synset = {s.name: s for s in ImageNet9(IN9Params(image_size=32), in9_root).eval_sets()}
+    synset = {s.name: s for s in ImageNetTransfer(ImageNetParams(image_size=32), in9_root).eval_sets()}
     assert set(synset) == {f"in9_{v}" for v in VARIANTS} | {"counteranimal_common", "counteranimal_counter"}
     expected = [LOCAL[WNIDS[c]] for c in range(9)]
     assert synset["in9_mixed_rand"].split.labels.tolist() == expected  # fg_<wnid> names parsed
-    nine = {s.name: s for s in ImageNet9(IN9Params(image_size=32, labels="in9"), in9_root).eval_sets()}
+    nine = {s.name: s for s in ImageNetTransfer(ImageNetParams(image_size=32, labels="in9"), in9_root).eval_sets()}
     assert nine["in9_only_fg"].split.labels.tolist() == list(range(9))
     logits = torch.zeros(3, 12)
     lion, swan, tench = (LOCAL[IMAGENET_WNIDS[i]] for i in (291, 100, 0))
@@ -103,7 +104,7 @@ def test_both_label_protocols_and_every_variant(in9_root):
 def test_every_local_class_maps_to_in9_through_its_synset_not_its_folder_position(in9_root):
     """A folder of 12 classes: class k of the folder is not ImageNet class k (on the old mapping by
     position, ostrich, the folder's class 1, became ImageNet class 1, a fish)."""
-    ds = ImageNet9(IN9Params(image_size=32, labels="in9"), in9_root)
+    ds = ImageNetTransfer(ImageNetParams(image_size=32, labels="in9"), in9_root)
     predict = ds.eval_sets()[0].predict
     for c, index in enumerate(IN9_INDICES):
         logits = torch.zeros(1, 12)
@@ -111,8 +112,8 @@ def test_every_local_class_maps_to_in9_through_its_synset_not_its_folder_positio
         assert predict(logits).tolist() == [c], IMAGENET_WNIDS[index]
 
 
-def test_bg_gap_and_counter_drop_are_derived_exactly():
-    ds = ImageNet9(IN9Params())
+def test_bg_gap_and_counter_drop_are_derived_exactly(in9_root):
+    ds = ImageNetTransfer(ImageNetParams(image_size=32), in9_root)
     accuracy = {"in9_mixed_same": 0.862, "in9_mixed_rand": 0.789, "counteranimal_common": 0.8144,
                 "counteranimal_counter": 0.6607}
     derived = ds.derived(accuracy)
@@ -122,24 +123,25 @@ def test_bg_gap_and_counter_drop_are_derived_exactly():
 
 def test_missing_and_malformed_files_are_one_line_errors(in9_root, tmp_path):
     with pytest.raises(DataError, match="imagenet/train' not found"):
-        ImageNet9(IN9Params(), tmp_path).check()
+        ImageNetTransfer(ImageNetParams(), tmp_path).check()
     root = write_in9_fixture(tmp_path / "copy")
     (root / "bg_challenge" / "in_to_in9.json").unlink()
     with pytest.raises(DataError, match="in_to_in9.json' not found"):
-        ImageNet9(IN9Params(labels="in9"), root).check()
+        ImageNetTransfer(ImageNetParams(labels="in9"), root).check()
     (root / "counteranimal" / "LAION-final" / "turtle").mkdir()
     with pytest.raises(DataError, match="expected '<ImageNet index> <class name>'"):
-        ImageNet9(IN9Params(), root).eval_sets()
+        ImageNetTransfer(ImageNetParams(), root).eval_sets()
     np.save(root / "bg_challenge" / "fg_mask" / "val" / "00_dog" / f"{WNIDS[0]}_100.npy", np.zeros((5, 5)))
     with pytest.raises(DataError, match="the mask of .* is 5x5, the image 40x32"):
-        ImageNet9(IN9Params(), root).split("test").batch(torch.arange(1))
+        ImageNetTransfer(ImageNetParams(), root).split("test").batch(torch.arange(1))
 
 
 def test_counteranimal_class_outside_the_folder_is_refused_in_one_line(tmp_path):
     root = write_in9_fixture(tmp_path / "in9")
     (root / "counteranimal" / "LAION-final" / "1 goldfish" / "common-water").mkdir(parents=True)
-    with pytest.raises(DataError, match=r"ImageNet class 1 \(n01443537\), which the ImageNet folder's 12 classes") as err:
-        ImageNet9(IN9Params(image_size=32), root).check()
+    expected = r"ImageNet class 1 \(n01443537\), which the ImageNet folder's 12 classes"
+    with pytest.raises(DataError, match=expected) as err:
+        ImageNetTransfer(ImageNetParams(image_size=32), root).check()
     assert "\n" not in str(err.value)
 
 
@@ -151,7 +153,7 @@ def test_a_flat_val_folder_is_told_to_be_sorted_into_synset_folders(tmp_path):
     for folder in [p for p in val.iterdir() if p.is_dir()]:
         folder.rmdir()
     with pytest.raises(DataError, match="holds its images directly; sort them into one folder per synset"):
-        ImageNet9(IN9Params(image_size=32), root).check()
+        ImageNetTransfer(ImageNetParams(image_size=32), root).check()
 
 
 @pytest.mark.parametrize("damage", ["missing", "empty", "shape", "garbage"])
@@ -169,7 +171,7 @@ def test_bad_foreground_masks_are_found_by_check_before_any_training(tmp_path, d
     expected = {"missing": "not found", "empty": "not a readable .npy", "shape": "is 5x5, the image 40x32",
                 "garbage": "not a readable .npy"}[damage]
     with pytest.raises(DataError, match=expected) as err:
-        ImageNet9(IN9Params(image_size=32), root).check()
+        ImageNetTransfer(ImageNetParams(image_size=32), root).check()
     assert "\n" not in str(err.value) and "03_reptile" in str(err.value)
 
 
@@ -177,14 +179,14 @@ def test_prepare_decodes_every_evaluation_image(tmp_path):
     root = write_in9_fixture(tmp_path / "in9")
     victim = next((root / "bg_challenge" / "mixed_same" / "val" / "05_insect").iterdir())
     victim.write_bytes(victim.read_bytes()[:60])  # a truncated JPEG passes check(), not prepare
-    ImageNet9(IN9Params(image_size=32), root).check()
+    ImageNetTransfer(ImageNetParams(image_size=32), root).check()
     with pytest.raises(DataError, match=r"05_insect/.*is not a readable image"):
-        ImageNet9(IN9Params(image_size=32), root).prepare()
+        ImageNetTransfer(ImageNetParams(image_size=32), root).prepare()
 
 
 def test_no_data_root_names_where_each_part_comes_from():
     with pytest.raises(DataError) as err:
-        ImageNet9(IN9Params()).check()
+        ImageNetTransfer(ImageNetParams()).check()
     text = str(err.value)
     assert "\n" not in text and "image-net.org" in text and "benchmark prepare in9 --download" in text
     assert "in_to_in9.json" in text and "CounterAnimal" in text and "docs/DATASETS.md" in text
@@ -192,17 +194,17 @@ def test_no_data_root_names_where_each_part_comes_from():
 
 def test_prepare_download_fetches_only_the_missing_parts_into_their_folders(tmp_path, monkeypatch):
     """With the tarball unpacked but in_to_in9.json missing, only the JSON is fetched, into bg_challenge/."""
-    from benchmark.data import Download
+    from benchmark.dataset import Download
 
     root = write_in9_fixture(tmp_path / "in9")
     table = root / "bg_challenge" / "in_to_in9.json"
     served = tmp_path / "served"
     served.mkdir()
     table.rename(served / "in_to_in9.json")
-    monkeypatch.setattr(ImageNet9, "downloads", (
+    monkeypatch.setattr(ImageNetTransfer, "downloads", (
         Download((served / "absent.tar.gz").as_uri(), present="bg_challenge/original"),  # would fail if fetched
         Download((served / "in_to_in9.json").as_uri(), into="bg_challenge", present="bg_challenge/in_to_in9.json")))
     with pytest.raises(DataError, match="in_to_in9.json' not found"):
-        ImageNet9(IN9Params(image_size=32, labels="in9"), root).prepare()
-    lines = ImageNet9(IN9Params(image_size=32, labels="in9"), root).prepare(download=True)
+        ImageNetTransfer(ImageNetParams(image_size=32, labels="in9"), root).prepare()
+    lines = ImageNetTransfer(ImageNetParams(image_size=32, labels="in9"), root).prepare(download=True)
     assert table.is_file() and any(line.startswith("in9_original: 9 images") for line in lines)

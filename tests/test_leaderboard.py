@@ -16,8 +16,10 @@ import torch
 
 from benchmark.config import resolve
 from benchmark.run import write_results
+from benchmark.stats import wilson_interval
 from benchmark.store import Measurement
-from benchmark_leaderboard.report import build_report, render_csv, render_html, write_report
+from benchmark_leaderboard.render import render_csv, render_html
+from benchmark_leaderboard.report import build_report, write_report
 from conftest import BENCHMARK_CLI, cli_env
 
 EVIL = "<script>alert(1)</script>"
@@ -37,8 +39,8 @@ def fake_run(out: Path, method: str, seed: int, clean: float, robust: list[float
              for i, v in enumerate(robust)]
     created = datetime(2026, 11, 22, 12, seed, tzinfo=timezone.utc)
     stem = f"{config.method}_{seed}".replace("<", "").replace(">", "").replace("/", "")
-    return write_results(rows, config, f"{config.key()}-{seed}", created, torch.device("cpu"), "fixture",
-                         out / f"{stem}.parquet")
+    return write_results(rows, config, created, torch.device("cpu"), "fixture", out / f"{stem}.parquet",
+                         train_commit="fixture")
 
 
 @pytest.fixture()
@@ -58,19 +60,28 @@ def test_report_puts_the_expected_numbers_in_the_expected_places(results):
     assert len(problems) == 1 and "broken.parquet" in problems[0]
     (board,) = boards
     assert [e.method for e in board.entries] == ["weight_decay", "vanilla", EVIL]  # by pgd right_digit 1
+    assert [(e.rank, e.tied) for e in board.entries] == [(1, True), (1, True), (3, False)]
     vanilla = board.entries[1]
     assert vanilla.seeds == [0, 1]  # the copied file is not a third seed
-    mean, std, n = vanilla.values["pgd right_digit 1"]
-    assert (round(mean, 12), n) == (0.5, 2) and std == pytest.approx(0.1 * 2**0.5)  # runs: 0.6 and 0.4
-    assert vanilla.values["clean test"][0] == pytest.approx(0.85)
-    assert vanilla.flags == {"pgd right_digit 1": ["robust_rises_with_eps"]}
+    cell = vanilla.cells["pgd right_digit 1"]
+    assert (round(cell.mean, 12), cell.seeds, cell.attack_seeds, cell.over) == (0.5, 2, 2, "seeds")
+    assert cell.std == pytest.approx(0.1 * 2**0.5)  # runs: 0.6 and 0.4 (attack seeds averaged)
+    half = 12.7062047362 * cell.std / 2**0.5  # Student t, 1 degree of freedom, clipped to [0, 1]
+    assert (cell.low, cell.high) == (pytest.approx(max(0, 0.5 - half)), pytest.approx(min(1, 0.5 + half)))
+    assert vanilla.cells["clean test"].mean == pytest.approx(0.85)
+    assert vanilla.cells["pgd right_digit 1"].flags == ["robust_rises_with_eps"]
+    wd = board.entries[0].cells["pgd right_digit 1"]  # one seed, one attack seed: Wilson over 64 samples
+    assert (wd.over, wd.low, wd.high) == ("samples", *map(pytest.approx, wilson_interval(51, 64)))
+    d = board.entries[0].comparisons["pgd right_digit 1"]  # no per-sample records: seed means, one shared seed
+    assert d.difference == pytest.approx(0.8 - 0.6) and not d.significant and d.seeds == 1
     csv_text = render_csv(boards)
-    assert "cmnist,quick,2,vanilla," in csv_text and ",pgd right_digit 1,robust,0.5," in csv_text
+    assert "cmnist,quick,1,True,vanilla," in csv_text and ",pgd right_digit 1,robust,robust_accuracy,0.5," in csv_text
     html = render_html(boards, problems, [str(results)], "now")
     row = html.split("<tbody>")[1].split("</tr>")[1]  # the second ranked row
-    assert ">vanilla<" in row and ">85.0 ± 7.1<" in row and ">50.0 ± 14.1 <span class=flag" in row
+    assert ">vanilla" in row and ">85.0 <span class=ci" in row and ">50.0 <span class=ci" in row
     assert "sanity flags: robust_rises_with_eps" in row
-    assert "Ranked by mean pgd right_digit 1" in html
+    assert "Ranked by pgd right_digit 1 (higher is better)" in html
+    assert "smoke test of the pipeline" in html and "1-2 training seed(s) per configuration" in html
 
 
 def test_strings_from_results_are_escaped_and_bad_files_reported(results):
@@ -88,8 +99,8 @@ def test_report_command_writes_three_files_and_reports_skipped_ones(results, tmp
     assert proc.returncode == 0, proc.stderr
     assert "skipped" in proc.stderr and "broken.parquet" in proc.stderr
     assert out.read_text().startswith("<!doctype html>")
-    assert "| 1 | weight_decay |" in out.with_suffix(".md").read_text()
-    assert out.with_suffix(".csv").read_text().startswith("dataset,profile,rank,method")
+    assert "| 1= | weight_decay |" in out.with_suffix(".md").read_text()
+    assert out.with_suffix(".csv").read_text().startswith("dataset,profile,rank,tied,method")
     bad = subprocess.run([*BENCHMARK_CLI, "report", "--results", "/missing"], capture_output=True, text=True,
                          env=cli_env(), timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "does not exist" in bad.stderr

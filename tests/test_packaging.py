@@ -9,7 +9,8 @@ from conftest import REPO, TINY_TRAINING_RUN, cli_env
 
 
 def test_import_datasets_in_repository_root_is_hugging_face():
-    proc = subprocess.run([sys.executable, "-c", "import datasets; print(datasets.load_dataset); print(datasets.__file__)"],
+    code = "import datasets; print(datasets.load_dataset); print(datasets.__file__)"
+    proc = subprocess.run([sys.executable, "-c", code],
                           cwd=REPO, capture_output=True, text=True, check=True, env=cli_env())
     first, path = proc.stdout.splitlines()
     assert first.startswith("<function load_dataset")
@@ -24,7 +25,6 @@ def test_tests_see_hugging_face_datasets_too():
 
 def test_builtin_plugins_import_under_their_package_names():
     import benchmark_datasets.cmnist
-    import benchmark_methods.vanilla
 
     assert benchmark_datasets.cmnist.EMBEDDED.is_file()
 

@@ -30,7 +30,7 @@ def test_measure_counts_calls_alternates_and_takes_the_ratio_of_medians(monkeypa
 
 
 def test_vanilla_step_case_runs_both_sides():
-    from benchmark.perf_cases import train_step_vanilla
+    from benchmark.perf_cases.training import train_step_vanilla
 
     case = train_step_vanilla(torch.device("cpu"))
     case.candidate()
@@ -38,7 +38,7 @@ def test_vanilla_step_case_runs_both_sides():
 
 
 def test_hsplid_step_case_exercises_every_loss_term(monkeypatch):
-    from benchmark.perf_cases import train_step_hsplid
+    from benchmark.perf_cases.training import train_step_hsplid
     from benchmark_methods.hsplid import HSplid
 
     seen = []
@@ -71,7 +71,7 @@ def test_resume_checkpoint_case_writes_a_checkpoint_that_restores_adam(monkeypat
     import tempfile
 
     from benchmark.checkpoint import load_resume
-    from benchmark.perf_cases import resume_checkpoint
+    from benchmark.perf_cases.training import resume_checkpoint
 
     monkeypatch.setattr(tempfile, "mkdtemp", lambda **kw: str(tmp_path))
     case = resume_checkpoint(torch.device("cpu"))
@@ -79,3 +79,17 @@ def test_resume_checkpoint_case_writes_a_checkpoint_that_restores_adam(monkeypat
     saved = load_resume(tmp_path / "run.resume.pt", "perf")
     assert saved is not None and saved["optimizer"]["state"]  # Adam's moments are in it
     assert {"centres", "accumulated"} <= set(saved["method_state"])
+
+
+@pytest.mark.parametrize("name", ["agreement_metrics", "pgd_masked", "prepared_cache", "report_intervals"])
+def test_every_case_builds_its_two_sides(name, monkeypatch, tmp_path):
+    """Building a case runs its imports and set-up (timing is `benchmark perf`'s job, not a test's)."""
+    import tempfile
+
+    from benchmark.registry import PERF_CASES
+
+    real_mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda **kw: real_mkdtemp(dir=tmp_path))
+    case = PERF_CASES.get(name)(torch.device("cpu"))
+    assert isinstance(case, PerfCase) and callable(case.candidate) and (case.peer is None or callable(case.peer))
+    assert set(PERF_CASES.names()) >= {name, "train_step_vanilla", "train_step_hsplid", "resume_checkpoint"}

@@ -6,6 +6,7 @@ import torchattacks
 
 from benchmark.attacks.pgd import MaskedPGD
 from benchmark.attacks.regions import block, make_region
+from benchmark.data import Batch
 from benchmark.errors import ConfigError
 
 REGIONS = ["full", "background", "foreground", "block", "right_digit"]
@@ -65,13 +66,17 @@ def test_same_seed_same_result_and_global_rng_untouched(trained_lenet, test_batc
 
 def test_block_is_a_square_of_the_given_side_inside_the_background():
     mask = torch.zeros(50, 1, 40, 40)
-    region = block(mask, torch.Generator().manual_seed(0), side_fraction=0.25)
+
+    def of(m):
+        return Batch(torch.zeros(50, 1, 40, 40), torch.zeros(50, dtype=torch.long), m, torch.arange(50))
+
+    region = block(of(mask), torch.Generator().manual_seed(0), block_fraction=0.25)
     assert (region.flatten(1).sum(1) == 100).all()  # 10 x 10 with an empty object mask
     rows = region[:, 0].any(dim=2).sum(1)
     cols = region[:, 0].any(dim=1).sum(1)
     assert (rows == 10).all() and (cols == 10).all()
     mask[..., :20] = 1
-    clipped = block(mask, torch.Generator().manual_seed(0), side_fraction=0.25)
+    clipped = block(of(mask), torch.Generator().manual_seed(0), block_fraction=0.25)
     assert (clipped * mask).sum() == 0 and torch.equal(clipped, region * (1 - mask))
 
 

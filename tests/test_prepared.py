@@ -7,15 +7,15 @@ import zipfile
 
 import pytest
 import torch
+from test_coco_animals import write_coco_fixture
+from test_in9 import write_in9_fixture
+from test_isic2017 import write_isic_fixture
 
 from benchmark.errors import DataError
 from benchmark.prepared import CACHE, download, safe_extract
 from benchmark_datasets.coco_animals import COCOAnimals, COCOAnimalsParams
 from benchmark_datasets.isic2017 import ISIC2017, ISICParams
 from conftest import run_cli
-from test_coco_animals import write_coco_fixture
-from test_in9 import write_in9_fixture
-from test_isic2017 import write_isic_fixture
 
 
 def prepare(*args):

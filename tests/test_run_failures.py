@@ -7,13 +7,13 @@ import subprocess
 import pandas as pd
 import pytest
 import torch
+from test_isic2017 import write_isic_fixture
 
 from benchmark.config import resolve
 from benchmark.evaluate import evaluate
 from benchmark.registry import SUITES
 from benchmark.store import FAILED, read_results
 from conftest import BENCHMARK_CLI, TINY_RUN, cli_env, run_cli
-from test_isic2017 import write_isic_fixture
 
 FLAKY = '''
 import os
@@ -24,7 +24,7 @@ from benchmark.registry import EXPLAINERS
 class Flaky(Explainer):
     """Fails while the file named by FLAKY_MARKER exists."""
 
-    def attribute(self, model, x, target, generator):
+    def attribute(self, x, target, generator):
         if os.path.exists(os.environ["FLAKY_MARKER"]):
             raise RuntimeError("flaky explainer failed\\nwith a second line")
         return x.abs()

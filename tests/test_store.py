@@ -6,7 +6,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from benchmark.store import COLUMNS, SCHEMA, Measurement, latest_per_run_key, read_results, to_rows, write_run
+from benchmark.store import (
+    COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    Measurement,
+    latest_per_run_key,
+    read_results,
+    write_run,
+)
 
 
 def run_columns(run_key="k1", run_id="k1-a", seed=0, created=None):
@@ -25,7 +33,7 @@ def measurements():
 
 
 def test_round_trip_keeps_types_and_values(tmp_path):
-    path = write_run(to_rows(measurements(), run_columns()), tmp_path / "r.parquet")
+    path = write_run(measurements(), run_columns(), tmp_path / "r.parquet")
     assert pq.read_schema(path).equals(SCHEMA)
     frame, problems = read_results([tmp_path])
     assert problems == []
@@ -34,22 +42,22 @@ def test_round_trip_keeps_types_and_values(tmp_path):
     assert (row.attack, row.region, row.norm, row.steps, row.attack_seed) == ("pgd", "background", "linf", 10, 3)
     assert row.eps == pytest.approx(2 / 255) and row["flags"] == "a,b" and row["extra"] == '{"k": 1}'
     assert pd.isna(frame[frame.suite == "accuracy"].iloc[0].attack)
-    assert set(frame.schema_version) == {1}
+    assert set(frame.schema_version) == {SCHEMA_VERSION}
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
-    path = write_run(to_rows(measurements(), run_columns()), tmp_path / "r.parquet")
+    path = write_run(measurements(), run_columns(), tmp_path / "r.parquet")
     before = path.read_bytes()
-    bad = to_rows(measurements(), run_columns())
-    bad[0]["value"] = "not a number"
+    bad = measurements()
+    bad[0].value = "not a number"
     with pytest.raises(Exception):
-        write_run(bad, path)
+        write_run(bad, run_columns(), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["r.parquet"]
 
 
 def test_corrupt_and_foreign_files_are_reported_and_skipped(tmp_path):
-    write_run(to_rows(measurements(), run_columns()), tmp_path / "good.parquet")
+    write_run(measurements(), run_columns(), tmp_path / "good.parquet")
     (tmp_path / "corrupt.parquet").write_bytes(b"PAR1 definitely not parquet")
     pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "foreign.parquet")
     frame, problems = read_results([tmp_path])
@@ -60,10 +68,10 @@ def test_corrupt_and_foreign_files_are_reported_and_skipped(tmp_path):
 
 def test_repeated_runs_of_one_configuration_count_once(tmp_path):
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    write_run(to_rows(measurements(), run_columns(run_id="k1-old", created=t0)), tmp_path / "a.parquet")
-    write_run(to_rows(measurements(), run_columns(run_id="k1-new", created=t0 + timedelta(hours=1))),
+    write_run(measurements(), run_columns(run_id="k1-old", created=t0), tmp_path / "a.parquet")
+    write_run(measurements(), run_columns(run_id="k1-new", created=t0 + timedelta(hours=1)),
               tmp_path / "copy-from-elsewhere.parquet")
-    write_run(to_rows(measurements(), run_columns(run_key="k2", run_id="k2-a", seed=1)), tmp_path / "b.parquet")
+    write_run(measurements(), run_columns(run_key="k2", run_id="k2-a", seed=1), tmp_path / "b.parquet")
     frame, _ = read_results([tmp_path])
     kept = latest_per_run_key(frame)
     assert sorted(kept.run_id.unique()) == ["k1-new", "k2-a"]

@@ -18,7 +18,7 @@ import pytest
 from benchmark.config import resolve
 from benchmark.errors import ConfigError
 from benchmark.files import exclusive
-from benchmark.store import Measurement, completed_run_id, read_results, to_rows, write_run
+from benchmark.store import Measurement, completed_run_id, read_results, write_run
 from benchmark.sweep.plan import SweepSpec, final_jobs, plain_config, plan, point_layer
 from benchmark.sweep.select import select, write_selection
 from conftest import BENCHMARK_CLI, TINY_TRAINING_RUN, cli_env, cli_in_process
@@ -79,7 +79,7 @@ def fake_candidate(job, robust: float, clean: float, out: Path) -> None:
                          region="full", norm="linf", eps=0.1, attack_seed=s) for s, d in ((0, -0.01), (1, 0.01))]
     run = {"run_id": "r", "run_key": config.key(), "config_key": config.key(with_seed=False), "method": job.method,
            "dataset": job.dataset, "profile": job.profile, "seed": job.seed, "created": pd.Timestamp.now(tz="UTC")}
-    write_run(to_rows(rows, run), Path(job.results_path))
+    write_run(rows, run, Path(job.results_path))
 
 
 def test_selection_takes_the_best_mean_over_seeds_and_records_it(tmp_path):

@@ -1,13 +1,15 @@
 """The training loop and the method contract: hooks, counts, optimiser settings, checkpoints."""
 
+import pandas as pd
 import torch
 
 from benchmark.checkpoint import load_checkpoint
 from benchmark.config import resolve
 from benchmark.method import Method, StepOutput
 from benchmark.progress import Reporter
-from benchmark.run import build, restore, run
+from benchmark.run import run
 from benchmark.train import train
+from benchmark.trained import build, restore
 from benchmark_methods.weight_decay import WeightDecay, WeightDecayParams
 
 
@@ -71,7 +73,8 @@ def test_same_seed_trains_the_same_model():
 
 def test_run_writes_a_checkpoint_that_loads_with_weights_only(tmp_path, test_batch):
     outcome = run("vanilla", "cmnist", overrides=["train.samples=64", "eval.samples=32", "robustness.samples=8",
-                                                  "robustness.steps=1", "eval.suites=accuracy,robustness"], out_dir=tmp_path, device="cpu")
+                                                  "robustness.steps=1", "eval.suites=accuracy,robustness"],
+                  out_dir=tmp_path, device="cpu")
     raw = torch.load(outcome.checkpoint_path, weights_only=True)
     assert set(raw) >= {"format", "config", "model", "method_state", "history"}
     payload = load_checkpoint(outcome.checkpoint_path)
@@ -85,3 +88,37 @@ def test_run_writes_a_checkpoint_that_loads_with_weights_only(tmp_path, test_bat
         assert torch.equal(model(test_batch.x), fresh_model(test_batch.x))
     metrics = {(m.suite, m.metric) for m in outcome.measurements}
     assert {("training", "loss"), ("accuracy", "accuracy"), ("robustness", "robust_accuracy")} <= metrics
+
+
+def test_a_version_bump_retrains_while_other_code_changes_reuse_the_checkpoint(tmp_path, monkeypatch):
+    """The config key holds the method's version, not the commit: a new commit (say, a docs change)
+    reuses the finished checkpoint and its rows still name the commit that trained it; bumping
+    `Method.version` makes a new key, so the weights are trained again."""
+    import benchmark.run as run_module
+    from benchmark import provenance
+    from benchmark_methods.vanilla import Vanilla
+
+    trainings = []
+    real_train = run_module.train
+    monkeypatch.setattr(run_module, "train", lambda *a, **k: trainings.append(1) or real_train(*a, **k))
+    overrides = ["train.samples=64", "eval.samples=32", "eval.suites=accuracy"]
+
+    def run_at(commit: str):
+        monkeypatch.setattr(provenance, "git_commit", lambda: commit)
+        outcome = run("vanilla", "cmnist", overrides=overrides, out_dir=tmp_path, device="cpu")
+        frame = pd.read_parquet(outcome.results_path)
+        return outcome, set(frame.train_commit), set(frame.git_commit)
+
+    first, trained_by, evaluated_by = run_at("aaa")
+    assert len(trainings) == 1 and trained_by == evaluated_by == {"aaa"}
+
+    again, trained_by, evaluated_by = run_at("bbb")
+    assert again.config.key() == first.config.key() and len(trainings) == 1  # reused
+    assert trained_by == {"aaa"} and evaluated_by == {"bbb"}
+
+    monkeypatch.setattr(Vanilla, "version", Vanilla.version + 1)
+    bumped, trained_by, evaluated_by = run_at("ccc")
+    assert bumped.config.key() != first.config.key() and len(trainings) == 2  # trained again
+    assert bumped.config.versions["method"] == Vanilla.version
+    assert trained_by == evaluated_by == {"ccc"}
+    assert bumped.checkpoint_path != first.checkpoint_path and first.checkpoint_path.is_file()

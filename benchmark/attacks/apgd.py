@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import ConfigError
 from ..registry import ATTACKS
-from . import Attack, uniform_like
+from . import Attack, AttackParams, uniform_like
 
 
 def dlr_loss(logits: Tensor, y: Tensor) -> Tensor:
@@ -44,18 +46,39 @@ def checkpoints(steps: int) -> list[int]:
     return sorted({math.ceil(round(q * steps, 9)) for q in p if q <= 1})
 
 
+@dataclass
+class APGDParams(AttackParams):
+    steps: int = 100
+    eot: int = 1  # gradient samples averaged per step (expectation over transformation)
+    restarts: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.eot < 1 or self.restarts < 1:
+            raise ConfigError(f"APGD's eot and restarts must be >= 1, got {self.eot} and {self.restarts}")
+
+
+@dataclass
+class APGDTargetedParams(APGDParams):
+    target_classes: int = 9  # the next most likely classes attacked in turn (AutoAttack: 9)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.target_classes < 1:
+            raise ConfigError(f"apgd-t's target_classes must be >= 1, got {self.target_classes}")
+
+
 class APGD(Attack):
     """APGD with a per-sample loss; subclasses choose the loss (and targets)."""
 
+    Params = APGDParams
     norms = ("linf",)
     momentum = 0.75
     rho = 0.75
 
-    def __init__(self, model, *, eps, steps: int = 100, eot: int = 1, restarts: int = 1, **kwargs):
-        super().__init__(model, eps=eps, steps=steps, **kwargs)
-        if eot < 1 or restarts < 1:
-            raise ValueError("eot and restarts must be >= 1")
-        self.eot, self.restarts = int(eot), int(restarts)
+    def __init__(self, model, **settings):
+        super().__init__(model, **settings)
+        self.eot, self.restarts = int(self.params.eot), int(self.params.restarts)
 
     @abstractmethod
     def loss(self, logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
@@ -159,13 +182,14 @@ class APGDTargeted(APGD):
     """Targeted APGD on the targeted DLR loss, once per target: the next `target_classes` most
     likely classes (9 in AutoAttack, capped at classes - 1; needs at least 4 classes)."""
 
+    Params = APGDTargetedParams
     min_classes = 4
 
-    def __init__(self, model, *, eps, target_classes: int = 9, **kwargs):
-        super().__init__(model, eps=eps, **kwargs)
-        if self.num_classes is not None and self.num_classes < 4:
-            raise ValueError(f"apgd-t needs at least 4 classes, the dataset has {self.num_classes}")
-        self.target_classes = int(target_classes)
+    def __init__(self, model, **settings):
+        super().__init__(model, **settings)
+        if self.num_classes is not None and self.num_classes < self.min_classes:
+            raise ValueError(f"apgd-t needs at least {self.min_classes} classes, the dataset has {self.num_classes}")
+        self.target_classes = int(self.params.target_classes)
 
     def targets(self, x, y):
         with torch.no_grad():

@@ -4,25 +4,51 @@ keeping the worst case per sample. Random noise of the same budget, for the sani
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
 from ..registry import ATTACKS
-from . import Attack, uniform_like
+from . import Attack, AttackParams, uniform_like
 from .apgd import APGDCE, APGDDLR, APGDTargeted
 from .square import Square
+
+
+@dataclass
+class CompositionParams(AttackParams):
+    steps: int = 100  # of each APGD part
+    queries: int = 5000  # of the Square part
+    eot: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.queries < 1 or self.eot < 1:
+            raise ConfigError(f"AutoAttack's queries and eot must be >= 1, got {self.queries} and {self.eot}")
+
+
+@dataclass
+class StandardParams(CompositionParams):
+    target_classes: int = 9
+
+
+@dataclass
+class RandParams(CompositionParams):
+    eot: int = 20
 
 
 class Composition(Attack):
     """Worst case per sample over a list of attacks, each run only on samples not yet broken."""
 
+    Params = CompositionParams
     norms = ("linf",)
 
-    def __init__(self, model, *, eps, steps: int = 100, queries: int = 5000, eot: int = 1, **kwargs):
-        super().__init__(model, eps=eps, steps=steps, **kwargs)
-        self.queries, self.eot = int(queries), int(eot)
-        self.kwargs = dict(kwargs, steps=steps)
+    def __init__(self, model, **settings):
+        super().__init__(model, **settings)
+        p = self.params
+        self.queries, self.eot = int(p.queries), int(p.eot)
+        self.kwargs = dict(norm=p.norm, steps=p.steps, step_size=p.step_size, random_start=p.random_start)
 
     @abstractmethod
     def attacks(self) -> list[Attack]:
@@ -50,14 +76,16 @@ class AutoAttackStandard(Composition):
     (`queries`). FAB-T is not included (docs/ATTACKS.md); the original uses 100 steps and 5,000
     Square queries."""
 
-    def __init__(self, model, *, eps, target_classes: int = 9, **kwargs):
-        super().__init__(model, eps=eps, **kwargs)
-        self.target_classes = int(target_classes)
+    Params = StandardParams
+
+    def __init__(self, model, **settings):
+        super().__init__(model, **settings)
+        self.target_classes = int(self.params.target_classes)
 
     def attacks(self):
         common = dict(self.kwargs, eps=self.eps, num_classes=self.num_classes)
         out = [APGDCE(self.model, **common)]
-        if self.num_classes is None or self.num_classes >= 4:
+        if self.num_classes is None or self.num_classes >= APGDTargeted.min_classes:
             out.append(APGDTargeted(self.model, **common, target_classes=self.target_classes))
         out.append(Square(self.model, **dict(common, steps=self.queries)))
         return out
@@ -67,10 +95,8 @@ class AutoAttackStandard(Composition):
 class AutoAttackRand(Composition):
     """'rand': APGD-CE and APGD-DLR with expectation over `eot` gradient samples (20 in the original)."""
 
+    Params = RandParams
     min_classes = 3
-
-    def __init__(self, model, *, eps, eot: int = 20, **kwargs):
-        super().__init__(model, eps=eps, eot=eot, **kwargs)
 
     def attacks(self):
         common = dict(self.kwargs, eps=self.eps, num_classes=self.num_classes, eot=self.eot)
@@ -83,6 +109,7 @@ class UniformSignNoise(Attack):
 
     norms = ("linf",)
     iterative = False
+    baseline = True
 
     def perturb(self, x: Tensor, y: Tensor, region: Tensor, generator: torch.Generator) -> Tensor:
         signs = torch.sign(uniform_like(x, generator, -1.0, 1.0))

@@ -1,4 +1,9 @@
-"""Attack regions from object masks (1 = attackable): full, background, foreground, block."""
+"""Attack regions from object masks (1 = attackable): full, background, foreground, block.
+
+A region is a function registered in REGIONS: region(batch, generator, block_fraction=...) ->
+a (B,1,H,W) float mask drawn for every sample; any randomness (a block's placement) comes from
+`generator`. A dataset may add regions of its own geometry (`regions()`, e.g. C-MNIST's right digit).
+"""
 
 from __future__ import annotations
 
@@ -9,20 +14,25 @@ from torch import Tensor
 
 from ..data import Batch
 from ..errors import ConfigError
-
-GENERIC_REGIONS = ("full", "background", "foreground", "block")
-
-
-def full(mask: Tensor) -> Tensor:
-    return torch.ones_like(mask)
+from ..registry import REGIONS
 
 
-def background(mask: Tensor) -> Tensor:
-    return 1.0 - mask
+@REGIONS.register("full")
+def full(batch: Batch, generator: torch.Generator | None = None, block_fraction: float = 56 / 224) -> Tensor:
+    """The whole image."""
+    return torch.ones_like(batch.mask)
 
 
-def foreground(mask: Tensor) -> Tensor:
-    return mask.clone()
+@REGIONS.register("background")
+def background(batch: Batch, generator: torch.Generator | None = None, block_fraction: float = 56 / 224) -> Tensor:
+    """Everything but the object (1 - mask): the paper's main threat."""
+    return 1.0 - batch.mask
+
+
+@REGIONS.register("foreground")
+def foreground(batch: Batch, generator: torch.Generator | None = None, block_fraction: float = 56 / 224) -> Tensor:
+    """The object only."""
+    return batch.mask.clone()
 
 
 def boxes(top: Tensor, left: Tensor, side_h: int, side_w: int, h: int, w: int) -> Tensor:
@@ -34,19 +44,21 @@ def boxes(top: Tensor, left: Tensor, side_h: int, side_w: int, h: int, w: int) -
     return inside.unsqueeze(1)
 
 
-def block(mask: Tensor, generator: torch.Generator, side_fraction: float = 56 / 224) -> Tensor:
-    """One square per sample (side = fraction of the image side), placed uniformly, within the background."""
+@REGIONS.register("block")
+def block(batch: Batch, generator: torch.Generator, block_fraction: float = 56 / 224) -> Tensor:
+    """One square per sample (side = block_fraction of the image side), placed uniformly, within the background."""
+    mask = batch.mask
     b, _, h, w = mask.shape
-    side_h, side_w = max(1, round(side_fraction * h)), max(1, round(side_fraction * w))
+    side_h, side_w = max(1, round(block_fraction * h)), max(1, round(block_fraction * w))
     top = torch.randint(0, h - side_h + 1, (b,), generator=generator)
     left = torch.randint(0, w - side_w + 1, (b,), generator=generator)
     return boxes(top, left, side_h, side_w, h, w).to(mask) * (1.0 - mask)
 
 
 def check_region(name: str, dataset_regions: Mapping[str, Callable[[Batch], Tensor]]) -> None:
-    """Reject a region name neither generic nor defined by the dataset (before any work is done)."""
-    if name not in dataset_regions and name not in GENERIC_REGIONS:
-        known = [*GENERIC_REGIONS, *dataset_regions]
+    """Reject a region name neither registered nor defined by the dataset (before any work is done)."""
+    if name not in dataset_regions and name not in REGIONS:
+        known = [*REGIONS.names(), *dataset_regions]
         raise ConfigError(f"unknown attack region {name!r}; expected one of {', '.join(known)}")
 
 
@@ -57,10 +69,8 @@ def make_region(
     dataset_regions: Mapping[str, Callable[[Batch], Tensor]] = {},
     block_fraction: float = 56 / 224,
 ) -> Tensor:
-    """The region mask (B,1,H,W) named `name` for a batch; datasets may add their own names."""
+    """The region mask (B,1,H,W) named `name` for a batch: the dataset's own, else a registered one."""
     if name in dataset_regions:
         return dataset_regions[name](batch)
-    if name == "block":
-        return block(batch.mask, generator, block_fraction)
     check_region(name, dataset_regions)
-    return {"full": full, "background": background, "foreground": foreground}[name](batch.mask)
+    return REGIONS.get(name)(batch, generator, block_fraction=block_fraction)

@@ -10,12 +10,14 @@ region pixels ever change. `steps` is the query budget per sample.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
 from ..registry import ATTACKS
-from . import Attack
+from . import Attack, AttackParams
 from .regions import boxes
 
 
@@ -32,13 +34,28 @@ def p_schedule(p_init: float, query: int, budget: int) -> float:
     return p_init / 2 ** halvings
 
 
+@dataclass
+class SquareParams(AttackParams):
+    steps: int = 5000  # queries
+    p_init: float = 0.8  # initial share of the image a square covers
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.p_init <= 1:
+            raise ConfigError(f"square's p_init must be in (0, 1], got {self.p_init}")
+
+
 @ATTACKS.register("square")
 class Square(Attack):
+    """Square attack (Andriushchenko et al. 2020): random squares of +-eps placed inside the region,
+    a change kept when it lowers the margin; no gradients (`steps` = queries)."""
+
+    Params = SquareParams
     norms = ("linf",)
 
-    def __init__(self, model, *, eps, steps: int = 5000, p_init: float = 0.8, **kwargs):
-        super().__init__(model, eps=eps, steps=steps, **kwargs)
-        self.p_init = float(p_init)
+    def __init__(self, model, **settings):
+        super().__init__(model, **settings)
+        self.p_init = float(self.params.p_init)
 
     def _sign(self, shape, generator, device) -> Tensor:
         return (torch.randint(0, 2, shape, generator=generator) * 2 - 1).to(device=device, dtype=torch.float32)

@@ -61,9 +61,9 @@ def hookable_copy(model: nn.Module, example: torch.Tensor) -> nn.Module:
     twin = copy.deepcopy(model)
     for module in twin.modules():
         if getattr(module, "inplace", False) is True:
-            module.inplace = False
+            setattr(module, "inplace", False)
     counts = calls_per_module(twin, example)
-    reused = {m for m, n in counts.items() if n > 1 and isinstance(m, NONLINEAR)}
+    reused: set[nn.Module] = {m for m, n in counts.items() if n > 1 and isinstance(m, NONLINEAR)}
     if not reused:
         return twin
     parents = {}

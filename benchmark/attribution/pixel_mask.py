@@ -15,15 +15,17 @@ Initialisations: all ones, uniform noise, or Start Grad (Uendes, Yu and Hoogendo
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from ..registry import EXPLAINERS
 from . import Explainer
-from .metrics import average_ranks
+from .scoring import average_ranks
 
 INITS = ("ones", "uniform", "start_grad")
 
@@ -89,25 +91,32 @@ def optimise_masks(model: nn.Module, x: Tensor, target: Tensor, generator: torch
     return mask.detach(), recorded
 
 
+@dataclass
+class PixelMaskParams:
+    init: Literal["ones", "uniform", "start_grad"] = "start_grad"
+    iterations: int = 300
+    noise_draws: int = 16
+    lambda_l1: float = 1.0
+    lambda_tv: float = 2.0
+    lr: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0 or self.noise_draws < 1:
+            raise ConfigError(f"pixel_mask needs iterations >= 0 and noise_draws >= 1, got {self.iterations} and "
+                              f"{self.noise_draws}")
+        if not (self.lambda_l1 >= 0 and self.lambda_tv >= 0 and self.lr > 0):
+            raise ConfigError("pixel_mask needs lambda_l1 >= 0, lambda_tv >= 0 and lr > 0")
+
+
 @EXPLAINERS.register("pixel_mask")
 class PixelMask(Explainer):
     """PixelMask (Fong and Vedaldi 2017 / Kolek et al. 2023) with Start Grad, ones or uniform initialisation."""
 
-    @classmethod
-    def defaults(cls):
-        return {"init": "start_grad", "iterations": 300, "noise_draws": 16, "lambda_l1": 1.0, "lambda_tv": 2.0,
-                "lr": 0.1}
+    Params = PixelMaskParams
+    mask = True
 
-    def __init__(self, **options):
-        super().__init__(**options)
-        if self.options["init"] not in INITS:
-            raise ValueError(f"pixel_mask init must be one of {', '.join(INITS)}, got {self.options['init']!r}")
-        if self.options["iterations"] < 0 or self.options["noise_draws"] < 1:
-            raise ValueError("pixel_mask needs iterations >= 0 and noise_draws >= 1")
-
-    def attribute(self, model, x, target, generator):
-        o = self.options
-        mask, _ = optimise_masks(model, x, target, generator, init=o["init"], iterations=o["iterations"],
-                                 noise_draws=o["noise_draws"], lambda_l1=o["lambda_l1"], lambda_tv=o["lambda_tv"],
-                                 lr=o["lr"])
+    def attribute(self, x, target, generator):
+        p = self.params
+        mask, _ = optimise_masks(self.model, x, target, generator, init=p.init, iterations=p.iterations,
+                                 noise_draws=p.noise_draws, lambda_l1=p.lambda_l1, lambda_tv=p.lambda_tv, lr=p.lr)
         return mask

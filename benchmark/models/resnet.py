@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,6 +21,7 @@ from ..errors import DataError
 from ..registry import ENCODERS
 from . import Encoder
 
+
 class ResNetEncoder(Encoder):
     """A torchvision ResNet split into `features` (stem, four stages, global pooling) and `classifier` (fc)."""
 
@@ -27,7 +29,7 @@ class ResNetEncoder(Encoder):
                      "features.layer4", "features.pool")
     cam_layer = "features.layer4"
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: Any):  # a torchvision ResNet (its parts are typed loosely by torch)
         super().__init__()
         self.embed_dim = net.fc.in_features
         stem = nn.Sequential(OrderedDict(conv1=net.conv1, bn1=net.bn1, relu=net.relu, maxpool=net.maxpool))
@@ -52,7 +54,8 @@ def pretrained_state(arch: str, weights: str) -> dict[str, torch.Tensor]:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:
-            raise DataError(f"encoder weights {str(path)!r} are not a readable state dict ({type(err).__name__})") from err
+            raise DataError(f"encoder weights {str(path)!r} are not a readable state dict "
+                            f"({type(err).__name__})") from err
         return state.get("state_dict", state) if isinstance(state, dict) else state
     from torchvision import models  # imported on use: torchvision.models is slow to import
 

@@ -7,17 +7,18 @@ import time
 import torch
 
 from ..evaluate import EvalContext, Suite
+from ..records import Records
 from ..registry import SUITES
 from ..store import Measurement
 
 
 @torch.no_grad()
-def accuracy(model, ctx: EvalContext, eval_set) -> tuple[float, int]:
-    correct = total = 0
+def correctness(model, ctx: EvalContext, eval_set) -> Records:
+    """1.0 / 0.0 per scored sample of the set (its index in the set's split)."""
+    parts = []
     for batch in ctx.batches(eval_set.split, limit=ctx.config.eval.samples):
-        correct += int((eval_set.predict(model(batch.x)) == batch.y).sum())
-        total += len(batch)
-    return correct / max(total, 1), total
+        parts.append(Records.of(batch.index, (eval_set.predict(model(batch.x)) == batch.y).float()))
+    return Records.concat(parts)
 
 
 @SUITES.register("accuracy")
@@ -32,14 +33,16 @@ class AccuracySuite(Suite):
         views = ctx.model.views()
         for eval_set in ctx.eval_sets():
             started = time.perf_counter()
-            value, n = accuracy(ctx.model, ctx, eval_set)
-            by_set[eval_set.name] = value
-            out.append(Measurement("accuracy", "accuracy", value, n, eval_set=eval_set.name,
-                                   duration_s=time.perf_counter() - started))
+            records = correctness(ctx.model, ctx, eval_set)
+            row = Measurement.of_records("accuracy", "accuracy", records, eval_set=eval_set.name,
+                                         duration_s=time.perf_counter() - started)
+            by_set[eval_set.name] = row.value
+            out.append(row)
             for view_name, view in views.items():
-                value, n = accuracy(view, ctx, eval_set)
-                out.append(Measurement("diagnostics", f"accuracy_{view_name}", value, n, eval_set=eval_set.name))
-            ctx.reporter.log(f"  accuracy on {eval_set.name}: {by_set[eval_set.name]:.4f} (n={n})")
+                records = correctness(view, ctx, eval_set)
+                out.append(Measurement.of_records("diagnostics", f"accuracy_{view_name}", records,
+                                                  eval_set=eval_set.name))
+            ctx.reporter.log(f"  accuracy on {eval_set.name}: {row.value:.4f} (n={row.n})")
         for metric, value in ctx.dataset.derived(by_set).items():
             out.append(Measurement("derived", metric, value, 0, eval_set="derived"))
         return out

@@ -18,16 +18,30 @@ from typing import Any, Literal
 import torch
 from PIL import Image
 
-from ..attribution.metrics import AGREEMENT, agreement_scores, cp_pixel, deletion_insertion, pixel_map
+from ..attribution import options_of
 from ..attribution.pixel_mask import INITS, optimise_masks
-from ..config import check_buildable
+from ..attribution.scoring import cp_pixel, deletion_insertion, pixel_map
 from ..errors import ConfigError
 from ..evaluate import EvalContext, Suite, check_split
-from ..registry import EXPLAINERS, SUITES
+from ..metrics import AgreementMetric, agreement_metrics, agreement_scores
+from ..records import Records
+from ..registry import EXPLAINERS, METRICS, SUITES
 from ..store import Measurement
+from ..values import plain
 
-ALL_EXPLAINERS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "guided_backprop",
-                  "grad_cam", "deeplift", "occlusion", "pixel_mask")
+# The built-in explainers in the order the suite runs them (plugins marked `default` follow).
+BUILTIN_EXPLAINERS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "guided_backprop",
+                      "grad_cam", "deeplift", "occlusion", "pixel_mask")
+
+
+def default_explainers() -> tuple[str, ...]:
+    """Every registered explainer marked `default`: the built-ins in their order, then plugins."""
+    marked = [e.name for e in EXPLAINERS.entries() if e.obj.default]
+    return tuple([n for n in BUILTIN_EXPLAINERS if n in marked] + [n for n in marked if n not in BUILTIN_EXPLAINERS])
+
+
+def default_metrics() -> tuple[str, ...]:
+    return tuple(m.name for m in agreement_metrics())
 
 
 def quick_explainer_options(image_side: int) -> dict[str, dict[str, Any]]:
@@ -40,9 +54,10 @@ def quick_explainer_options(image_side: int) -> dict[str, dict[str, Any]]:
 
 @dataclass
 class AttributionParams:
-    explainers: tuple[str, ...] = ALL_EXPLAINERS
-    metrics: tuple[str, ...] = tuple(AGREEMENT)
-    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per explainer, e.g. {"occlusion": {"window": 14}}
+    explainers: tuple[str, ...] = field(default_factory=default_explainers)
+    metrics: tuple[str, ...] = field(default_factory=default_metrics)
+    # per explainer, e.g. {"occlusion": {"window": 14}}
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
     samples: int | None = 256  # a fixed seeded subset of the eval set; None = all of it
     eval_set: str = "test"
     target: Literal["label", "predicted"] = "label"  # the class explained
@@ -56,12 +71,13 @@ class AttributionParams:
     comparison_samples: int = 32
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.metrics if m not in AGREEMENT]
-        if unknown:
-            raise ConfigError(f"attribution.metrics: unknown metric {unknown[0]!r}; expected some of "
-                              f"{', '.join(AGREEMENT)}")
-        check_buildable("attribution.explainers / options", [*self.explainers, *self.options],
-                        lambda name: EXPLAINERS.get(name)(**self.options.get(name, {})))
+        agreement = [m.name for m in agreement_metrics()]
+        for name in self.metrics:
+            if name not in METRICS or not issubclass(METRICS.get(name), AgreementMetric):
+                raise ConfigError(f"attribution.metrics: unknown metric {name!r}; expected some of "
+                                  f"{', '.join(agreement)}")
+        for name in [*self.explainers, *(n for n in self.options if n not in self.explainers)]:
+            options_of(EXPLAINERS.get(name), self.options.get(name, {}), f"attribution.options.{name}")
         if not 0 < self.top_k_fraction <= 1:
             raise ConfigError(f"attribution.top_k_fraction must be in (0, 1], got {self.top_k_fraction}")
         if self.samples is not None and self.samples < 1:
@@ -89,14 +105,15 @@ class AttributionSuite(Suite):
         batches = list(ctx.batches(ctx.split(p.eval_set), limit=p.samples))
         targets = [self._targets(model, b) for b in batches]
         masks = torch.cat([b.mask.flatten(1) > 0.5 for b in batches])
+        samples = torch.cat([b.index for b in batches])
         kept = masks.any(dim=1)
         n_pixels = masks.shape[1]
         top_k = max(1, round(p.top_k_fraction * n_pixels))
         common = {"target": p.target, "reduction": "sum_abs", "excluded_empty_masks": int((~kept).sum())}
-        out = [Measurement("attribution", "object_area_fraction", float(masks[kept].float().mean()), int(kept.sum()),
-                           eval_set=p.eval_set, extra=common)]
+        area = Records.of(samples[kept], masks[kept].float().mean(1))
+        out = [Measurement.of_records("attribution", "object_area_fraction", area, eval_set=p.eval_set, extra=common)]
         for name in p.explainers:
-            out.extend(self._explain(ctx, name, batches, targets, masks, kept, top_k, common))
+            out.extend(self._explain(ctx, name, batches, targets, masks, samples, kept, top_k, common))
         if p.mask_comparison:
             out.extend(self._compare_inits(ctx, batches, targets))
         return out
@@ -107,16 +124,20 @@ class AttributionSuite(Suite):
         with torch.no_grad():
             return model(batch.x).argmax(1)
 
-    def _explain(self, ctx, name, batches, targets, masks, kept, top_k, common) -> list[Measurement]:
+    def _explain(self, ctx, name, batches, targets, masks, samples, kept, top_k, common) -> list[Measurement]:
         p: AttributionParams = self.params
-        options = p.options.get(name, {})
-        explainer = EXPLAINERS.get(name)(**options)
+        explainer = EXPLAINERS.get(name)(ctx.model, **p.options.get(name, {}))
         generator = torch.Generator().manual_seed(p.seed)
-        maps, raw, deletion, insertion, retained, cp = [], [], [], [], [], []
+        maps: list[torch.Tensor] = []
+        raw: list[torch.Tensor] = []
+        deletion: list[torch.Tensor] = []
+        insertion: list[torch.Tensor] = []
+        retained: list[torch.Tensor] = []
+        cp: list[torch.Tensor] = []
         started = time.perf_counter()
         with ctx.reporter.task(f"  attribution {name}", len(batches)) as update:
             for batch, target in zip(batches, targets):
-                attribution = explainer(ctx.model, batch.x, target, generator)
+                attribution = explainer(batch.x, target, generator)
                 a = pixel_map(attribution)
                 maps.append(a)
                 if len(raw) < p.heatmaps:
@@ -128,27 +149,28 @@ class AttributionSuite(Suite):
                                               p.faithfulness_steps, generator)
                     deletion.append(d)
                     insertion.append(i)
-                if name == "pixel_mask":
+                if explainer.mask:
                     r, c = cp_pixel(ctx.model, batch.x, attribution, target)
                     retained.append(r)
                     cp.append(c)
                 update()
         elapsed = time.perf_counter() - started
-        a, s = torch.cat(maps)[kept], masks[kept]
-        extra = {**common, **options}
+        a, s, ids = torch.cat(maps)[kept], masks[kept], samples[kept]
+        # Every setting of the explainer (its defaults included) and how many maps carried no ranking.
+        extra = {**common, **plain(explainer.params), "constant_maps": int(constant_maps(a))}
         rows = []
         for metric, scores in agreement_scores(a, s, p.metrics, top_k).items():
             finite = torch.isfinite(scores)
-            rows.append(Measurement("attribution", metric, float(scores[finite].double().mean()), int(finite.sum()),
-                                    eval_set=p.eval_set, explainer=name,
-                                    extra={**extra, "top_k": top_k} if metric == "top_k_intersection" else extra,
-                                    duration_s=elapsed))
-        for metric, values in (("deletion_auc", deletion), ("insertion_auc", insertion),
-                               ("retained_probability", retained), ("cp_pixel", cp)):
-            if values:
-                values = torch.cat(values)
-                rows.append(Measurement("attribution", metric, float(values.double().mean()), len(values),
-                                        eval_set=p.eval_set, explainer=name, extra=extra, duration_s=elapsed))
+            rows.append(Measurement.of_records(
+                "attribution", metric, Records.of(ids[finite], scores[finite]), eval_set=p.eval_set, explainer=name,
+                extra={**extra, "top_k": top_k} if metric == "top_k_intersection" else extra, duration_s=elapsed))
+        for metric, parts in (("deletion_auc", deletion), ("insertion_auc", insertion),
+                              ("retained_probability", retained), ("cp_pixel", cp)):
+            if parts:
+                values = torch.cat(parts)
+                rows.append(Measurement.of_records("attribution", metric, Records.of(samples[:len(values)], values),
+                                                   eval_set=p.eval_set, explainer=name, extra=extra,
+                                                   duration_s=elapsed))
         if raw and ctx.artifacts_dir is not None:
             save_heatmaps(ctx.artifacts_dir / "attribution" / f"{name}.png", batches, raw, p.heatmaps)
         return rows
@@ -157,9 +179,11 @@ class AttributionSuite(Suite):
         """Retained probability and CP-Pixel of PixelMask after each listed iteration count, per init."""
         p: AttributionParams = self.params
         x = torch.cat([b.x for b in batches])[: p.comparison_samples]
+        ids = torch.cat([b.index for b in batches])[: p.comparison_samples]
         target = torch.cat(targets)[: p.comparison_samples]
+        shared = ("noise_draws", "lambda_l1", "lambda_tv", "lr")
         o = {"noise_draws": 16, "lambda_l1": 1.0, "lambda_tv": 2.0, "lr": 0.1} | {
-            k: v for k, v in p.options.get("pixel_mask", {}).items() if k in ("noise_draws", "lambda_l1", "lambda_tv", "lr")}
+            k: v for k, v in p.options.get("pixel_mask", {}).items() if k in shared}
         rows = []
         for init in INITS:
             started = time.perf_counter()
@@ -170,10 +194,15 @@ class AttributionSuite(Suite):
                 retained, cp = cp_pixel(ctx.model, x, mask, target)
                 extra = {"init": init, "iterations": iterations, "comparison": True, **o}
                 for metric, values in (("retained_probability", retained), ("cp_pixel", cp)):
-                    rows.append(Measurement("attribution", metric, float(values.double().mean()), len(x),
-                                            eval_set=p.eval_set, explainer="pixel_mask", extra=extra,
-                                            duration_s=time.perf_counter() - started))
+                    rows.append(Measurement.of_records("attribution", metric, Records.of(ids, values),
+                                                       eval_set=p.eval_set, explainer="pixel_mask", extra=extra,
+                                                       duration_s=time.perf_counter() - started))
         return rows
+
+
+def constant_maps(a: torch.Tensor) -> torch.Tensor:
+    """How many maps (rows) are constant, all-zero ones included: they rank no pixel above another."""
+    return (a.amax(dim=1) == a.amin(dim=1)).sum()
 
 
 def save_heatmaps(path: Path, batches, raw: list[torch.Tensor], count: int) -> None:

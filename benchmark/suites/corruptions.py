@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 import torch
 
 from ..attacks.regions import check_region, make_region
-from ..corruptions import CORRUPTIONS, corrupt
+from ..corruptions import corrupt
 from ..errors import ConfigError
 from ..evaluate import EvalContext, Suite, check_split
-from ..registry import SUITES
+from ..records import Records
+from ..registry import CORRUPTIONS, SUITES
 from ..store import Measurement
 
 
@@ -28,7 +29,7 @@ class CorruptionParams:
         for name, severities in self.grid.items():
             if name not in CORRUPTIONS:
                 raise ConfigError(f"corruptions.grid: unknown corruption {name!r}; expected one of "
-                                  f"{', '.join(CORRUPTIONS)}")
+                                  f"{', '.join(CORRUPTIONS.names())}")
             if not severities or any(s not in (1, 2, 3, 4, 5) for s in severities):
                 raise ConfigError(f"corruptions.grid[{name!r}]: severities must be integers 1 to 5")
         if not self.seeds:
@@ -64,13 +65,15 @@ class CorruptionSuite(Suite):
                 for seed in p.seeds:
                     started = time.perf_counter()
                     noise_gen = torch.Generator().manual_seed(seed)
-                    correct = 0
+                    parts = []
                     for batch, region in zip(batches, regions[seed]):
                         x = corrupt(batch.x, name, severity, region, noise_gen)
-                        correct += int((model(x).argmax(1) == batch.y).sum())
+                        parts.append(Records.of(batch.index, (model(x).argmax(1) == batch.y).float()))
                     area = sum(float(r.flatten(1).mean(1).sum()) for r in regions[seed]) / n
-                    out.append(Measurement("corruptions", "corrupted_accuracy", correct / n, n, eval_set=p.eval_set,
-                                           attack=name, region=p.region, severity=severity, attack_seed=seed,
-                                           area_fraction=area, duration_s=time.perf_counter() - started))
-                    ctx.reporter.log(f"  {name} severity {severity} in {p.region}: {correct / n:.4f}")
+                    row = Measurement.of_records("corruptions", "corrupted_accuracy", Records.concat(parts),
+                                                 eval_set=p.eval_set, attack=name, region=p.region, severity=severity,
+                                                 attack_seed=seed, area_fraction=area,
+                                                 duration_s=time.perf_counter() - started)
+                    out.append(row)
+                    ctx.reporter.log(f"  {name} severity {severity} in {p.region}: {row.value:.4f}")
         return out

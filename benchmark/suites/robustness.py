@@ -15,13 +15,16 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from ..attacks import settings_of
 from ..attacks.regions import check_region, make_region
-from ..config import check_buildable
 from ..errors import ConfigError
 from ..evaluate import EvalContext, Suite, check_split
+from ..records import Records
 from ..registry import ATTACKS, SUITES
 from ..store import Measurement
 
+BASELINE_METRIC = "baseline_accuracy"  # a random baseline attack's rows (never ranked)
+SANITY_BASELINE = "noise"  # the random attack every gradient attack must beat (its class sets `baseline`)
 VANISHING_FRACTION = 0.1  # flag when more than this share of samples has an all-zero region gradient
 
 
@@ -51,54 +54,56 @@ class RobustnessParams:
             raise ConfigError("robustness.seeds must list at least one attack seed")
         if any(e < 0 for regions in self.grid.values() for eps in regions.values() for e in eps):
             raise ConfigError("robustness.grid eps values must be >= 0")
-        if self.norm == "linf" and any(e > 1 for regions in self.grid.values() for eps in regions.values() for e in eps):
+        values = [e for regions in self.grid.values() for eps in regions.values() for e in eps]
+        if self.norm == "linf" and any(e > 1 for e in values):
             raise ConfigError("robustness.grid: an L-inf eps above 1 means nothing for images in [0, 1]; expected "
                               "eps in [0, 1] (2/255 = 0.0078)")
         if self.samples is not None and self.samples < 1:
             raise ConfigError("robustness.samples must be >= 1 or none")
-        check_buildable("robustness.grid / options", [*self.grid, *self.options],
-                        lambda name: ATTACKS.get(name)(None, **self.attack_settings(name, 0.0, None)))
+        for name in sorted({*self.grid, *self.options}):  # every attack's settings, from its declared Params
+            eps_values = sorted({e for values in self.grid.get(name, {}).values() for e in values}) or [0.0]
+            for eps in eps_values:
+                settings_of(ATTACKS.get(name), self.attack_settings(name, eps), f"robustness.options.{name}")
         if not 0 < self.block_fraction <= 1:
             raise ConfigError(f"robustness.block_fraction must be in (0, 1], got {self.block_fraction}")
 
-    def attack_settings(self, name: str, eps: float, num_classes: int | None) -> dict[str, Any]:
-        """Keyword arguments of attack `name`: the shared settings, then its own `options`."""
+    def attack_settings(self, name: str, eps: float) -> dict[str, Any]:
+        """Settings of attack `name`: the shared ones, then its own `options`."""
         settings = dict(eps=eps, norm=self.norm, steps=self.steps, step_size=self.step_size,
-                        random_start=self.random_start, num_classes=num_classes)
+                        random_start=self.random_start)
         return settings | dict(self.options.get(name, {}))
 
 
-def zero_gradient_fraction(model: torch.nn.Module, batches, regions: list[torch.Tensor]) -> float:
-    """Share of samples (with a non-empty region) whose cross-entropy gradient is exactly zero on
-    every pixel of their region."""
-    zero = total = 0
+def zero_gradients(model: torch.nn.Module, batches, regions: list[torch.Tensor]) -> Records:
+    """Per sample with a non-empty region: 1.0 when its cross-entropy gradient is exactly zero on
+    every pixel of its region."""
+    parts = []
     for batch, region in zip(batches, regions):
         x = batch.x.detach().requires_grad_(True)
         grad = torch.autograd.grad(F.cross_entropy(model(x), batch.y, reduction="sum"), x)[0]
         nonempty = region.flatten(1).amax(1) > 0
-        zero += int(((grad * region).flatten(1).abs().amax(1) == 0)[nonempty].sum())
-        total += int(nonempty.sum())
-    return zero / max(total, 1)
+        zero = ((grad * region).flatten(1).abs().amax(1) == 0).float()
+        parts.append(Records.of(batch.index[nonempty.cpu()], zero[nonempty]))
+    return Records.concat(parts)
 
 
-def sanity_flags(rows: list[Measurement], clean: float, vanishing_regions: set[str]) -> None:
+def sanity_flags(rows: list[Measurement], vanishing_regions: set[str]) -> None:
     """Add flags to robust-accuracy rows (in place):
-    robust_above_clean     more accurate under attack than without;
     robust_rises_with_eps  more accurate than the same attack, region and seed at a smaller eps;
     noise_beats_attack     random +-eps noise in the same region and seed hurt more than the attack;
-    vanishing_gradients    the region's input gradients are all zero for many samples (masking)."""
-    robust = [r for r in rows if r.metric == "robust_accuracy"]
-    noise = {(r.region, r.eps, r.attack_seed): r.value for r in robust if r.attack == "noise"}
+    vanishing_gradients    the region's input gradients are all zero for many samples (masking).
+    (Robust above clean cannot happen: a sample counts as robust only if it is correct clean.)"""
+    robust = [r for r in rows if r.metric in ("robust_accuracy", BASELINE_METRIC)]
+    baselines = {r.attack for r in robust if r.metric == BASELINE_METRIC}
+    noise = {(r.region, r.eps, r.attack_seed): r.value for r in robust if r.attack in baselines}
     for r in robust:
         flags = list(r.flags)
-        if r.value > clean + 1e-12:
-            flags.append("robust_above_clean")
         smaller = [o.value for o in robust if (o.attack, o.region, o.norm, o.attack_seed) ==
-                   (r.attack, r.region, r.norm, r.attack_seed) and o.eps < r.eps]
+                   (r.attack, r.region, r.norm, r.attack_seed) and (o.eps or 0.0) < (r.eps or 0.0)]
         if smaller and r.value > min(smaller) + 1e-12:
             flags.append("robust_rises_with_eps")
         baseline = noise.get((r.region, r.eps, r.attack_seed))
-        if r.attack != "noise" and baseline is not None and baseline < r.value - 1e-12:
+        if r.attack not in baselines and baseline is not None and baseline < r.value - 1e-12:
             flags.append("noise_beats_attack")
         if r.region in vanishing_regions:
             flags.append("vanishing_gradients")
@@ -126,10 +131,10 @@ class RobustnessSuite(Suite):
         p: RobustnessParams = self.params
         model = ctx.model.eval()
         batches = list(ctx.batches(ctx.split(p.eval_set), limit=p.samples))
-        n = sum(len(b) for b in batches)
         with torch.no_grad():
-            clean = sum(int((model(b.x).argmax(1) == b.y).sum()) for b in batches) / n
-        out = [Measurement("robustness", "clean_accuracy", clean, n, eval_set=p.eval_set)]
+            correct = [model(b.x).argmax(1) == b.y for b in batches]
+        clean_records = Records.concat([Records.of(b.index, c.float()) for b, c in zip(batches, correct)])
+        out = [Measurement.of_records("robustness", "clean_accuracy", clean_records, eval_set=p.eval_set)]
         dataset_regions = ctx.dataset.regions()
         region_cache: dict[tuple[str, int], list[torch.Tensor]] = {}
 
@@ -141,51 +146,54 @@ class RobustnessSuite(Suite):
             return region_cache[(name, seed)]
 
         grid = dict(p.grid)
-        if p.sanity and p.norm == "linf" and "noise" not in grid:
+        if p.sanity and p.norm == "linf" and SANITY_BASELINE not in grid:
             noise: dict[str, set[float]] = {}
             for regions in p.grid.values():
                 for region, eps_values in regions.items():
                     noise.setdefault(region, set()).update(eps_values)
-            grid = {**grid, "noise": {r: sorted(e) for r, e in noise.items()}}
+            grid = {**grid, SANITY_BASELINE: {r: sorted(e) for r, e in noise.items()}}
         vanishing: set[str] = set()
         if p.sanity:
             for region in sorted({r for regions in grid.values() for r in regions}):
-                fraction = zero_gradient_fraction(model, batches, regions_for(region, p.seeds[0]))
-                out.append(Measurement("robustness", "zero_gradient_fraction", fraction, n, eval_set=p.eval_set,
-                                       region=region, attack_seed=p.seeds[0]))
-                if fraction > VANISHING_FRACTION:
+                zero = Measurement.of_records("robustness", "zero_gradient_fraction",
+                                              zero_gradients(model, batches, regions_for(region, p.seeds[0])),
+                                              eval_set=p.eval_set, region=region, attack_seed=p.seeds[0])
+                out.append(zero)
+                if zero.value > VANISHING_FRACTION:
                     vanishing.add(region)
         for attack_name, regions in grid.items():
             for region_name, eps_values in regions.items():
                 for eps in eps_values:
                     for seed in p.seeds:
                         out.append(self._measure(ctx, attack_name, region_name, eps, seed, batches,
-                                                 regions_for(region_name, seed)))
-        sanity_flags(out, clean, vanishing)
+                                                 regions_for(region_name, seed), correct))
+        sanity_flags(out, vanishing)
         return out
 
-    def _measure(self, ctx, attack_name, region_name, eps, seed, batches, regions) -> Measurement:
+    def _measure(self, ctx, attack_name, region_name, eps, seed, batches, regions, clean) -> Measurement:
+        """One attack setting; a sample is robust only if it is classified correctly both clean
+        and under the attack (RobustBench's rule), so robust <= clean for every sample."""
         p: RobustnessParams = self.params
-        settings = p.attack_settings(attack_name, eps, ctx.dataset.info.num_classes)
-        try:
-            attack = ATTACKS.get(attack_name)(ctx.model, **settings)
-        except ValueError as err:  # e.g. a targeted attack on a dataset with too few classes
-            raise ConfigError(f"robustness: attack {attack_name!r}: {err}") from None
+        settings = p.attack_settings(attack_name, eps)
+        attack = ATTACKS.get(attack_name)(ctx.model, num_classes=ctx.dataset.info.num_classes, **settings)
         generator = torch.Generator().manual_seed(10_000 + seed)  # separate from the region generator
-        correct, area, n = 0, 0.0, 0
+        parts, area, n, robust = [], 0.0, 0, 0
         started = time.perf_counter()
         label = f"{attack_name} {region_name} eps={eps:.4g} seed={seed}"
         with ctx.reporter.task(f"  {label}", len(batches)) as update:
-            for batch, region in zip(batches, regions):
+            for batch, region, correct in zip(batches, regions, clean):
                 x_adv = attack(batch.x, batch.y, region, generator)
                 with torch.no_grad():
-                    correct += int((ctx.model(x_adv).argmax(1) == batch.y).sum())
+                    held = (ctx.model(x_adv).argmax(1) == batch.y) & correct
+                parts.append(Records.of(batch.index, held.float()))
                 area += float(region.flatten(1).mean(1).sum())
                 n += len(batch)
-                update(robust_acc=correct / n)
+                robust += int(held.sum())
+                update(robust_acc=robust / n)
         extra = {k: v for k, v in p.options.get(attack_name, {}).items() if k != "steps"}
-        return Measurement(
-            "robustness", "robust_accuracy", correct / n, n, eval_set=p.eval_set, attack=attack_name,
+        metric = BASELINE_METRIC if attack.baseline else "robust_accuracy"
+        return Measurement.of_records(
+            "robustness", metric, Records.concat(parts), eval_set=p.eval_set, attack=attack_name,
             region=region_name, norm=p.norm, eps=eps, steps=settings["steps"] if attack.iterative else None,
             step_size=settings["step_size"] if attack.iterative else None,
             attack_seed=seed, area_fraction=area / n, extra=extra, duration_s=time.perf_counter() - started,

@@ -13,8 +13,9 @@ from typing import Any, Literal, Mapping, Sequence
 
 from ..config import RunConfig, merge_layers, parse_overrides, resolve
 from ..errors import ConfigError
+from ..layout import RunFiles
 from ..registry import DATASETS, METHODS
-from ..run import RunFiles, checkpoint_config
+from ..trained import checkpoint_config
 
 TRAINED_SECTIONS = ("run", "train", "method", "dataset")  # what a final evaluation keeps from its candidate
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import provenance
-from ..store import Measurement, completed_run_id, read_results, to_rows, write_run
+from ..store import Measurement, completed_run_id, read_results, write_run
 from .plan import Group, point_label
 
 RULE = "highest mean robust val accuracy under full-image L-inf PGD over training seeds; ties: clean val accuracy"
@@ -61,8 +61,9 @@ def select(group: Group, finished: set[str]) -> Selection:
             selection.problems.append(f"{point_label(point)}: left out, seed(s) {missing} did not finish")
             continue
         frame, bad = read_results([j.results_path for j in jobs])
-        runs = [run_score(frame[frame["run_key"] == j.key], group.eps) for j in jobs]
-        if bad or any(r is None for r in runs):
+        scored = [run_score(frame[frame["run_key"] == j.key], group.eps) for j in jobs]
+        runs = [r for r in scored if r is not None]
+        if bad or len(runs) < len(scored):
             selection.problems.append(f"{point_label(point)}: left out, its results lack the selection rows")
             continue
         selection.scores.append(Score(index, sum(r[0] for r in runs) / len(runs), sum(r[1] for r in runs) / len(runs),
@@ -82,30 +83,18 @@ def write_selection(selection: Selection, out_dir: Path, final_config_key: str |
     path = Path(out_dir) / f"selection__{group.method}__{group.dataset}__{group.profile}__{key}.parquet"
     if completed_run_id(path, key):  # the same candidates led to the same decision before
         return path
-    created = provenance.now()
-    run = {
-        "run_id": f"{key}-{created.strftime('%Y%m%dT%H%M%S%fZ')}",
-        "run_key": key,
-        "method": group.method,
-        "dataset": group.dataset,
-        "profile": group.profile,
-        "seed": None,
-        "config": json.dumps({"rule": RULE, "eps": group.eps, "seeds": list(group.seeds),
-                              "points": [dict(p) for p in group.points]}, sort_keys=True),
-        "git_commit": provenance.git_commit(),
-        "versions": provenance.versions_json(),
-        "device": "",
-        "data_source": "",
-        "created": created,
-    }
+    config = json.dumps({"rule": RULE, "eps": group.eps, "seeds": list(group.seeds),
+                         "points": [dict(p) for p in group.points]}, sort_keys=True)
+    run = provenance.run_columns(key=key, config_key="", method=group.method, dataset=group.dataset,
+                                 profile=group.profile, seed=None, config_json=config, created=provenance.now())
     rows = []
     for score in selection.scores:
         chosen = score.index == selection.chosen
         extra = {"point": dict(group.points[score.index]), "seeds": list(group.seeds), "selected": chosen,
-                 "clean_val_accuracy": score.clean, "candidates": len(group.points)}
+                 "clean_val_accuracy": score.clean, "candidates": len(group.points),
+                 "config_key": score.config_key}
         if chosen and final_config_key:
             extra["final_config_key"] = final_config_key
-        m = Measurement("selection", "robust_accuracy", score.robust, score.n, eval_set="val", attack="pgd",
-                        region="full", norm="linf", eps=group.eps, extra=extra)
-        rows.extend(to_rows([m], run | {"config_key": score.config_key}))
-    return write_run(rows, path)
+        rows.append(Measurement("selection", "robust_accuracy", score.robust, score.n, eval_set="val", attack="pgd",
+                                region="full", norm="linf", eps=group.eps, extra=extra))
+    return write_run(rows, run, path)

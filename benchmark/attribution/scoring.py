@@ -1,20 +1,19 @@
-"""Agreement between attribution maps and object masks, and faithfulness without masks.
+"""Agreement between attribution maps and object masks, and faithfulness without masks: the maths.
 
-Every agreement metric is a pure, batched torch function of
+Every agreement score is a pure, batched torch function of
     a: (B, N) non-negative pixel relevance (one value per pixel, channels already reduced),
     s: (B, N) bool object mask (True = object), with at least one object pixel per row,
 and returns one score per sample (B,). Ties in `a` are never broken by pixel order: top-k
 based metrics count tied pixels in expectation over random tie-breaking, the pointing game
-counts any tied maximum on the object as a hit, the pixel AUROC uses average ranks. Definitions and sources: docs/METRICS.md.
+counts any tied maximum on the object as a hit, the pixel AUROC uses average ranks. Definitions
+and sources: docs/METRICS.md; the registered metrics that call them: benchmark/metrics/.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -102,15 +101,19 @@ def expected_hits(a: Tensor, s: Tensor, k: Tensor, ranked: Ranked | None = None)
 
 
 def pointing_game(a: Tensor, s: Tensor) -> Tensor:
-    """1 if a maximal pixel lies on the object (ties: any maximal pixel counts), else 0."""
+    """Whether the most relevant pixel lies on the object: 1 or 0, and with tied maxima the chance
+    that a maximum picked at random does (the share of maximal pixels on the object), so a
+    constant map scores the object's area, its chance level."""
     peak = a == a.amax(dim=1, keepdim=True)
-    return (peak & s).any(dim=1).to(a.dtype)
+    return (peak & s).sum(dim=1).to(a.dtype) / peak.sum(dim=1).to(a.dtype)
 
 
 def relevance_mass_accuracy(a: Tensor, s: Tensor) -> Tensor:
-    """Share of the total relevance that falls on the object: sum_S a / sum a (0 for an all-zero map)."""
+    """Share of the total relevance that falls on the object: sum_S a / sum a. An all-zero map
+    carries no preference and scores the object's area (as any constant map does)."""
     total = a.sum(dim=1)
-    return torch.where(total > 0, (a * s).sum(dim=1) / total.clamp_min(torch.finfo(a.dtype).tiny), 0.0)
+    area = s.to(a.dtype).mean(dim=1)
+    return torch.where(total > 0, (a * s).sum(dim=1) / total.clamp_min(torch.finfo(a.dtype).tiny), area)
 
 
 def relevance_rank_accuracy(a: Tensor, s: Tensor, ranked: Ranked | None = None) -> Tensor:
@@ -176,39 +179,12 @@ def pixel_auroc(a: Tensor, s: Tensor, ranked: Ranked | None = None) -> Tensor:
 
 
 def energy_pointing_game(a: Tensor, s: Tensor) -> Tensor:
-    """sum_S L / sum L for the min-max normalised map L = (a - min) / (max - min); 0 for a flat map."""
+    """sum_S L / sum L for the min-max normalised map L = (a - min) / (max - min); a flat map
+    scores the object's area, its chance level."""
     low, high = a.amin(dim=1, keepdim=True), a.amax(dim=1, keepdim=True)
     span = high - low
     scaled = torch.where(span > 0, (a - low) / span.clamp_min(torch.finfo(a.dtype).tiny), 0.0)
     return relevance_mass_accuracy(scaled, s)
-
-
-AGREEMENT: dict[str, Callable[..., Tensor]] = {
-    "pointing_game": pointing_game,
-    "relevance_mass_accuracy": relevance_mass_accuracy,
-    "relevance_rank_accuracy": relevance_rank_accuracy,
-    "top_k_intersection": top_k_intersection,
-    "pixel_auroc": pixel_auroc,
-    "iou_at_mask_size": iou_at_mask_size,
-    "energy_pointing_game": energy_pointing_game,
-}
-
-
-RANK_BASED = ("relevance_rank_accuracy", "top_k_intersection", "pixel_auroc", "iou_at_mask_size")
-
-
-def agreement(name: str, a: Tensor, s: Tensor, top_k: int, ranked: Ranked | None = None) -> Tensor:
-    """One metric by name (top-k intersection takes `top_k`; rank-based ones may reuse `ranked`)."""
-    fn = AGREEMENT[name]
-    if name == "top_k_intersection":
-        return fn(a, s, top_k, ranked)
-    return fn(a, s, ranked) if name in RANK_BASED else fn(a, s)
-
-
-def agreement_scores(a: Tensor, s: Tensor, names: Sequence[str], top_k: int) -> dict[str, Tensor]:
-    """Several metrics at once; the rank-based ones share one sort of each row."""
-    ranked = rank_rows(a, s) if set(RANK_BASED) & set(names) else None
-    return {name: agreement(name, a, s, top_k, ranked) for name in names}
 
 
 # -- faithfulness without masks ----------------------------------------------------------------

@@ -1,0 +1,44 @@
+"""`benchmark results`: the summary tables of a results folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from ..errors import BenchmarkError
+from ..registry import COMMANDS
+from .base import Command, add_plugin_option, load_plugins, print_problems
+
+
+@COMMANDS.register("results")
+class Results(Command):
+    """Summarise a results folder."""
+
+    help = "summarise the results store"
+    order = 60
+
+    def add_arguments(self, res):
+        res.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
+        res.add_argument("--reference", default="vanilla",
+                         help="the method every other is compared with, sample by sample (default: vanilla)")
+        add_plugin_option(res)
+
+    def run(self, args, console: Console) -> int:
+        from ..store import read_results
+        from ..summary import run_tables
+
+        load_plugins(args.plugin)
+        if not args.out.exists():
+            raise BenchmarkError(f"results folder {str(args.out)!r} does not exist")
+        if not args.out.is_dir():
+            raise BenchmarkError(f"--out {str(args.out)!r} is a file; expected a results folder")
+        frame, problems = read_results([args.out])
+        print_problems(problems)
+        if frame.empty:
+            console.print(f"no results in {args.out}", markup=False)
+            return 0
+        console.print(f"{len(frame)} rows from {frame['source_file'].nunique()} files in {args.out}", markup=False)
+        for table in run_tables(frame, reference=args.reference):
+            console.print(table)
+        return 0

@@ -1,0 +1,69 @@
+"""`benchmark run`: train methods on a dataset, evaluate, write one Parquet file per (method, seed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from ..registry import COMMANDS
+from .base import (
+    DEFAULT_DATASET,
+    DEFAULT_METHODS,
+    Command,
+    add_common_options,
+    add_training_options,
+    check_checkpoint_every,
+    check_out_folder,
+    load_plugins,
+    names,
+    print_summary,
+    report_failures,
+    seeds,
+)
+
+
+@COMMANDS.register("run")
+class Run(Command):
+    """Train methods on a dataset, evaluate, write Parquet results."""
+
+    help = "train methods on a dataset, evaluate, write Parquet results"
+    order = 10
+
+    def add_arguments(self, parser):
+        parser.add_argument("--method", action="append", help="method name(s), comma-separated or repeated "
+                            f"(default: {','.join(DEFAULT_METHODS)})")
+        parser.add_argument("--dataset", default=DEFAULT_DATASET, help=f"dataset name (default: {DEFAULT_DATASET})")
+        parser.add_argument("--profile", default="quick",
+                            help="quick (default, CPU minutes) or paper (published settings)")
+        parser.add_argument("--seed", default="0", help="training seed(s), comma-separated (default: 0)")
+        parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                            help="override a setting, e.g. train.lr=1e-4 or robustness.samples=256")
+        add_training_options(parser)
+        add_common_options(parser)
+
+    def run(self, args, console: Console) -> int:
+        from ..config import resolve
+        from ..files import data_root_from
+        from ..progress import Reporter
+        from ..run import run
+
+        load_plugins(args.plugin)
+        methods = names(args.method or [",".join(DEFAULT_METHODS)], "--method")
+        run_seeds = seeds(args.seed)
+        check_checkpoint_every(args.checkpoint_every)
+        # Resolving every configuration first rejects unknown names and bad overrides before training.
+        for m in methods:
+            resolve(m, args.dataset, profile=args.profile, seed=run_seeds[0], overrides=args.overrides)
+        check_out_folder(args.out)
+        reporter = Reporter(Console(stderr=True), quiet=args.quiet)
+        outcomes = []
+        for seed in run_seeds:
+            for m in methods:
+                outcome = run(m, args.dataset, profile=args.profile, seed=seed, overrides=args.overrides,
+                              data_root=data_root_from(args.data_root), out_dir=Path(args.out), device=args.device,
+                              reporter=reporter, resume=not args.fresh, checkpoint_every=args.checkpoint_every)
+                outcomes.append(outcome)
+                reporter.log(f"  wrote {outcome.results_path}")
+        print_summary(console, [o.results_path for o in outcomes])
+        return report_failures(outcomes)

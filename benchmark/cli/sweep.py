@@ -1,0 +1,123 @@
+"""`benchmark sweep`: methods x datasets x seeds x a grid on an executor, model selection on val,
+final test evaluation of the selected configuration; skips finished runs, resumes interrupted ones."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import BenchmarkError
+from ..registry import COMMANDS
+from ..values import parse_float
+from .base import (
+    DEFAULT_DATASET,
+    DEFAULT_METHODS,
+    Command,
+    add_common_options,
+    add_training_options,
+    check_checkpoint_every,
+    check_out_folder,
+    load_plugins,
+    names,
+    print_problems,
+    seeds,
+)
+
+
+@COMMANDS.register("sweep")
+class Sweep(Command):
+    """A grid of runs on a process pool or Ray, selected on validation, evaluated on test."""
+
+    help = "methods x datasets x seeds x grid on an executor; selection on val, final test evaluation; " \
+           "skips finished runs"
+    order = 20
+
+    def add_arguments(self, sw):
+        sw.add_argument("--methods", action="append", help=f"method names (default: {','.join(DEFAULT_METHODS)})")
+        sw.add_argument("--datasets", action="append", help=f"dataset names (default: {DEFAULT_DATASET})")
+        sw.add_argument("--seeds", default="0", help="training seeds, comma-separated (default: 0)")
+        sw.add_argument("--profiles", action="append", help="profiles, comma-separated (default: quick)")
+        sw.add_argument("--grid", help="a named hyperparameter grid of the methods, e.g. paper (benchmark list "
+                        "methods); methods without it run at their defaults")
+        sw.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting of every run, e.g. train.epochs=5")
+        sw.add_argument("--select-eps", help="L-inf eps of the full-image PGD on val that selects a configuration "
+                        "(default: the dataset's, e.g. 2/255 on COCO)")
+        sw.add_argument("--executor", default="local", choices=["local", "ray"],
+                        help="where runs execute (default: local)")
+        sw.add_argument("--workers", type=int, help="local: processes (default: CPU cores / --cpus-per-run; 1 runs "
+                        "in this process); ray: CPUs of the local Ray instance, in jobs")
+        sw.add_argument("--address", help="ray: address of a running cluster, e.g. ray://head:10001 or auto "
+                        "(default: start a local instance)")
+        sw.add_argument("--cpus-per-run", type=float, default=1, help="CPUs (and torch threads) per run (default: 1)")
+        sw.add_argument("--gpus-per-run", type=float, default=0, help="ray: GPUs per run (default: 0)")
+        sw.add_argument("--retries", type=int, default=1, help="retries of a run whose worker died (default: 1)")
+        add_training_options(sw)
+        add_common_options(sw)
+
+    def run(self, args, console: Console) -> int:
+        from ..files import data_root_from
+        from ..sweep import SweepSpec, WorkerSettings, make_executor, sweep
+        from ..sweep.table import SweepProgress
+
+        plugins = tuple(str(Path(p).resolve()) for p in args.plugin)
+        load_plugins(plugins)
+        eps = None
+        if args.select_eps is not None:
+            eps = parse_float(args.select_eps)
+            if eps is None or not 0 <= eps < float("inf"):
+                raise BenchmarkError(f"--select-eps expects a number >= 0 such as 2/255, got {args.select_eps!r}")
+        check_checkpoint_every(args.checkpoint_every)
+        if args.workers is not None and args.workers < 1:
+            raise BenchmarkError(f"--workers expects an integer >= 1, got {args.workers}")
+        if not args.cpus_per_run > 0 or args.gpus_per_run < 0 or args.retries < 0:
+            raise BenchmarkError("--cpus-per-run must be > 0, --gpus-per-run >= 0 and --retries >= 0")
+        spec = SweepSpec(methods=tuple(names(args.methods or [",".join(DEFAULT_METHODS)], "--methods")),
+                         datasets=tuple(names(args.datasets or [DEFAULT_DATASET], "--datasets")),
+                         seeds=tuple(seeds(args.seeds, "--seeds")),
+                         profiles=tuple(names(args.profiles or ["quick"], "--profiles")),
+                         grid=args.grid, overrides=tuple(args.overrides), select_eps=eps)
+        check_out_folder(args.out)
+        out_dir = args.out.resolve()
+        root = data_root_from(args.data_root)
+        settings = WorkerSettings(out_dir=str(out_dir), data_root=str(root.resolve()) if root else None,
+                                  device=args.device, threads=max(1, int(args.cpus_per_run)),
+                                  plugins=plugins, checkpoint_every=args.checkpoint_every, fresh=args.fresh)
+        progress = SweepProgress(Console(stderr=True), quiet=args.quiet)
+        with make_executor(args.executor, settings, workers=args.workers, address=args.address,
+                           cpus=args.cpus_per_run, gpus=args.gpus_per_run, retries=args.retries) as executor:
+            outcome = sweep(spec, executor, progress)
+        print_sweep(console, outcome, out_dir)
+        return 0 if outcome.ok else 1
+
+
+def print_sweep(console: Console, outcome, out_dir: Path) -> None:
+    """Counts, the selected configuration of each group, then the summary of the final evaluations."""
+    from ..store import read_results
+    from ..summary import run_tables
+    from ..sweep.plan import point_label
+
+    counts = outcome.counts
+    console.print(f"sweep: {counts.get('done', 0)} run, {counts.get('skipped', 0)} already done, "
+                  f"{counts.get('failed', 0)} failed; results in {out_dir}", markup=False)
+    table = Table(title="model selection (full-image PGD on val, mean over seeds)")
+    for column in ("method", "dataset", "profile", "selected grid point", "robust val", "clean val", "candidates"):
+        table.add_column(column, justify="right" if column in ("robust val", "clean val", "candidates") else "left")
+    for sel in outcome.selections:
+        best, group = sel.best, sel.group
+        table.add_row(Text(group.method), Text(group.dataset), Text(group.profile),
+                      Text(point_label(group.points[sel.chosen]) if best else "none"),
+                      f"{100 * best.robust:.1f}" if best else "—", f"{100 * best.clean:.1f}" if best else "—",
+                      f"{len(sel.scores)}/{len(group.points)}")
+    console.print(table)
+    for line in outcome.problems + [p for s in outcome.selections for p in s.problems]:
+        print(f"benchmark: {line}", file=sys.stderr)
+    frame, problems = read_results([out_dir])
+    print_problems(problems)
+    frame = frame[frame["run_key"].isin({job.key for job in outcome.finals})]
+    for summary in run_tables(frame):
+        console.print(summary)

@@ -1,0 +1,87 @@
+"""Which column of a summary a result row feeds, labelled once for every reader (`benchmark
+results`, the leaderboard and its exports). The meaning of a column (unit, direction, how it
+aggregates) is its metric's declaration (benchmark/metrics), never parsed from the label."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .metrics import Metric, metric_of
+
+KINDS = ("clean", "robust", "corruption", "derived", "attribution", "faithfulness", "baseline", "diagnostic")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A summary column: its label (unique within a dataset and profile), kind, metric and the
+    settings that identify it (for curves over eps)."""
+
+    key: str
+    kind: str
+    metric: str
+    note: str = ""
+    attack: str | None = None
+    region: str | None = None
+    eps: float | None = None
+    explainer: str | None = None
+
+    @property
+    def declaration(self) -> type[Metric]:
+        return metric_of(self.metric)
+
+    @property
+    def order(self) -> tuple[int, str]:
+        return KINDS.index(self.kind), self.key
+
+
+def eps_label(eps: float) -> str:
+    """2/255 rather than 0.007843 when eps is a whole number of grey levels below 1."""
+    levels = eps * 255
+    if 0 < eps < 1 and abs(levels - round(levels)) < 1e-6:
+        return f"{round(levels)}/255"
+    return f"{eps:.4g}"
+
+
+def column_of(row: Mapping[str, Any]) -> Column | None:
+    """The column a result row feeds, or None for rows no summary shows (training, failures,
+    selection, the PixelMask initialisation comparison)."""
+    suite, metric = row["suite"], row["metric"]
+    declared = metric_of(metric)
+    if suite == "accuracy" and metric == "accuracy":
+        return Column(f"clean {row['eval_set']}", "clean", metric, f"clean accuracy on {row['eval_set']}")
+    if suite == "diagnostics":
+        return Column(f"{metric} {row['eval_set']}", "diagnostic", metric, "a model view, not the model")
+    if suite == "robustness" and metric == "clean_accuracy":
+        return Column(f"clean {row['eval_set']} (attacked samples)", "clean", metric,
+                      "clean accuracy on the samples the attacks use")
+    if suite == "robustness" and metric in ("robust_accuracy", "baseline_accuracy"):
+        norm = "" if row["norm"] == "linf" else f" {row['norm']}"
+        eps = row["eps"]
+        label = f"{row['attack']}{norm} {row['region']} {eps_label(eps)}"
+        kind = "robust" if metric == "robust_accuracy" else "baseline"
+        return Column(label, kind, metric, f"{declared.label}, {row['attack']} confined to {row['region']}, "
+                      f"eps {eps:.4g} ({row['norm']})", attack=row["attack"], region=row["region"], eps=eps)
+    if suite == "corruptions" and metric == "corrupted_accuracy":
+        return Column(f"{row['attack']} {row['region']} s{int(row['severity'])}", "corruption", metric,
+                      f"accuracy under {row['attack']} of severity {int(row['severity'])} in {row['region']}",
+                      attack=row["attack"], region=row["region"])
+    if suite == "derived":
+        return Column(declared.label or str(metric), "derived", metric, declared.__doc__ or "")
+    if suite == "attribution" and not _comparison(row):
+        if metric == "object_area_fraction":
+            return Column(declared.label, "diagnostic", metric, "the chance level of the mass metrics")
+        kind = "attribution" if declared.higher_is_better is not None and declared.unit == "fraction" \
+            else "faithfulness"
+        if row.get("explainer") is None or (isinstance(row.get("explainer"), float) and math.isnan(row["explainer"])):
+            return None
+        return Column(f"{declared.label}: {row['explainer']}", kind, metric,
+                      f"{declared.label} of {row['explainer']} maps", explainer=row["explainer"])
+    return None
+
+
+def _comparison(row: Mapping[str, Any]) -> bool:
+    extra = row.get("extra")
+    return bool(extra) and isinstance(extra, str) and json.loads(extra).get("comparison", False)

@@ -1,0 +1,124 @@
+"""Declarations of the metrics the built-in suites write (what a reader needs to show and rank them)."""
+
+from __future__ import annotations
+
+from ..registry import METRICS
+from . import Metric
+
+
+@METRICS.register("accuracy")
+class Accuracy(Metric):
+    """Clean top-1 accuracy on a split or eval set."""
+
+    label = "clean accuracy"
+
+
+@METRICS.register("clean_accuracy")
+class CleanAccuracyOfAttacked(Metric):
+    """Clean accuracy on the samples an attack suite attacks."""
+
+    label = "clean accuracy (attacked samples)"
+
+
+@METRICS.register("robust_accuracy")
+class RobustAccuracy(Metric):
+    """Robust accuracy: correct both clean and under the attack (RobustBench's rule)."""
+
+    label = "robust accuracy"
+
+
+@METRICS.register("baseline_accuracy")
+class BaselineAccuracy(Metric):
+    """Accuracy under a random baseline attack of the same budget (correct clean and perturbed)."""
+
+    label = "accuracy under random noise"
+    higher_is_better = None
+
+
+@METRICS.register("corrupted_accuracy")
+class CorruptedAccuracy(Metric):
+    """Accuracy under a common corruption confined to a region (correct clean and corrupted)."""
+
+    label = "corrupted accuracy"
+
+
+@METRICS.register("zero_gradient_fraction")
+class ZeroGradientFraction(Metric):
+    """Share of samples whose input gradient is exactly zero in the whole attack region."""
+
+    label = "samples with a zero region gradient"
+    higher_is_better = None
+
+
+@METRICS.register("object_area_fraction")
+class ObjectArea(Metric):
+    """Mean share of the image the object covers: the chance level of the mass metrics."""
+
+    label = "object area (chance mass)"
+    higher_is_better = None
+    samples = "mean"
+
+
+@METRICS.register("deletion_auc")
+class DeletionAUC(Metric):
+    """Deletion AUC (RISE): class probability as the most relevant pixels are removed."""
+
+    label = "deletion AUC"
+    unit = "probability"
+    higher_is_better = False
+    samples = "mean"
+
+
+@METRICS.register("insertion_auc")
+class InsertionAUC(Metric):
+    """Insertion AUC (RISE): class probability as the most relevant pixels are revealed."""
+
+    label = "insertion AUC"
+    unit = "probability"
+    samples = "mean"
+
+
+@METRICS.register("retained_probability")
+class RetainedProbability(Metric):
+    """p_c(m x) / p_c(x) for a mask explainer's mask m."""
+
+    label = "retained probability"
+    unit = "ratio"
+    samples = "mean"
+
+
+@METRICS.register("cp_pixel")
+class CPPixel(Metric):
+    """CP-Pixel (Kolek et al. 2023): retained probability per share of the image's L1 mass kept."""
+
+    label = "CP-Pixel"
+    unit = "ratio"
+    samples = "mean"
+
+
+@METRICS.register("bg_gap")
+class BackgroundGap(Metric):
+    """BG-gap (Xiao et al. 2021): accuracy on IN-9 mixed_same minus mixed_rand."""
+
+    label = "BG-gap"
+    higher_is_better = False
+    samples = "none"
+
+
+@METRICS.register("counter_drop")
+class CounterDrop(Metric):
+    """CounterAnimal's drop: accuracy on common backgrounds minus counter backgrounds."""
+
+    label = "counter drop"
+    higher_is_better = False
+    samples = "none"
+
+
+@METRICS.register("failed")
+class Failed(Metric):
+    """A suite that failed (value NaN, the reason in extra.error)."""
+
+    label = "failed suite"
+    unit = "value"
+    higher_is_better = None
+    samples = "none"

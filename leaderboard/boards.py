@@ -1,0 +1,272 @@
+"""The leaderboard's boards: pure functions from result rows (and their per-sample records) to
+ranked tables with intervals, paired comparisons, curves and provenance. Nothing here renders.
+
+A board is one (dataset, profile); an entry one configuration (a config key: the resolved config
+without its seed), its numbers the mean over its training seeds with a 95 % interval
+(benchmark/aggregate.py). Entries are ranked by the dataset's declared ranking metric; entries
+whose interval overlaps the leader's share its rank. Each entry carries its paired difference to
+the reference method on the same samples.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.aggregate import Cell, RunColumn, Table, cell_of, paired, records_loader, run_column, tabulate
+from benchmark.columns import Column
+from benchmark.dataset import Ranking
+from benchmark.layout import RunFiles
+from benchmark.metrics import agreement_metrics
+from benchmark.registry import DATASETS
+from benchmark.stats import PairedDifference
+from benchmark.store import FAILED, reported_rows
+
+MAIN_KINDS = ("clean", "robust", "corruption", "derived")
+HEATMAP_EXPLAINERS = ("saliency", "integrated_gradients", "grad_cam", "pixel_mask")
+RANK = "ranked by"  # the prefix of the ranking column's label
+
+
+@dataclass
+class Entry:
+    method: str
+    config_key: str
+    seeds: list[int]
+    cells: dict[str, Cell]
+    comparisons: dict[str, PairedDifference]
+    provenance: dict[str, str]
+    rank: int = 0
+    tied: bool = False
+    heatmaps: dict[str, bytes] = field(default_factory=dict)
+    selected: str = ""  # how a sweep selected this configuration ("" when none did)
+    failures: list[str] = field(default_factory=list)  # "suite: reason"
+
+
+@dataclass
+class Board:
+    dataset: str
+    profile: str
+    reference: str
+    columns: list[Column]  # the ranking column first, then the main columns
+    entries: list[Entry]  # ranked
+    rule: str
+    support: str  # training seeds, attack seeds and samples behind the numbers
+    caution: str  # what the board can and cannot say
+    curves: dict[str, dict[str, list[tuple[float, Cell]]]]  # "attack · region" -> method -> [(eps, cell)]
+    attribution: dict[str, dict[str, dict[str, Cell]]]  # metric label -> entry label -> explainer -> cell
+    explainers: list[str] = field(default_factory=list)
+
+
+def ranking_of(dataset: str) -> Ranking | None:
+    return DATASETS.get(dataset).ranking if dataset in DATASETS else None
+
+
+def ranking_column(rows: pd.DataFrame, ranking: Ranking | None, table: Table,
+                   load) -> tuple[Column, dict[tuple, list[RunColumn]]]:
+    """The column entries are ranked by: the dataset's declared rows averaged per run (the existing
+    column when they are exactly one), else the first robust column that is not full-image, else
+    clean test accuracy."""
+    exact = [c for c in table.columns.values() if ranking is not None and ranking.eps is not None
+             and (c.metric, c.attack, c.region) == (ranking.metric, ranking.attack, ranking.region)
+             and c.eps is not None and abs(c.eps - ranking.eps) < 1e-9]
+    if exact:
+        key = exact[0].key
+        return exact[0], {g: cols[key] for g, cols in table.runs.items() if key in cols}
+    if ranking is not None:
+        matched = rows[rows.apply(ranking.matches, axis=1)] if len(rows) else rows
+        runs: dict[tuple, list[RunColumn]] = {}
+        for group, part in matched.groupby(["dataset", "profile", "method", "config_key"], sort=False):
+            runs[group] = [run_column(r.to_dict("records"), load) for _, r in part.groupby("run_key", sort=False)]
+        if runs:
+            first = matched.iloc[0]
+            column = Column(f"{RANK} {ranking.label or ranking.metric}", "robust", ranking.metric,
+                            f"ranked by {ranking.label or ranking.metric}", attack=ranking.attack,
+                            region=ranking.region, eps=ranking.eps if ranking.eps is not None else first["eps"])
+            return column, runs
+    candidates = sorted(table.columns.values(), key=lambda c: c.order)
+    column = next((c for c in candidates if c.kind == "robust" and c.region != "full"), None) or next(
+        (c for c in candidates if c.kind == "robust"), None) or next(
+        (c for c in candidates if c.key == "clean test"), None) or candidates[0]
+    return column, {g: cols[column.key] for g, cols in table.runs.items() if column.key in cols}
+
+
+def ranked(entries: list[Entry], key: str, higher_is_better: bool | None) -> list[Entry]:
+    """Best first by the ranking cell `key`; entries whose interval overlaps the current leader's
+    share its rank (marked tied); an entry without the ranking number comes last."""
+    sign = -1 if higher_is_better is not False else 1
+    order = sorted(entries, key=lambda e: (key not in e.cells, sign * e.cells[key].mean if key in e.cells else 0,
+                                           e.method))
+    position = 0
+    while position < len(order):
+        leader = order[position]
+        group = [leader] + [e for e in order[position + 1:] if key in e.cells and key in leader.cells
+                            and e.cells[key].overlaps(leader.cells[key])]
+        members = {id(e) for e in group}
+        rest = [e for e in order[position + 1:] if id(e) not in members]
+        order = order[:position] + group + rest
+        for e in group:
+            e.rank, e.tied = position + 1, len(group) > 1
+        position += len(group)
+    return order
+
+
+def build_boards(frame: pd.DataFrame, reference: str = "vanilla") -> list[Board]:
+    """Every board of the rows, ranked, with intervals and comparisons to `reference`."""
+    frame = reported_rows(frame)
+    if frame.empty:
+        return []
+    load = records_loader()
+    chosen = selections(frame)
+    boards = []
+    for (dataset, profile), rows in frame.groupby(["dataset", "profile"], sort=True):
+        table = tabulate(rows, load)
+        groups = table.groups()
+        rank_column, rank_runs = ranking_column(rows, ranking_of(dataset), table, load)
+        columns = [c for c in sorted(table.columns.values(), key=lambda c: c.order) if c.kind in MAIN_KINDS]
+        ref_group = next((g for g in groups if g[2] == reference), None)
+        entries = []
+        for group in groups:
+            runs = table.runs[group]
+            cells = {c.key: table.cell(group, c.key) for c in columns if c.key in runs}
+            comparisons = {}
+            if ref_group is not None and group != ref_group:
+                for c in columns:
+                    if c.key in runs and c.key in table.runs[ref_group]:
+                        comparisons[c.key] = paired(runs[c.key], table.runs[ref_group][c.key])
+                if group in rank_runs and ref_group in rank_runs:
+                    comparisons[rank_column.key] = paired(rank_runs[group], rank_runs[ref_group])
+            if group in rank_runs:
+                cells[rank_column.key] = cell_of(rank_runs[group], rank_column)
+            sub = rows[rows["config_key"] == group[3]]
+            entries.append(Entry(group[2], group[3], sorted({int(s) for s in sub["seed"].dropna()}),
+                                 {k: v for k, v in cells.items() if v is not None},
+                                 {k: v for k, v in comparisons.items() if v is not None}, provenance(sub),
+                                 heatmaps=heatmaps(sub), selected=chosen.get(group[3], ""), failures=failures(sub)))
+        entries = ranked(entries, rank_column.key, rank_column.declaration.higher_is_better)
+        columns = [rank_column, *(c for c in columns if c.key != rank_column.key)]
+        boards.append(Board(dataset, profile, reference, columns, entries,
+                            rule(rank_column, reference), support(table, rank_runs),
+                            caution(profile, entries, rank_column.key),
+                            curves(table, groups), *attribution_tables(table, groups)))
+    return boards
+
+
+def rule(column: Column, reference: str) -> str:
+    direction = {True: "higher is better", False: "lower is better", None: "no direction"}[
+        column.declaration.higher_is_better]
+    return (f"Ranked by {column.key.removeprefix(RANK + ' ')} ({direction}). Each number is the mean over "
+            "training seeds with its 95 % interval: a Student-t interval over seeds when there are several, "
+            "else over samples (Wilson for accuracies, bootstrap for means); attack seeds are averaged within a "
+            "run. Configurations whose interval overlaps the leader's share its rank (=). Differences are "
+            f"paired to {reference} on the same samples and seeds (bootstrap over seeds and samples; exact McNemar "
+            "p for one seed); * marks a difference whose interval excludes 0.")
+
+
+def support(table: Table, rank_runs: dict[tuple, list[RunColumn]]) -> str:
+    seeds = sorted({len({r.seed for runs in cols.values() for r in runs}) for cols in table.runs.values()})
+    ranking = [r for runs in rank_runs.values() for r in runs]
+    attack_seeds = sorted({r.attack_seeds for r in ranking}) or [0]
+    samples = sorted({r.samples for r in ranking}) or [0]
+    span = lambda v: str(v[0]) if v[0] == v[-1] else f"{v[0]}-{v[-1]}"  # noqa: E731
+    return (f"{span(seeds)} training seed(s) per configuration; the ranking number rests on {span(attack_seeds)} "
+            f"attack seed(s) (or averaged rows) and {span(samples)} samples per run.")
+
+
+def caution(profile: str, entries: list[Entry], key: str) -> str:
+    """What the board can support: the quick profile is a smoke test unless its intervals separate."""
+    separated = any(e.comparisons.get(key) is not None and e.comparisons[key].significant for e in entries)
+    if profile == "quick":
+        return ("The quick profile is a smoke test of the pipeline (two epochs, a few hundred samples), not a method "
+                "comparison" + (": here some differences to the reference are significant on the ranking number, "
+                                "but they hold for this short schedule only." if separated else
+                                "; no difference on the ranking number is significant."))
+    return "" if separated or len(entries) < 2 else "No difference on the ranking number is significant."
+
+
+def curves(table: Table, groups: list[tuple]) -> dict[str, dict[str, list[tuple[float, Cell]]]]:
+    out: dict[str, dict[str, list[tuple[float, Cell]]]] = {}
+    for key, column in table.columns.items():
+        if column.kind != "robust" or column.eps is None:
+            continue
+        for group in groups:
+            cell = table.cell(group, key)
+            if cell is not None:
+                line = out.setdefault(f"{column.attack} · {column.region}", {}).setdefault(entry_label(group), [])
+                line.append((column.eps, cell))
+    for lines in out.values():
+        for points in lines.values():
+            points.sort(key=lambda p: p[0])
+    return out
+
+
+def attribution_tables(table: Table, groups: list[tuple]) -> tuple[dict, list[str]]:
+    """Per agreement metric (relevance mass first, then the rest in registration order): entry ->
+    explainer -> cell."""
+    order = ["relevance_mass_accuracy", "pixel_auroc", "pointing_game"]
+    metrics = sorted(agreement_metrics(), key=lambda m: (order.index(m.name) if m.name in order else len(order)))
+    labels = {m.name: m.label for m in metrics}
+    out: dict[str, dict[str, dict[str, Cell]]] = {}
+    explainers: set[str] = set()
+    for key, column in table.columns.items():
+        if column.kind != "attribution" or column.explainer is None:
+            continue
+        label = labels.get(column.metric, column.declaration.label)
+        for group in groups:
+            cell = table.cell(group, key)
+            if cell is not None:
+                out.setdefault(label, {}).setdefault(entry_label(group), {})[column.explainer] = cell
+                explainers.add(column.explainer)
+    ranked_labels = [labels[m.name] for m in metrics if labels[m.name] in out]
+    return {label: out[label] for label in [*ranked_labels, *(k for k in out if k not in ranked_labels)]}, \
+        sorted(explainers)
+
+
+def entry_label(group: tuple) -> str:
+    return f"{group[2]} {str(group[3])[:6]}"
+
+
+def selections(frame: pd.DataFrame) -> dict[str, str]:
+    """config_key of each configuration a sweep selected -> a note on how (from 'selection' rows)."""
+    notes = {}
+    for _, row in frame[frame["suite"] == "selection"].iterrows():
+        extra = json.loads(row["extra"] or "{}")
+        if extra.get("selected") and extra.get("final_config_key"):
+            notes[extra["final_config_key"]] = (
+                f"selected by a sweep among {extra.get('candidates', '?')} grid points: highest mean robust "
+                f"val accuracy under full-image PGD eps {row['eps']:.4g} ({100 * row['value']:.1f} %)")
+    return notes
+
+
+def failures(rows: pd.DataFrame) -> list[str]:
+    failed = rows[rows["metric"] == FAILED]
+    return [f"{r['suite']}: {json.loads(r['extra'] or '{}').get('error', '')}" for _, r in failed.iterrows()]
+
+
+def provenance(rows: pd.DataFrame) -> dict[str, str]:
+    latest = rows.sort_values("created").iloc[-1]
+    return {
+        "commit": ", ".join(sorted(set(rows["git_commit"].astype(str)))),
+        "trained by": ", ".join(sorted(set(rows["train_commit"].dropna().astype(str)))) or "unknown (schema 1)",
+        "device": ", ".join(sorted(set(rows["device"].astype(str)))),
+        "created": ", ".join(sorted({str(c)[:19] for c in rows["created"]})),
+        "versions": str(latest["versions"]),
+        "files": ", ".join(sorted({Path(f).name for f in rows["source_file"]})),
+        "config": json.dumps(json.loads(latest["config"]), indent=1, sort_keys=True),
+    }
+
+
+def heatmaps(rows: pd.DataFrame) -> dict[str, bytes]:
+    """Example attribution maps of the entry's lowest seed, from its run's artefact folder."""
+    found: dict[str, bytes] = {}
+    for source in sorted(set(rows.sort_values("seed")["source_file"])):
+        folder = RunFiles.of_results(Path(source)).artifacts / "attribution"
+        for name in HEATMAP_EXPLAINERS:
+            png = folder / f"{name}.png"
+            if name not in found and png.is_file():
+                found[name] = png.read_bytes()
+        if found:
+            break
+    return found
