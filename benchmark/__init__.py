@@ -5,3 +5,12 @@ store and the CLI. Built-in methods live in `benchmark_methods`, datasets in `be
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`benchmark.evaluate_model`, imported on first use (the package itself stays light to import)."""
+    if name == "evaluate_model":
+        from .external import evaluate_model
+
+        return evaluate_model
+    raise AttributeError(f"module 'benchmark' has no attribute {name!r}")

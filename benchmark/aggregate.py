@@ -141,8 +141,9 @@ def cell_of(runs: list[RunColumn], column: Column) -> Cell:
 
 def paired(method: list[RunColumn], reference: list[RunColumn]) -> PairedDifference | None:
     """The method minus the reference on the seeds both have, sample by sample where both runs
-    have records (paired bootstrap over seeds and samples; McNemar for one seed of 0/1
-    outcomes), else on seed means (t-interval of the seed differences, two or more seeds)."""
+    have records (paired bootstrap over seeds and samples, at least the seeds' t-interval; McNemar
+    for one seed of 0/1 outcomes), else on seed means (t-interval of the seed differences, two or
+    more seeds)."""
     by_seed = {r.seed: r for r in reference}
     shared = [(m, by_seed[m.seed]) for m in sorted(method, key=lambda r: r.seed) if m.seed in by_seed]
     if not shared:

@@ -23,9 +23,10 @@ FORMAT = 1
 
 def save_checkpoint(path: Path, *, model: torch.nn.Module, method_state: dict[str, Any], config_json: str,
                     history: list[dict[str, float]], run_key: str = "", train_duration_s: float = 0.0,
-                    train_commit: str = "", train_versions: str = "{}") -> Path:
+                    train_commit: str = "", train_versions: str = "{}", init_from: str | None = None) -> Path:
     """Write atomically; only tensors and plain data, so torch.load(weights_only=True) reads it.
-    `train_commit` and `train_versions` say which code trained the weights (rows carry the first)."""
+    `train_commit` and `train_versions` say which code trained the weights (rows carry the first),
+    `init_from` the run key of the checkpoint its training started from."""
     payload = {
         "format": FORMAT,
         "kind": "final",
@@ -37,6 +38,7 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, method_state: dict[st
         "train_duration_s": float(train_duration_s),
         "train_commit": train_commit,
         "train_versions": train_versions,
+        **({"init_from": init_from} if init_from else {}),
     }
     return write_atomically(path, lambda fh: torch.save(payload, fh))
 

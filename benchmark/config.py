@@ -34,6 +34,7 @@ class TrainConfig:
     samples: int | None = None  # train on the first N of a seeded shuffle; None = the whole split
     augment: bool = False
     class_balanced: bool = False  # weight cross-entropy by N / (K * N_k)
+    init_from: str | None = None  # start from a finished run: "run:<method>" or a checkpoint file (start.py)
 
     def __post_init__(self) -> None:
         check(self.epochs >= 0, "train.epochs", "an integer >= 0", self.epochs)
@@ -43,6 +44,8 @@ class TrainConfig:
         check(0 < self.adam_eps <= 1, "train.adam_eps", "a float in (0, 1]", self.adam_eps)
         check(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip", "a float > 0 or none", self.grad_clip)
         check(self.samples is None or self.samples >= 1, "train.samples", "an integer >= 1 or none", self.samples)
+        check(self.init_from is None or bool(self.init_from.strip()), "train.init_from",
+              "run:<method>, a checkpoint file or none", self.init_from)
 
 
 @dataclass
@@ -66,7 +69,9 @@ class RunConfig:
     """Everything that determines a run's numbers (paths and device are not part of it).
 
     `versions` holds the version attributes of the method, dataset and encoder: they join the key,
-    so a change that alters training makes old checkpoints stale while other changes do not."""
+    so a change that alters training makes old checkpoints stale while other changes do not.
+    `start` is the training key of the weights a run starts from (`train.init_from`), so runs
+    from different starting weights never share a key."""
 
     method: str
     dataset: str
@@ -79,9 +84,16 @@ class RunConfig:
     dataset_params: Any
     suite_params: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
+    start: str | None = None
 
     def suite(self, name: str) -> Any:
         return self.suite_params.get(name)
+
+    @property
+    def method_name(self) -> str:
+        """What rows and file names call the method: its registered name, or, for a model
+        evaluated by `benchmark evaluate`, the model's own name."""
+        return str(getattr(self.method_params, "name", self.method)) if self.method == "external" else self.method
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain data, keyed by the same section names that overrides use."""
@@ -95,6 +107,10 @@ class RunConfig:
             "dataset": plain(self.dataset_params) or {},
         }
         out.update({name: plain(params) for name, params in self.suite_params.items()})
+        if self.start is None:  # runs from scratch keep the keys they had before init_from existed
+            del out["train"]["init_from"]
+        else:
+            out["run"]["start"] = self.start
         return out
 
     def to_json(self) -> str:
@@ -105,8 +121,24 @@ class RunConfig:
         data = self.to_dict()
         if not with_seed:
             data["run"] = {k: v for k, v in data["run"].items() if k != "seed"}
-        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return digest(data)
+
+    def training_key(self) -> str:
+        """The key of what determines the trained weights (the evaluation settings left out)."""
+        return training_key(self.to_dict())
+
+
+def digest(data: Mapping[str, Any]) -> str:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+TRAINING_SECTIONS = ("run", "train", "model", "method", "dataset")
+
+
+def training_key(config: Mapping[str, Any]) -> str:
+    """`RunConfig.training_key` of a saved config (`RunConfig.to_dict`, e.g. from a checkpoint)."""
+    return digest({k: v for k, v in config.items() if k in TRAINING_SECTIONS})
 
 
 def resolve(
@@ -116,8 +148,13 @@ def resolve(
     profile: str = "quick",
     seed: int = 0,
     overrides: Mapping[str, Mapping[str, Any]] | Sequence[str] = (),
+    start: str | None = None,
 ) -> RunConfig:
-    """Resolve a run's configuration from the registries' defaults and the user's overrides."""
+    """Resolve a run's configuration from the registries' defaults and the user's overrides.
+
+    With `train.init_from`, the starting weights' training key joins the config: computed from the
+    starting run's config for `run:<method>`, read from the file for a checkpoint, or `start`
+    when the caller knows it (a saved config)."""
     from .registry import DATASETS, ENCODERS, METHODS, SUITES
 
     if profile not in PROFILES:
@@ -150,6 +187,12 @@ def resolve(
     model = build_section(ModelConfig, merged.get("model", {}), "model")
     method_params = build_section(method_cls.Params, merged.get("method", {}), "method")
     method_cls.check(method_params, train)
+    dataset_params = build_section(dataset_cls.Params, merged.get("dataset", {}), "dataset")
+    if train.init_from is None:
+        start = None
+    elif start is None:
+        shared = {"train": plain(train), "model": plain(model), "dataset": plain(dataset_params) or {}}
+        start = start_key(train.init_from, dataset, profile, seed, shared)
     return RunConfig(
         method=method,
         dataset=dataset,
@@ -159,13 +202,51 @@ def resolve(
         eval=eval_cfg,
         model=model,
         method_params=method_params,
-        dataset_params=build_section(dataset_cls.Params, merged.get("dataset", {}), "dataset"),
+        dataset_params=dataset_params,
         suite_params={
             name: build_section(cls, merged.get(name, {}), name) for name, cls in suite_types.items() if cls
         },
         versions={"method": method_cls.version, "dataset": dataset_cls.version,
                   "encoder": getattr(ENCODERS.get(model.encoder), "version", 1)},
+        start=start,
     )
+
+
+RUN_PREFIX = "run:"
+CARRIED_SECTIONS = ("train", "model", "dataset")  # the user's settings a starting run shares
+
+
+def start_layers(init_from: str, dataset: str, profile: str,
+                 shared: Mapping[str, Mapping[str, Any]]) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The method and the overrides of the run that `train.init_from=run:<method>` starts from:
+    that method on the same dataset, profile and seed, with the train, model and dataset settings
+    of the run that starts from it (`shared`; never its method.* settings), then the dataset's
+    starting protocol (e.g. COCO's 100 vanilla epochs), trained from scratch and evaluated on
+    nothing (its checkpoint is what is used)."""
+    from .registry import DATASETS, METHODS
+
+    method = init_from[len(RUN_PREFIX):].strip()
+    METHODS.get(method)
+    carried = {k: dict(v) for k, v in shared.items() if k in CARRIED_SECTIONS}
+    carried.get("train", {}).pop("init_from", None)
+    return method, merge_layers(carried, DATASETS.get(dataset).start(profile),
+                                {"train": {"init_from": None}, "eval": {"suites": []}})
+
+
+def start_config(init_from: str, dataset: str, profile: str, seed: int,
+                 shared: Mapping[str, Mapping[str, Any]]) -> RunConfig:
+    """The run that `train.init_from=run:<method>` starts from (`start_layers`)."""
+    method, layers = start_layers(init_from, dataset, profile, shared)
+    return resolve(method, dataset, profile=profile, seed=seed, overrides=layers)
+
+
+def start_key(init_from: str, dataset: str, profile: str, seed: int,
+              shared: Mapping[str, Mapping[str, Any]]) -> str:
+    if init_from.startswith(RUN_PREFIX):
+        return start_config(init_from, dataset, profile, seed, shared).training_key()
+    from .start import checkpoint_start
+
+    return checkpoint_start(init_from, dataset).training_key
 
 
 def check_presets(method: str, presets: Mapping[str, Any]) -> None:
@@ -183,4 +264,5 @@ def from_dict(data: Mapping[str, Any]) -> RunConfig:
     are today's: compare `key()` with the saved run key to tell whether it still matches."""
     run = data["run"]
     overrides = {k: v for k, v in data.items() if k != "run"}
-    return resolve(run["method"], run["dataset"], profile=run["profile"], seed=run["seed"], overrides=overrides)
+    return resolve(run["method"], run["dataset"], profile=run["profile"], seed=run["seed"], overrides=overrides,
+                   start=run.get("start"))

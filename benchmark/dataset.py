@@ -85,12 +85,19 @@ class BenchmarkDataset:
         """Config overrides for this dataset under a profile ({section: {key: value}})."""
         return {}
 
+    @classmethod
+    def start(cls, profile: str) -> dict[str, dict[str, Any]]:
+        """Config overrides of the run that `train.init_from=run:<method>` starts from under a
+        profile (e.g. a longer vanilla pre-training), on top of the starting method's defaults."""
+        return {}
+
     def split(self, name: str) -> Split:
         raise DataError(f"dataset {self.name!r} has no split {name!r}; expected one of {', '.join(self.split_names)}")
 
-    def check(self) -> None:
-        """Fail early, with a one-line DataError, if the data cannot be loaded (loads the train split)."""
-        self.split("train")
+    def check(self, training: bool = True) -> None:
+        """Fail early, with a one-line DataError, if the data a run reads cannot be loaded: the
+        train split when it trains, else the test split."""
+        self.split("train" if training else "test")
 
     def prepare(self, *, download: bool = False, force: bool = False) -> list[str]:
         """`benchmark prepare`: check the files, fetching the public `downloads` first when allowed

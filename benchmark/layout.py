@@ -59,7 +59,7 @@ class RunFiles:
     @classmethod
     def of(cls, config, out_dir: Path) -> "RunFiles":
         """The files of a resolved run configuration in `out_dir`."""
-        name = run_file_name(config.method, config.dataset, config.profile, config.seed, config.key())
+        name = run_file_name(config.method_name, config.dataset, config.profile, config.seed, config.key())
         return cls(Path(out_dir), Path(name).stem)
 
     @classmethod

@@ -61,6 +61,7 @@ class StepOutput:
 
 
 P = TypeVar("P")
+Grid = dict[str, list[Any]] | list[dict[str, Any]]  # a product of axes, or a list of points
 
 
 class Method(Generic[P]):
@@ -73,8 +74,9 @@ class Method(Generic[P]):
     version: ClassVar[int] = 1  # bump when a change alters what training computes: old checkpoints go stale
     # Config layers per registered dataset name: {dataset: {section: {key: value}}}.
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
-    # Named hyperparameter grids for sweeps: {grid name: {"method.key": [values]}}.
-    grids: ClassVar[dict[str, dict[str, list[Any]]]] = {}
+    # Named hyperparameter grids for sweeps: {grid name: {"method.key": [values]}} (the product of
+    # the lists) or {grid name: [{"method.key": value, ...}, ...]} (these points, e.g. an ablation).
+    grids: ClassVar[dict[str, Grid]] = {}
 
     def __init__(self, params: P, info: DataInfo):
         self.params = params
@@ -139,7 +141,7 @@ class PenaltyParams:
             raise ConfigError(f"method.strength must be >= 0, got {self.strength}")
 
 
-STRENGTH_GRID = {"paper": {"method.strength": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]}}  # paper Table 8
+STRENGTH_GRID: dict[str, Grid] = {"paper": {"method.strength": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]}}  # paper Table 8
 
 
 def method_presets(**per_dataset: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:

@@ -11,14 +11,16 @@ from rich.text import Text
 
 from . import provenance
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import RunConfig, from_dict, resolve
+from .config import RUN_PREFIX, RunConfig, from_dict, resolve
 from .dataset import BenchmarkDataset
+from .errors import DataError
 from .evaluate import check_suites, evaluate
 from .layout import RunFiles
 from .method import Method
 from .models import Classifier
 from .progress import Reporter
 from .registry import SUITES
+from .start import StartPoint, find_start, load_start, start_run
 from .store import Measurement, completed_run_id, finished_suites, write_run
 from .train import DIVERGENCE_RATIO, Checkpointing, TrainResult, train
 from .trained import build, checkpoint_config, load_trained, seeded, trained_by, trained_earlier
@@ -77,42 +79,56 @@ def run(
                    device=device, reporter=reporter, skip_existing=skip_existing, tags=tags)
 
 
-def execute(config: RunConfig, weights: Training | Mapping[str, Any], *, data_root: Path | None, out_dir: Path,
-            device: str, reporter: Reporter | None, skip_existing: bool = False,
+@dataclass(frozen=True)
+class AsGiven:
+    """Weights that come with the model (one trained elsewhere): nothing is trained or loaded."""
+
+    model: Classifier | None = None  # None: the model the config builds (e.g. model.encoder=external)
+    trained_by: str = "external"  # what the rows' train_commit says
+
+
+def execute(config: RunConfig, weights: Training | Mapping[str, Any] | AsGiven, *, data_root: Path | None,
+            out_dir: Path, device: str, reporter: Reporter | None, skip_existing: bool = False,
             tags: Mapping[str, Any] | None = None, checkpoint: Path | None = None) -> RunOutcome:
-    """The one path of a run: build, check, lock, obtain weights (train, or load the checkpoint
-    `payload` given as `weights`), evaluate what is missing, write the results file.
+    """The one path of a run: build, check, lock, obtain weights (train; load the checkpoint
+    `payload` given as `weights`; or take the model as given), evaluate what is missing, write
+    the results file.
 
     Bad input fails before the lock is taken or anything is written. A failing suite is recorded
     and the others still run; an interrupted evaluation writes what finished, then re-raises."""
     reporter = reporter or Reporter(quiet=True)
     training = weights if isinstance(weights, Training) else None
-    payload: Mapping[str, Any] = {} if isinstance(weights, Training) else weights
+    given = weights if isinstance(weights, AsGiven) else None
+    payload: Mapping[str, Any] = weights if isinstance(weights, Mapping) else {}
     files = RunFiles.of(config, out_dir)
     key = config.key()
     dev = provenance.resolve_device(device)
     created = provenance.now()
     with seeded(config.seed, dev):
-        ds, method_obj, model = build(config, data_root)
-        if training is None:
+        ds, method_obj, model = build(config, data_root, model=given.model if given else None)
+        if training is None and given is None:
             load_trained(model, method_obj, payload, checkpoint, config.dataset)
-        ds.check()
+        ds.check(training=training is not None)
         check_suites(config, ds)  # bad input fails before anything, even the lock, is written
         for note in ds.notes:
             reporter.log(f"  {note}")
+        start = None
+        if training is not None and config.start is not None and not files.checkpoint.is_file():
+            start = starting_point(config, training, data_root=data_root, out_dir=out_dir, device=device,
+                                   reporter=reporter)
         with files.claimed(key, reporter):
             done = completed_run_id(files.results, key)
             if skip_existing and done and (training is None or files.checkpoint.is_file()):
                 return RunOutcome(config, done, files.results, files.checkpoint if training else None, [],
                                   skipped=True)
             model.to(dev)
-            what = "checkpoint " if training is None else ""
-            reporter.log(Text.assemble((config.method, "bold"), f" {what}on ", (config.dataset, "bold"),
+            what = "" if training else ("model " if given else "checkpoint ")
+            reporter.log(Text.assemble((config.method_name, "bold"), f" {what}on ", (config.dataset, "bold"),
                                        f" ({config.profile}, seed {config.seed}, {provenance.device_name(dev)})"))
             measurements: list[Measurement] = []
             result = None
             if training is not None:
-                result = obtain_weights(model, method_obj, ds, config, dev, reporter, files, training)
+                result = obtain_weights(model, method_obj, ds, config, dev, reporter, files, training, start)
                 measurements += training_measurements(result)
             history = result.history if result else payload.get("history", [])
             diverged = TrainResult(history, 0.0, []).diverged
@@ -130,10 +146,13 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any], *, data_ro
                 measurements += kept.get(suite, []) + evaluation.by_suite.get(suite, [])
             if training is None and checkpoint is not None:
                 tagged(measurements, {"checkpoint_key": payload.get("run_key") or from_dict(payload["config"]).key()})
+            started_from = result.init_from if result else payload.get("init_from")
+            if started_from:
+                tagged(measurements, {"init_from": started_from})
             if diverged:
                 for m in measurements:
                     m.flags = tuple(dict.fromkeys([*m.flags, "diverged"]))
-            train_commit = result.train_commit if result else trained_by(payload)
+            train_commit = result.train_commit if result else (given.trained_by if given else trained_by(payload))
             path = write_results(tagged(measurements, tags), config, created, dev, ds.source(), files.results,
                                  train_commit)
             if evaluation.tracebacks:
@@ -146,22 +165,48 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any], *, data_ro
 
 
 def obtain_weights(model: Classifier, method: Method, ds: BenchmarkDataset, config: RunConfig, dev: torch.device,
-                   reporter: Reporter, files: RunFiles, training: Training) -> TrainResult:
-    """Reuse this config's finished checkpoint (with `resume`), or train and write one."""
+                   reporter: Reporter, files: RunFiles, training: Training, start: StartPoint | None) -> TrainResult:
+    """Reuse this config's finished checkpoint (with `resume`), or train (from `start`'s weights
+    when given) and write one."""
     key = config.key()
     result = trained_earlier(files.checkpoint, key, model, method, reporter) if training.resume else None
     if result is None:
         if not training.resume:
             files.resume.unlink(missing_ok=True)
+        if start is None and config.start is not None:  # the checkpoint went missing under the lock
+            start = find_start(config, files.out_dir)
+        if start is not None:
+            load_start(model, start)
+            reporter.log(f"  starting from the weights of {start.path}")
         result = train(model, method, ds, config, dev, reporter,
                        Checkpointing(files.resume, every_steps=training.checkpoint_every))
         result.train_commit = provenance.git_commit()
+        result.init_from = start.run_key if start else None
         save_checkpoint(files.checkpoint, model=model, method_state=method.state_dict(),
                         config_json=config.to_json(), history=result.history, run_key=key,
                         train_duration_s=result.duration_s, train_commit=result.train_commit,
-                        train_versions=provenance.versions_json())
+                        train_versions=provenance.versions_json(), init_from=result.init_from)
     files.resume.unlink(missing_ok=True)
     return result
+
+
+def starting_point(config: RunConfig, training: Training, *, data_root: Path | None, out_dir: Path, device: str,
+                   reporter: Reporter) -> StartPoint:
+    """The weights `config` starts from; a missing `run:<method>` is trained first (once: a
+    second run finds it, a killed one resumes it), its rows marked `extra.role = "start"`."""
+    try:
+        return find_start(config, out_dir)
+    except DataError:
+        if not (config.train.init_from or "").startswith(RUN_PREFIX):
+            raise
+    first = start_run(config)
+    reporter.log(Text.assemble("  starting run: ", (first.method, "bold"), f" for {first.train.epochs} epoch(s), "
+                               "trained once and shared by every run that starts from it"))
+    outcome = execute(first, training, data_root=data_root, out_dir=out_dir, device=device, reporter=reporter,
+                      skip_existing=True, tags={"role": "start"})
+    if not outcome.ok:
+        raise DataError(f"train.init_from={config.train.init_from}: the starting run failed")
+    return find_start(config, out_dir)
 
 
 def log_tracebacks(files: RunFiles, tracebacks: Mapping[str, str]) -> Path:
@@ -183,9 +228,9 @@ def tagged(measurements: list[Measurement], tags: Mapping[str, Any] | None) -> l
 
 def write_results(measurements: list[Measurement], config: RunConfig, created, device: torch.device,
                   data_source: str, path: Path, train_commit: str) -> Path:
-    columns = provenance.run_columns(key=config.key(), config_key=config.key(with_seed=False), method=config.method,
-                                     dataset=config.dataset, profile=config.profile, seed=config.seed,
-                                     config_json=config.to_json(), created=created,
+    columns = provenance.run_columns(key=config.key(), config_key=config.key(with_seed=False),
+                                     method=config.method_name, dataset=config.dataset, profile=config.profile,
+                                     seed=config.seed, config_json=config.to_json(), created=created,
                                      device=provenance.device_name(device), data_source=data_source,
                                      train_commit=train_commit)
     return write_run(measurements, columns, path)

@@ -98,7 +98,11 @@ def paired_bootstrap(method: Sequence[np.ndarray], reference: Sequence[np.ndarra
     """The mean of method - reference over seeds and samples, with a hierarchical paired bootstrap
     interval: each draw resamples the seeds, then the samples within each drawn seed, and takes the
     same draws on both sides. `method[k]` and `reference[k]` hold seed k's per-sample values, in the
-    same sample order."""
+    same sample order.
+
+    With a few seeds, resampling them cannot show how far the mean could be from the truth (three
+    seeds give at most their own range), so from two seeds on the interval is widened to cover the
+    Student-t interval of the per-seed differences as well."""
     diffs = [np.asarray(m, dtype=np.float64) - np.asarray(r, dtype=np.float64) for m, r in zip(method, reference)]
     if not diffs or any(len(d) == 0 for d in diffs):
         return PairedDifference(math.nan, math.nan, math.nan, len(diffs), 0)
@@ -110,6 +114,9 @@ def paired_bootstrap(method: Sequence[np.ndarray], reference: Sequence[np.ndarra
     chosen = rng.integers(0, slots, size=(draws, slots)) if slots > 1 else np.zeros((draws, 1), dtype=int)
     stats = resampled[chosen, np.arange(draws)[:, None], np.arange(slots)[None, :]].mean(axis=1)
     low, high = _percentiles(stats, level)
+    if slots > 1:
+        seeds = t_interval([d.mean() for d in diffs], level)
+        low, high = min(low, seeds.low), max(high, seeds.high)
     p = None
     if len(diffs) == 1 and _binary(method[0]) and _binary(reference[0]):
         m, r = np.asarray(method[0]) > 0.5, np.asarray(reference[0]) > 0.5

@@ -272,14 +272,18 @@ def latest_per_run_key(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 CANDIDATE_TAG = '"sweep_stage": "candidate"'  # in `extra`: a sweep's validation-only selection run
+START_TAG = '"role": "start"'  # in `extra`: a run trained only as the starting weights of others
 
 
 def reported_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows a summary or leaderboard reports: the latest copy of each run, without the
-    candidate runs of a sweep's model selection (they measure validation data only)."""
+    candidate runs of a sweep's model selection (they measure validation data only) and the
+    starting runs of `train.init_from` (trained, never evaluated)."""
     if frame.empty:
         return frame
-    return latest_per_run_key(frame[~frame["extra"].fillna("").str.contains(CANDIDATE_TAG, regex=False)])
+    extra = frame["extra"].fillna("")
+    hidden = extra.str.contains(CANDIDATE_TAG, regex=False) | extra.str.contains(START_TAG, regex=False)
+    return latest_per_run_key(frame[~hidden])
 
 
 def _parquet_files(paths: Sequence[Path | str]) -> list[Path]:

@@ -31,6 +31,7 @@ class TrainResult:
     trace: list[dict[str, float]]  # the method's own time series (records carry samples_seen)
     resumed_from_step: int | None = None  # the step a resume checkpoint continued from
     train_commit: str = ""  # the source commit that trained the weights (today's when trained now)
+    init_from: str | None = None  # the run key of the checkpoint training started from (train.init_from)
 
     @property
     def diverged(self) -> bool:

@@ -24,11 +24,14 @@ from .train import TrainResult, non_finite
 from .values import merge_layers, parse_overrides
 
 
-def build(config: RunConfig, data_root: Path | None) -> tuple[BenchmarkDataset, Method, Classifier]:
-    """The dataset, the method and a freshly initialised model (global RNG as the caller seeded it)."""
+def build(config: RunConfig, data_root: Path | None,
+          model: Classifier | None = None) -> tuple[BenchmarkDataset, Method, Classifier]:
+    """The dataset, the method and a freshly initialised model (global RNG as the caller seeded
+    it), or `model` when one is given (a model built elsewhere)."""
     dataset = DATASETS.get(config.dataset)(config.dataset_params, data_root)
     method = METHODS.get(config.method)(config.method_params, dataset.info)
-    model = method.build_model(build_model_encoder(config.model, dataset.info))
+    if model is None:
+        model = method.build_model(build_model_encoder(config.model, dataset.info))
     return dataset, method, model
 
 
@@ -61,7 +64,7 @@ def trained_earlier(checkpoint: Path, run_key: str, model: Classifier, method: M
         return None
     reporter.log(f"  reusing the trained weights in {checkpoint} (same config key; --fresh trains again)")
     return TrainResult(payload["history"], float(payload.get("train_duration_s", 0.0)), method.trace(),
-                       train_commit=trained_by(payload))
+                       train_commit=trained_by(payload), init_from=payload.get("init_from"))
 
 
 def trained_by(payload: Mapping[str, Any]) -> str:
@@ -129,7 +132,7 @@ def checkpoint_config(saved: Mapping[str, Any], *, dataset: str | None = None,
 
     def resolved(layer):
         return resolve(run_info["method"], target, profile=run_info["profile"], seed=run_info["seed"],
-                       overrides=layer)
+                       overrides=layer, start=run_info.get("start"))
 
     config = resolved(base)
     if attacks:

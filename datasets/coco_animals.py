@@ -174,11 +174,12 @@ class COCOAnimals(InMemoryDataset):
     @classmethod
     def defaults(cls, profile: str) -> dict:
         """Quick: two epochs at 112 px, PGD on background, block and full image on 128 test images.
-        Paper: 224 px, 200 epochs at LR 5e-4 and batch 256 (after the reference's 100-epoch
-        vanilla pre-training, run separately), the paper's eps grid and 5 attack seeds."""
+        Paper: 224 px, 200 epochs at LR 5e-4 and batch 256 from a 100-epoch vanilla pre-training
+        (`train.init_from=run:vanilla`, trained once per seed), the paper's eps grid and 5 attack seeds."""
         suites = ("accuracy", "robustness", "attribution")
         if profile == "paper":
-            return {"train": {"epochs": 200, "batch_size": 256, "lr": 5e-4, "augment": True},
+            return {"train": {"epochs": 200, "batch_size": 256, "lr": 5e-4, "augment": True,
+                              "init_from": "run:vanilla"},
                     "eval": {"suites": suites},
                     "robustness": {"grid": ROBUST_GRID_PAPER, "seeds": (0, 1, 2, 3, 4), "samples": None,
                                    "options": {"autoattack-rand": {"steps": 10, "eot": 20}}},
@@ -190,6 +191,11 @@ class COCOAnimals(InMemoryDataset):
                                                 "full": [2 / 255]}}, "samples": 128},
                 "attribution": {"samples": 16, "faithfulness_samples": 8,
                                 "options": quick_explainer_options(112)}}
+
+    @classmethod
+    def start(cls, profile: str) -> dict:
+        """The paper's starting weights: 100 vanilla epochs (then every method trains 200 from them)."""
+        return {"train": {"epochs": 100}} if profile == "paper" else {}
 
     def augment(self, batch: Batch, generator: torch.Generator) -> Batch:
         return flipped(batch, generator)

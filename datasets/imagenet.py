@@ -94,7 +94,7 @@ class ImageNetParams:
     image_size: int = 224
     imagenet: str = "imagenet"
     eval_sources: tuple[str, ...] = ("in9", "counteranimal")
-    labels: Literal["synset", "in9"] = "synset"  # in9: IN-9 sets scored 9-way
+    labels: Literal["synset", "in9", "both"] = "synset"  # in9: IN-9 sets scored 9-way; both: each set both ways
     backgrounds: str = "bg_challenge"
     variants: tuple[str, ...] = VARIANTS
     counteranimal: str = "counteranimal"
@@ -137,9 +137,11 @@ class ImageNetTransfer(BenchmarkDataset):
         return Path(self.data_root)
 
     def wnids(self) -> list[str]:
-        """The model's classes: the synset folders of the ImageNet train folder, sorted."""
+        """The model's classes: the synset folders of the ImageNet train folder, sorted; without
+        that folder (a model trained elsewhere, only evaluated), the 1,000 ImageNet-1k synsets."""
         if self._wnids is None:
-            self._wnids = imagenet_wnids(self._root() / self.params.imagenet)
+            folder = self._root() / self.params.imagenet
+            self._wnids = imagenet_wnids(folder) if (folder / "train").is_dir() else list(IMAGENET_WNIDS)
         return self._wnids
 
     @property
@@ -194,10 +196,11 @@ class ImageNetTransfer(BenchmarkDataset):
                             f"object masks under {self._root()}; the data root holds {WHERE}")
         return split
 
-    def check(self) -> None:
-        """Everything a run will read, before it trains: the ImageNet folders and every
-        evaluation source's own checks (IN-9 masks and names, CounterAnimal's folders)."""
-        self.split("train")
+    def check(self, training: bool = True) -> None:
+        """Everything a run will read, before it trains: the ImageNet folders (train only when it
+        trains) and every evaluation source's own checks (IN-9 masks and names, CounterAnimal's folders)."""
+        if training:
+            self.split("train")
         if (self._root() / self.params.imagenet / "val").is_dir():
             self.split("val")
         self.split("test")

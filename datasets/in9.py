@@ -8,8 +8,9 @@ the masked attacks and attributions use. Layout under the data root:
     bg_challenge/fg_mask/val/<NN_class name>/<stem>.npy       foreground masks of `original`
     bg_challenge/in_to_in9.json                               ImageNet index -> IN-9 class or -1
 Label protocols (`labels`): `synset` (the H-SPLID paper: top-1 among the model's classes against
-the fine-grained synset in the file name) and `in9` (the Backgrounds Challenge: top-1 mapped to
-the 9 classes through in_to_in9.json, unmapped classes counted wrong). The JSON is keyed by
+the fine-grained synset in the file name), `in9` (the Backgrounds Challenge: top-1 mapped to
+the 9 classes through in_to_in9.json, unmapped classes counted wrong) and `both` (each variant
+twice: `in9_<variant>` by synset and `in9_<variant>_9way` mapped, with both BG-gaps). The JSON is keyed by
 ImageNet-1k index; it is mapped through the synset (IMAGENET_WNIDS), never by class position.
 """
 
@@ -123,7 +124,7 @@ def check_fg_mask(path: Path, image: Path) -> None:
 
 @dataclass
 class IN9Params:
-    labels: Literal["synset", "in9"] = "synset"
+    labels: Literal["synset", "in9", "both"] = "synset"
     backgrounds: str = "bg_challenge"
     variants: tuple[str, ...] = VARIANTS
 
@@ -162,15 +163,17 @@ class ImageNet9(EvalSource):
 
     def eval_sets(self) -> list[EvalSet]:
         p: IN9Params = self.params
-        if p.labels == "in9":
+        mapped = p.labels in ("in9", "both")
+        if mapped:
             predict = mapped_prediction(in9_mapping(self.folder / "in_to_in9.json", self.wnids))
         sets = []
         for variant in p.variants:
             paths, synsets, classes = self._variant(variant)
-            if p.labels == "in9":
-                sets.append(EvalSet(f"in9_{variant}", FileSplit(paths, classes, self.image_size), predict))
-            else:
+            if p.labels != "in9":
                 sets.append(EvalSet(f"in9_{variant}", FileSplit(paths, synsets, self.image_size)))
+            if mapped:
+                name = f"in9_{variant}_9way" if p.labels == "both" else f"in9_{variant}"
+                sets.append(EvalSet(name, FileSplit(paths, classes, self.image_size), predict))
         return sets
 
     def check(self) -> None:
@@ -182,7 +185,10 @@ class ImageNet9(EvalSource):
             check_fg_mask(masks / path.parent.name / f"{path.stem}.npy", path)
 
     def derived(self, accuracy: dict[str, float]) -> dict[str, float]:
-        """BG-gap = acc(mixed_same) - acc(mixed_rand)."""
-        if {"in9_mixed_same", "in9_mixed_rand"} <= set(accuracy):
-            return {"bg_gap": accuracy["in9_mixed_same"] - accuracy["in9_mixed_rand"]}
-        return {}
+        """BG-gap = acc(mixed_same) - acc(mixed_rand), per label protocol."""
+        out = {}
+        for suffix, metric in (("", "bg_gap"), ("_9way", "bg_gap_9way")):
+            same, rand = f"in9_mixed_same{suffix}", f"in9_mixed_rand{suffix}"
+            if {same, rand} <= set(accuracy):
+                out[metric] = accuracy[same] - accuracy[rand]
+        return out

@@ -99,11 +99,14 @@ class ISIC2017(InMemoryDataset):
     def defaults(cls, profile: str) -> dict:
         """Quick: ResNet-50 from scratch at 112 px for two epochs (the published start, ImageNet
         weights, needs their file: --set model.weights=IMAGENET1K_V2). Paper: 224 px, 50 epochs at
-        LR 5e-5 and batch 32 from ImageNet weights, background corruptions at severities 1, 3, 5."""
+        LR 5e-5 and batch 32 from a vanilla ISIC checkpoint (`train.init_from=run:vanilla`: the same
+        schedule from ImageNet weights, trained once per seed), background corruptions at severities
+        1, 3, 5."""
         suites = ("accuracy", "robustness", "corruptions", "attribution")
         if profile == "paper":
             return {"model": {"weights": "IMAGENET1K_V2"},
-                    "train": {"epochs": 50, "batch_size": 32, "lr": 5e-5, "class_balanced": True, "augment": False},
+                    "train": {"epochs": 50, "batch_size": 32, "lr": 5e-5, "class_balanced": True, "augment": False,
+                              "init_from": "run:vanilla"},
                     "eval": {"suites": suites},
                     "robustness": {"grid": {"pgd": {"background": [1 / 255, 2 / 255, 3 / 255], "full": [1 / 255]},
                                             "autoattack-rand": {"background": [3 / 255]}},

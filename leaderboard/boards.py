@@ -42,6 +42,8 @@ class Entry:
     tied: bool = False
     heatmaps: dict[str, bytes] = field(default_factory=dict)
     selected: str = ""  # how a sweep selected this configuration ("" when none did)
+    external: str = ""  # where a model trained elsewhere came from (`benchmark evaluate`; "" for methods)
+    point: str = ""  # the sweep grid point of this configuration, e.g. "lambda_s=0 rho_x=0" ("" when none)
     failures: list[str] = field(default_factory=list)  # "suite: reason"
 
 
@@ -144,7 +146,8 @@ def build_boards(frame: pd.DataFrame, reference: str = "vanilla") -> list[Board]
             entries.append(Entry(group[2], group[3], sorted({int(s) for s in sub["seed"].dropna()}),
                                  {k: v for k, v in cells.items() if v is not None},
                                  {k: v for k, v in comparisons.items() if v is not None}, provenance(sub),
-                                 heatmaps=heatmaps(sub), selected=chosen.get(group[3], ""), failures=failures(sub)))
+                                 heatmaps=heatmaps(sub), selected=chosen.get(group[3], ""), failures=failures(sub),
+                                 external=tag(sub, "external"), point=tag(sub, "sweep_point")))
         entries = ranked(entries, rank_column.key, rank_column.declaration.higher_is_better)
         columns = [rank_column, *(c for c in columns if c.key != rank_column.key)]
         boards.append(Board(dataset, profile, reference, columns, entries,
@@ -161,8 +164,9 @@ def rule(column: Column, reference: str) -> str:
             "training seeds with its 95 % interval: a Student-t interval over seeds when there are several, "
             "else over samples (Wilson for accuracies, bootstrap for means); attack seeds are averaged within a "
             "run. Configurations whose interval overlaps the leader's share its rank (=). Differences are "
-            f"paired to {reference} on the same samples and seeds (bootstrap over seeds and samples; exact McNemar "
-            "p for one seed); * marks a difference whose interval excludes 0.")
+            f"paired to {reference} on the same samples and seeds (bootstrap over seeds and samples, widened to the "
+            "t-interval of the per-seed differences when there are several; exact McNemar p for one seed); * marks "
+            "a difference whose interval excludes 0.")
 
 
 def support(table: Table, rank_runs: dict[tuple, list[RunColumn]]) -> str:
@@ -238,6 +242,13 @@ def selections(frame: pd.DataFrame) -> dict[str, str]:
                 f"selected by a sweep among {extra.get('candidates', '?')} grid points: highest mean robust "
                 f"val accuracy under full-image PGD eps {row['eps']:.4g} ({100 * row['value']:.1f} %)")
     return notes
+
+
+def tag(rows: pd.DataFrame, key: str) -> str:
+    """The value of an `extra` tag on an entry's rows: `external` (the source of a model evaluated
+    by `benchmark evaluate`), `sweep_point` (the grid point of a sweep's run)."""
+    values = {json.loads(e or "{}").get(key) for e in rows["extra"]} - {None}
+    return ", ".join(sorted(map(str, values)))
 
 
 def failures(rows: pd.DataFrame) -> list[str]:

@@ -87,7 +87,8 @@ def render_html(boards: list[Board], problems: Sequence[str], sources: Sequence[
 
 FIELDS = ["dataset", "profile", "rank", "tied", "method", "config_key", "seeds", "column", "kind", "metric", "mean",
           "low", "high", "interval_over", "std", "training_seeds", "attack_seeds", "samples", "reference",
-          "difference", "difference_low", "difference_high", "significant", "p_mcnemar", "flags", "selected"]
+          "difference", "difference_low", "difference_high", "significant", "p_mcnemar", "flags", "selected",
+          "external", "point"]
 
 
 def records(boards: list[Board]) -> list[dict[str, object]]:
@@ -110,7 +111,8 @@ def records(boards: list[Board]) -> list[dict[str, object]]:
                              "difference_low": _blank(d.low) if d else "",
                              "difference_high": _blank(d.high) if d else "", "significant": d.significant if d else "",
                              "p_mcnemar": "" if d is None or d.p_mcnemar is None else d.p_mcnemar,
-                             "flags": ",".join(cell.flags), "selected": bool(e.selected)})
+                             "flags": ",".join(cell.flags), "selected": bool(e.selected), "external": e.external,
+                             "point": e.point})
     return rows
 
 
@@ -150,12 +152,14 @@ def render_markdown(boards: list[Board]) -> str:
                     text += f" (Δ {difference_text(e.comparisons[c.key], c)})"
                 values.append(text)
             method = f"{e.method} ✓" if e.selected else e.method
+            method += (" (external)" if e.external else "") + (f" [{e.point}]" if e.point else "")
             rank = f"{e.rank}=" if e.tied else str(e.rank)
             out.append("| " + " | ".join(cell(v) for v in [rank, method, e.config_key[:8], str(len(e.seeds)),
                                                            *values]) + " |")
         out.append("")
     out.append("Numbers are percentages with 95 % intervals in brackets; Δ is the paired difference to the reference "
                "(* = significant); ⚠ marks sanity flags (see the HTML report); ✓ a configuration a sweep selected; "
+               "(external) a model trained elsewhere (`benchmark evaluate`); "
                "= a rank shared with the leader of its group.")
     return "\n".join(out) + "\n"
 

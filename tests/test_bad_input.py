@@ -72,6 +72,10 @@ CASES = [
     ([*RUN, "--set", "train.epochs=two"], "train.epochs expects an integer"),
     ([*RUN, "--set", "train.epochs=-1"], "train.epochs must be an integer >= 0"),
     ([*RUN, "--set", "train.batch_size=0"], "train.batch_size must be an integer >= 1"),
+    ([*RUN, "--set", "train.init_from=run:vanila"], "unknown method 'vanila'"),
+    ([*RUN, "--set", "train.init_from=OUT/none.pt"], "train.init_from: no checkpoint file"),
+    ([*RUN, "--dataset", "coco_animals", "--set", "train.init_from=CKPT"],
+     "was trained on 'cmnist', not 'coco_animals'"),
     ([*RUN, "--set", "train.lr=inf"], "train.lr expects a finite number"),
     ([*RUN, "--set", "train.lr=nan"], "train.lr expects a finite number"),
     ([*RUN, "--set", "train.lr=-1"], "train.lr must be a float in (0, 10]"),
@@ -137,6 +141,7 @@ CASES = [
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(store, args, expected):
     before = snapshot(store["OUT"].parent)
     argv = [str(store.get(a, a)) for a in args]
+    argv = [a.replace("=CKPT", f"={store['CKPT']}").replace("=OUT/", f"={store['OUT']}/") for a in argv]
     proc = run_cli(*argv)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, proc.stderr

@@ -81,6 +81,23 @@ def test_paired_bootstrap_covers_the_true_difference_in_at_least_90_percent_of_2
     assert covered >= 180, covered
 
 
+def test_with_three_seeds_whose_effects_differ_the_interval_still_covers_the_mean_effect():
+    """Training seeds change the effect itself (here by 8 points sd around +5): the interval of
+    the mean over three seeds must say so, as a bootstrap over three seeds alone cannot."""
+    rng = np.random.default_rng(7)
+    covered = 0
+    for trial in range(200):
+        method, reference = [], []
+        for effect in rng.normal(0.05, 0.08, size=3):
+            p = rng.uniform(0.3, 0.85, size=256)
+            u = rng.random(256)
+            method.append((u < np.clip(p + effect, 0, 1)).astype(float))
+            reference.append((u < p).astype(float))
+        d = paired_bootstrap(method, reference, seed=trial)
+        covered += d.low <= 0.05 <= d.high
+    assert covered >= 180, covered
+
+
 def test_bootstrap_interval_of_a_mean_covers_it_and_narrows_with_samples():
     rng = np.random.default_rng(1)
     small, large = rng.random(20), rng.random(2000)

@@ -60,6 +60,21 @@ def test_plan_expands_named_grids_and_rejects_bad_input(tmp_path):
         plan(SweepSpec(("vanilla",), ("cmnist",), (0,), overrides=("train.lrr=1",)), tmp_path)
 
 
+def test_an_ablation_grid_without_selection_plans_what_benchmark_run_of_each_point_runs(tmp_path):
+    vanilla, hsplid = plan(SweepSpec(("vanilla", "hsplid"), ("cmnist",), (0, 1), grid="ablation", select=False),
+                           tmp_path)
+    assert vanilla.points == [()] and len(hsplid.points) == 5  # the listed points, not a product
+    varied = plan(SweepSpec(("hsplid",), ("cmnist",), (0,), grid="ablation", select=False,
+                            vary=(("method.threshold_offset", ("0.1", "0.2")),)), tmp_path)[0]
+    assert len(varied.points) == 5 * 2  # times the --vary axis
+    assert dict(varied.points[0]) == {"method.lambda_n": 0.0, "method.lambda_s": 0.0, "method.rho_x": 0.0,
+                                      "method.rho_y": 0.0, "method.threshold_offset": "0.1"}
+    for job in [*vanilla.candidates.values(), *hsplid.candidates.values()]:
+        assert job.stage == "run" and "robustness" not in job.overrides  # no selection layer: test suites
+        plain = resolve(job.method, "cmnist", seed=job.seed, overrides=point_layer(job.point))
+        assert job.key == plain.key()  # exactly `benchmark run --set <point>`
+
+
 def test_final_evaluation_is_what_benchmark_run_of_the_point_evaluates(tmp_path):
     spec = SweepSpec(("weight_decay",), ("cmnist",), (3,), grid="paper", overrides=("train.epochs=1",))
     (group,) = plan(spec, tmp_path)
@@ -326,6 +341,10 @@ def test_sweep_on_a_local_ray_instance_retries_a_dead_worker_and_reruns_nothing(
     (["--workers", "0"], "--workers expects an integer >= 1"),
     (["--gpus-per-run", "1"], "--address and --gpus-per-run are Ray options"),
     (["--set", "train.epochs=-1"], "train.epochs must be an integer >= 0"),
+    (["--vary", "method.lambda_s"], "bad --vary 'method.lambda_s'"),
+    (["--methods", "hsplid", "--vary", "method.lambda_z=0,1"], "unknown key method.lambda_z"),
+    (["--methods", "hsplid", "--vary", "method.lambda_s=0,x"], "method.lambda_s"),
+    (["--methods", "hsplid", "--set", "train.init_from=run:vanila"], "unknown method 'vanila'"),
 ])
 def test_sweep_bad_input_is_one_line_exit_2(tmp_path, capsys, args, expected):
     code, _, err = cli_in_process(capsys, "sweep", *args, "--out", tmp_path / "o")

@@ -43,6 +43,12 @@ class Sweep(Command):
         sw.add_argument("--profiles", action="append", help="profiles, comma-separated (default: quick)")
         sw.add_argument("--grid", help="a named hyperparameter grid of the methods, e.g. paper (benchmark list "
                         "methods); methods without it run at their defaults")
+        sw.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2,...",
+                        help="a grid axis of your own (repeatable; the grid is the product of the axes and of "
+                             "--grid's), e.g. --vary method.lambda_s=0,0.1,0.5")
+        sw.add_argument("--all-points", action="store_true",
+                        help="no model selection: every grid point and seed is trained and evaluated on test as "
+                             "`benchmark run` would (an ablation); default: select on val, then evaluate on test")
         sw.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting of every run, e.g. train.epochs=5")
         sw.add_argument("--select-eps", help="L-inf eps of the full-image PGD on val that selects a configuration "
@@ -80,7 +86,8 @@ class Sweep(Command):
                          datasets=tuple(names(args.datasets or [DEFAULT_DATASET], "--datasets")),
                          seeds=tuple(seeds(args.seeds, "--seeds")),
                          profiles=tuple(names(args.profiles or ["quick"], "--profiles")),
-                         grid=args.grid, overrides=tuple(args.overrides), select_eps=eps)
+                         grid=args.grid, overrides=tuple(args.overrides), select_eps=eps,
+                         vary=axes(args.vary), select=not args.all_points)
         check_out_folder(args.out)
         out_dir = args.out.resolve()
         root = data_root_from(args.data_root)
@@ -95,6 +102,22 @@ class Sweep(Command):
         return 0 if outcome.ok else 1
 
 
+def axes(items: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """--vary KEY=V1,V2 options as (key, values) pairs; a malformed one is a one-line error."""
+    out: dict[str, tuple[str, ...]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        options = tuple(v.strip() for v in values.split(",") if v.strip())
+        if not sep or not dot or not section or not name or not options:
+            raise BenchmarkError(f"bad --vary {item!r}: expected section.key=value1,value2,... e.g. "
+                                 "method.lambda_s=0,0.1")
+        if key.strip() in out:
+            raise BenchmarkError(f"--vary {key.strip()} is given twice; list all its values in one option")
+        out[key.strip()] = options
+    return tuple(out.items())
+
+
 def print_sweep(console: Console, outcome, out_dir: Path) -> None:
     """Counts, the selected configuration of each group, then the summary of the final evaluations."""
     from ..store import read_results
@@ -104,16 +127,19 @@ def print_sweep(console: Console, outcome, out_dir: Path) -> None:
     counts = outcome.counts
     console.print(f"sweep: {counts.get('done', 0)} run, {counts.get('skipped', 0)} already done, "
                   f"{counts.get('failed', 0)} failed; results in {out_dir}", markup=False)
-    table = Table(title="model selection (full-image PGD on val, mean over seeds)")
-    for column in ("method", "dataset", "profile", "selected grid point", "robust val", "clean val", "candidates"):
-        table.add_column(column, justify="right" if column in ("robust val", "clean val", "candidates") else "left")
-    for sel in outcome.selections:
-        best, group = sel.best, sel.group
-        table.add_row(Text(group.method), Text(group.dataset), Text(group.profile),
-                      Text(point_label(group.points[sel.chosen]) if best else "none"),
-                      f"{100 * best.robust:.1f}" if best else "—", f"{100 * best.clean:.1f}" if best else "—",
-                      f"{len(sel.scores)}/{len(group.points)}")
-    console.print(table)
+    if outcome.selections:
+        table = Table(title="model selection (full-image PGD on val, mean over seeds)")
+        for column in ("method", "dataset", "profile", "selected grid point", "robust val", "clean val",
+                       "candidates"):
+            table.add_column(column, justify="right" if column in ("robust val", "clean val", "candidates")
+                             else "left")
+        for sel in outcome.selections:
+            best, group = sel.best, sel.group
+            table.add_row(Text(group.method), Text(group.dataset), Text(group.profile),
+                          Text(point_label(group.points[sel.chosen]) if best else "none"),
+                          f"{100 * best.robust:.1f}" if best else "—", f"{100 * best.clean:.1f}" if best else "—",
+                          f"{len(sel.scores)}/{len(group.points)}")
+        console.print(table)
     for line in outcome.problems + [p for s in outcome.selections for p in s.problems]:
         print(f"benchmark: {line}", file=sys.stderr)
     frame, problems = read_results([out_dir])

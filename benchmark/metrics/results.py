@@ -105,6 +105,15 @@ class BackgroundGap(Metric):
     samples = "none"
 
 
+@METRICS.register("bg_gap_9way")
+class BackgroundGap9Way(Metric):
+    """BG-gap of the Backgrounds Challenge's 9-way protocol (predictions mapped to the nine classes)."""
+
+    label = "BG-gap (9-way)"
+    higher_is_better = False
+    samples = "none"
+
+
 @METRICS.register("counter_drop")
 class CounterDrop(Metric):
     """CounterAnimal's drop: accuracy on common backgrounds minus counter backgrounds."""

@@ -28,6 +28,26 @@ def pgd_masked(device: torch.device) -> PerfCase:
                     "masked PGD", "torchattacks PGD", "ratio <= 1.1", "LeNet-3, batch 256, 10 steps, eps 1.0")
 
 
+@PERF_CASES.register("external_pgd")
+def external_pgd(device: torch.device) -> PerfCase:
+    """Masked PGD on a model wrapped as a model trained elsewhere (`benchmark evaluate`) against the
+    same weights as a project model: what the wrapper costs."""
+    from ..attacks.pgd import MaskedPGD
+    from ..models.external import wrap
+
+    batch = cmnist_batch(device)
+    model = Classifier(create_encoder("lenet3", CMNIST_INFO), CMNIST_INFO.mean, CMNIST_INFO.std).eval()
+    encoder = wrap(model, CMNIST_INFO, (0.0,), (1.0,))
+    external = Classifier(encoder, encoder.mean, encoder.std).to(device).eval()
+    model.to(device)
+    region = 1.0 - batch.mask
+    attacks = [MaskedPGD(m, eps=1.0, steps=10, step_size=0.0156) for m in (external, model)]
+    generators = [torch.Generator().manual_seed(0) for _ in attacks]
+    return PerfCase(lambda: attacks[0](batch.x, batch.y, region, generators[0]),
+                    lambda: attacks[1](batch.x, batch.y, region, generators[1]),
+                    "external model", "project model", "ratio <= 1.02", "LeNet-3, batch 256, masked PGD, 10 steps")
+
+
 @PERF_CASES.register("agreement_metrics")
 def agreement_metrics(device: torch.device) -> PerfCase:
     """The five agreement metrics Quantus also has, batched in torch, against Quantus 0.6 on the same maps."""

@@ -1,6 +1,9 @@
 """Sweeps: grids of runs on an executor, model selection on validation, final test evaluation.
 
-    plan (plan.py) ─► candidate jobs ─► executor (executors.py) ─► candidate results (val only)
+    plan (plan.py) ─► start jobs (train.init_from=run:<method>: trained once, before the
+                      │                candidates that start from them)
+                      ▼
+                     candidate jobs ─► executor (executors.py) ─► candidate results (val only)
                                                                         │ per method/dataset/profile
                      final jobs ◄── write_selection ◄── select (select.py)
                           │
@@ -37,8 +40,8 @@ class SweepOutcome:
 
 
 def already_done(job: Job) -> bool:
-    """Results for the job's key are in place (and, for a candidate, the checkpoint it trained)."""
-    if job.stage == "candidate" and not (job.checkpoint and Path(job.checkpoint).is_file()):
+    """Results for the job's key are in place (and, for a training job, the checkpoint it trained)."""
+    if job.stage in ("start", "candidate", "run") and not (job.checkpoint and Path(job.checkpoint).is_file()):
         return False
     return completed_run_id(Path(job.results_path), job.key) is not None
 
@@ -53,9 +56,18 @@ def sweep(spec: SweepSpec, executor: Executor, progress: SweepProgress) -> Sweep
     settled: set[str] = set()  # done, skipped or failed
     selected: set[int] = set()  # groups already through selection
 
+    waiting: list[Job] = []  # candidates whose starting run has not finished yet
+
     def dispatch(job: Job) -> None:
         if job.key in progress.rows:
             return  # another group planned the same run
+        if job.needs is not None and job.needs not in finished:
+            if job.needs not in settled:
+                waiting.append(job)
+            else:
+                progress.add(job, "failed", "its starting run (train.init_from) failed")
+                settled.add(job.key)
+            return
         if not settings.fresh and already_done(job):
             progress.add(job, "skipped", "results exist")
             finished.add(job.key)
@@ -66,17 +78,24 @@ def sweep(spec: SweepSpec, executor: Executor, progress: SweepProgress) -> Sweep
 
     def select_ready_groups() -> None:
         for number, group in enumerate(groups):
-            if number in selected or not all(j.key in settled for j in group.candidates.values()):
+            if not spec.select or number in selected or not all(j.key in settled for j in group.candidates.values()):
                 continue
             selected.add(number)
             finals = choose(group, finished, spec, out_dir, outcome)
             for job in finals:
                 dispatch(job)
 
+    def release_waiting() -> None:
+        ready = [job for job in waiting if job.needs in settled]
+        for job in ready:
+            waiting.remove(job)
+            dispatch(job)
+
     with progress:
         for group in groups:
-            for job in group.candidates.values():
+            for job in [*group.starts.values(), *group.candidates.values()]:
                 dispatch(job)
+        release_waiting()
         select_ready_groups()
         while executor.busy:
             for update in executor.wait(timeout=0.5):
@@ -85,7 +104,10 @@ def sweep(spec: SweepSpec, executor: Executor, progress: SweepProgress) -> Sweep
                     settled.add(update.key)
                     if update.status in ("done", "skipped"):
                         finished.add(update.key)
+            release_waiting()
             select_ready_groups()
+    if not spec.select:  # every point was evaluated on test: those are the results to summarise
+        outcome.finals = [job for group in groups for job in group.candidates.values()]
     outcome.counts = progress.counts()
     return outcome
 

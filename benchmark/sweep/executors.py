@@ -90,8 +90,10 @@ def execute(job: Job, settings: WorkerSettings, notify: Callable[[str], None]) -
         reporter = Reporter(quiet=True, listener=notify)
         out_dir = Path(settings.out_dir)
         data_root = Path(settings.data_root) if settings.data_root else None
-        tags = {"sweep_stage": job.stage}
-        if job.stage == "candidate":
+        tags: dict[str, Any] = {"role": "start"} if job.stage == "start" else {"sweep_stage": job.stage}
+        if job.point:
+            tags["sweep_point"] = job.label
+        if job.stage in ("start", "candidate", "run"):
             outcome = run(job.method, job.dataset, profile=job.profile, seed=job.seed, overrides=job.overrides,
                           data_root=data_root, out_dir=out_dir, device=settings.device, reporter=reporter,
                           resume=not settings.fresh, skip_existing=not settings.fresh,

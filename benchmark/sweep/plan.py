@@ -11,10 +11,11 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
-from ..config import RunConfig, merge_layers, parse_overrides, resolve
+from ..config import RUN_PREFIX, RunConfig, merge_layers, parse_overrides, resolve, start_layers
 from ..errors import ConfigError
 from ..layout import RunFiles
 from ..registry import DATASETS, METHODS
+from ..start import carried
 from ..trained import checkpoint_config
 
 TRAINED_SECTIONS = ("run", "train", "method", "dataset")  # what a final evaluation keeps from its candidate
@@ -31,13 +32,17 @@ class SweepSpec:
     grid: str | None = None  # a named grid of each method (methods without it run at their defaults)
     overrides: tuple[str, ...] = ()  # --set KEY=VALUE, applied to every run
     select_eps: float | None = None  # None: each dataset's `selection_eps`
+    vary: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # --vary axes: ("method.lambda_s", ("0", "0.1")), ...
+    select: bool = True  # False (--all-points): every point is a `benchmark run` on test, nothing is selected
 
 
 @dataclass(frozen=True)
 class Job:
-    """One unit of work for an executor: train a candidate, or evaluate a selected one on test."""
+    """One unit of work for an executor: train the starting weights that candidates share (a
+    `train.init_from=run:<method>`), train a candidate, evaluate a selected one on test, or (a
+    sweep without selection) train and evaluate a point as `benchmark run` would."""
 
-    stage: Literal["candidate", "final"]
+    stage: Literal["start", "candidate", "final", "run"]
     key: str  # run key of the config whose results this job writes
     method: str
     dataset: str
@@ -48,6 +53,7 @@ class Job:
     results_path: str = ""
     checkpoint: str | None = None  # candidate: where it writes its checkpoint; final: what it evaluates
     suites: tuple[str, ...] = ()  # final: the suites of the profile
+    needs: str | None = None  # the key of the start job whose checkpoint this job trains from
 
     @property
     def label(self) -> str:
@@ -65,6 +71,7 @@ class Group:
     seeds: tuple[int, ...]
     eps: float
     candidates: dict[tuple[int, int], Job] = field(default_factory=dict)  # (point index, seed) -> job
+    starts: dict[str, Job] = field(default_factory=dict)  # key -> the start jobs its candidates need
 
     @property
     def name(self) -> str:
@@ -76,13 +83,20 @@ def point_label(point: Sequence[tuple[str, Any]]) -> str:
                     for k, v in point) or "defaults"
 
 
-def grid_points(method: str, grid: str | None) -> list[tuple[tuple[str, Any], ...]]:
-    """The cartesian product of a method's named grid (one empty point without a grid)."""
-    axes = METHODS.get(method).grids.get(grid) if grid else None
-    if not axes:
-        return [()]
-    names = sorted(axes)
-    return [tuple(zip(names, values)) for values in itertools.product(*(axes[n] for n in names))]
+def grid_points(method: str, grid: str | None,
+                vary: Sequence[tuple[str, Sequence[Any]]] = ()) -> list[tuple[tuple[str, Any], ...]]:
+    """The points of a method's named grid (the product of its axes, or its list of points) times
+    the product of the `vary` axes (which win over a grid's setting of the same key); one empty
+    point without either."""
+    named = METHODS.get(method).grids.get(grid) if grid else None
+    if isinstance(named, list):
+        base = [dict(point) for point in named]
+    else:
+        base = [dict(zip(sorted(named or {}), values))
+                for values in itertools.product(*((named or {})[n] for n in sorted(named or {})))]
+    axes = dict(vary)
+    extra = [dict(zip(sorted(axes), values)) for values in itertools.product(*(axes[n] for n in sorted(axes)))]
+    return [tuple(sorted({**point, **more}.items())) for point in base for more in extra]
 
 
 def point_layer(point: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -113,15 +127,31 @@ def plan(spec: SweepSpec, out_dir) -> list[Group]:
     groups = []
     for profile, dataset, method in itertools.product(spec.profiles, spec.datasets, spec.methods):
         eps = spec.select_eps if spec.select_eps is not None else DATASETS.get(dataset).selection_eps
-        group = Group(method, dataset, profile, grid_points(method, spec.grid), spec.seeds, eps)
+        group = Group(method, dataset, profile, grid_points(method, spec.grid, spec.vary), spec.seeds, eps)
         for (index, point), seed in itertools.product(enumerate(group.points), spec.seeds):
-            layers = merge_layers(user, point_layer(point), selection_layer(eps))
+            layers = merge_layers(user, point_layer(point), selection_layer(eps) if spec.select else {})
             config = resolve(method, dataset, profile=profile, seed=seed, overrides=layers)
             files = RunFiles.of(config, out_dir)
-            group.candidates[(index, seed)] = Job("candidate", config.key(), method, dataset, profile, seed, point,
-                                                  layers, str(files.results), str(files.checkpoint))
+            start = start_job(config, out_dir)
+            if start is not None:
+                group.starts[start.key] = start
+            stage: Literal["candidate", "run"] = "candidate" if spec.select else "run"
+            group.candidates[(index, seed)] = Job(stage, config.key(), method, dataset, profile, seed, point,
+                                                  layers, str(files.results), str(files.checkpoint),
+                                                  needs=start.key if start else None)
         groups.append(group)
     return groups
+
+
+def start_job(config: RunConfig, out_dir) -> Job | None:
+    """The run a candidate's `train.init_from=run:<method>` starts from, as a job (None without one)."""
+    if not (config.train.init_from or "").startswith(RUN_PREFIX):
+        return None
+    method, layers = start_layers(config.train.init_from or "", config.dataset, config.profile, carried(config))
+    start = resolve(method, config.dataset, profile=config.profile, seed=config.seed, overrides=layers)
+    files = RunFiles.of(start, out_dir)
+    return Job("start", start.key(), method, config.dataset, config.profile, config.seed, (), layers,
+               str(files.results), str(files.checkpoint))
 
 
 def final_jobs(group: Group, index: int, spec: SweepSpec, out_dir) -> list[Job]:
