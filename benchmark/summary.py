@@ -93,3 +93,53 @@ def labels(groups: list[tuple]) -> dict[tuple, str]:
     """Method names, with the config key's first digits where a method has several configurations."""
     count = pd.Series([g[2] for g in groups]).value_counts()
     return {g: g[2] if count[g[2]] == 1 else f"{g[2]} {str(g[3])[:6]}" for g in groups}
+
+
+def relation_tables(frame: pd.DataFrame) -> list[Table | Text]:
+    """Per dataset and profile: does attribution agreement predict background robustness across
+    the models (benchmark/relation.py)? The verdict, the explainers ranked, the within-model halves."""
+    from .registry import DATASETS
+    from .relation import relation_of
+
+    frame = reported_rows(frame)
+    out: list[Table | Text] = []
+    for (dataset, profile), part in frame.groupby(["dataset", "profile"], sort=True):
+        table = tabulate(part)
+        ranking = DATASETS.get(dataset).ranking if dataset in DATASETS else None
+        target = next((c for c in table.columns.values() if ranking is not None and ranking.eps is not None
+                       and (c.metric, c.attack, c.region) == (ranking.metric, ranking.attack, ranking.region)
+                       and c.eps is not None and abs(c.eps - ranking.eps) < 1e-9), None)
+        names = labels(table.groups())
+        relation = relation_of(table, target, label=lambda g: names[g])
+        out.append(Text(f"{dataset} · {profile}: {relation.reason or relation.verdict}"))
+        if relation.reason:
+            continue
+        ranked = Table(title=Text(f"Spearman's rho over {relation.configurations} configurations (means of "
+                                  f"their seeds), 95 % bootstrap interval (* = excludes 0)"))
+        for name in ("explainer", f"rho({relation.metric}, {relation.target})", "partial rho given clean test"):
+            ranked.add_column(Text(name))
+        for c in relation.ranking:
+            ranked.add_row(Text(c.explainer), rho_text(c.rho, c.low, c.high),
+                           rho_text(c.partial, c.partial_low, c.partial_high))
+        out.append(ranked)
+        if relation.within:
+            within = Table(title=Text(f"within each model: robust accuracy of the upper minus the lower half by "
+                                      f"{relation.best.explainer if relation.best else ''} relevance mass, points"))
+            for name in ("configuration", "difference", "runs", "samples per run"):
+                within.add_column(Text(name))
+            for w in relation.within:
+                within.add_row(Text(w.label), rho_text(w.difference, w.low, w.high, 100), str(w.runs), str(w.samples))
+            out.append(within)
+    return out
+
+
+def rho_text(value: float, low: float, high: float, scale: float = 1.0) -> str:
+    """A correlation (or, with `scale` 100, a difference in points) with its interval; * when the
+    interval excludes 0, — when undefined."""
+    if not math.isfinite(value):
+        return "—"
+    digits = 2 if scale == 1 else 1
+    text = f"{scale * value:+.{digits}f}"
+    if math.isfinite(low) and math.isfinite(high):
+        text += f" [{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]" + (" *" if low > 0 or high < 0 else "")
+    return text

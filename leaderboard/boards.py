@@ -22,6 +22,7 @@ from benchmark.dataset import Ranking
 from benchmark.layout import RunFiles
 from benchmark.metrics import agreement_metrics
 from benchmark.registry import DATASETS
+from benchmark.relation import Relation, relation_of
 from benchmark.stats import PairedDifference
 from benchmark.store import FAILED, reported_rows
 
@@ -60,6 +61,7 @@ class Board:
     curves: dict[str, dict[str, list[tuple[float, Cell]]]]  # "attack · region" -> method -> [(eps, cell)]
     attribution: dict[str, dict[str, dict[str, Cell]]]  # metric label -> entry label -> explainer -> cell
     explainers: list[str] = field(default_factory=list)
+    relation: Relation | None = None  # does attribution agreement predict background robustness here?
 
 
 def ranking_of(dataset: str) -> Ranking | None:
@@ -150,10 +152,11 @@ def build_boards(frame: pd.DataFrame, reference: str = "vanilla") -> list[Board]
                                  external=tag(sub, "external"), point=tag(sub, "sweep_point")))
         entries = ranked(entries, rank_column.key, rank_column.declaration.higher_is_better)
         columns = [rank_column, *(c for c in columns if c.key != rank_column.key)]
-        boards.append(Board(dataset, profile, reference, columns, entries,
-                            rule(rank_column, reference), support(table, rank_runs),
-                            caution(profile, entries, rank_column.key),
-                            curves(table, groups), *attribution_tables(table, groups)))
+        board = Board(dataset, profile, reference, columns, entries, rule(rank_column, reference),
+                      support(table, rank_runs), caution(profile, entries, rank_column.key),
+                      curves(table, groups), *attribution_tables(table, groups))
+        board.relation = relation_of(table, rank_column, label=entry_label)
+        boards.append(board)
     return boards
 
 

@@ -76,3 +76,53 @@ def report_intervals(device: torch.device) -> PerfCase:
 
     return PerfCase(boards, None, "intervals, paired tests and ranking of one board", "", "under 5 s",
                     "3 methods x 3 seeds, C-MNIST quick rows and records (109 rows, ~12,000 records per run)")
+
+
+def write_relation_folder(folder: Path, configurations: int, seeds: int = 3, follows: str = "agreement",
+                          seed: int = 0) -> None:
+    """C-MNIST quick-like results of H-SPLID at `configurations` grid points x `seeds` whose
+    background robustness is built to follow the relevance mass of every explainer (`agreement`,
+    independent of clean accuracy) or only clean accuracy (`clean`, with the mass also following
+    clean accuracy, so the two correlate without any relation beyond it)."""
+    rng = np.random.default_rng(seed)
+    start = datetime(2026, 11, 29, tzinfo=timezone.utc)
+    for i in range(configurations):
+        quality, mass = rng.random(), rng.random()
+        if follows == "clean":
+            mass = float(np.clip(quality + rng.normal(0, 0.1), 0, 1))
+        robust = 0.2 + 0.6 * (mass if follows == "agreement" else quality)
+        clean = 0.5 + 0.45 * quality
+        for s in range(seeds):
+            config = resolve("hsplid", "cmnist", seed=s, overrides=[f"method.lambda_s={i / 100}"])
+            rows = quick_rows(rng, robust)
+            for row in rows:
+                if row.suite == "accuracy" or row.metric == "clean_accuracy":
+                    row.value, row.records = relabel(row, rng, clean)
+                elif row.metric == "relevance_mass_accuracy":
+                    row.value, row.records = relabel(row, rng, mass, continuous=True)
+            write_results(rows, config, start + timedelta(minutes=i * seeds + s), torch.device("cpu"), "synthetic",
+                          folder / f"hsplid_{i}_{s}.parquet", "perf")
+
+
+def relabel(row: Measurement, rng: np.random.Generator, level: float, continuous: bool = False):
+    """New per-sample values around `level` for a row's samples: (mean, records)."""
+    samples = row.records.sample if row.records is not None else np.arange(row.n)
+    noise = rng.normal(0, 0.05, len(samples))
+    values = np.clip(level + noise, 0, 1) if continuous else (rng.random(len(samples)) < level).astype(np.float64)
+    return float(values.mean()), Records.of(samples, values)
+
+
+def relation(device: torch.device) -> PerfCase:
+    """The relation section of a board (correlations over models with bootstrap intervals, partial
+    correlations, the within-model halves) for 30 configurations x 3 seeds of C-MNIST quick rows."""
+    from benchmark.aggregate import tabulate
+    from benchmark.relation import relation_of
+    from benchmark.store import reported_rows
+
+    folder = Path(tempfile.mkdtemp(prefix="benchmark-perf-relation-"))
+    atexit.register(shutil.rmtree, folder, True)
+    write_relation_folder(folder, 30)
+    frame, _ = read_results([folder])
+    table = tabulate(reported_rows(frame))
+    return PerfCase(lambda: relation_of(table, None), None, "relation section of one board", "", "under 5 s",
+                    "30 configurations x 3 seeds, 9 explainers x 3 agreement metrics, 2 robustness targets")

@@ -18,9 +18,11 @@ from markupsafe import Markup
 from benchmark.aggregate import Cell
 from benchmark.columns import Column, eps_label
 from benchmark.stats import PairedDifference
-from benchmark.summary import cell_text, difference_text, number
+from benchmark.summary import cell_text, difference_text, number, rho_text
 
 from .boards import Board
+from .relation import markdown as relation_markdown
+from .relation import scatter
 
 TEMPLATES = Path(__file__).with_name("templates")
 PALETTE = ("#1b6ac9", "#d1495b", "#2e933c", "#edae49", "#6c4ab6", "#00798c", "#8d6a52", "#444444")
@@ -81,7 +83,7 @@ def render_html(boards: list[Board], problems: Sequence[str], sources: Sequence[
         boards=boards, problems=problems, sources=sources, generated=generated,
         folders=", ".join(sorted({str(Path(s).parent) for s in sources})),
         css=Markup((TEMPLATES / "style.css").read_text()), sort_js=Markup((TEMPLATES / "sort.js").read_text()),
-        value=value, bounds=bounds, sort_value=sort_value, difference=difference_text,
+        value=value, bounds=bounds, sort_value=sort_value, difference=difference_text, scatter=scatter, rho=rho_text,
         difference_note=difference_note, curve=curve)
 
 
@@ -157,6 +159,7 @@ def render_markdown(boards: list[Board]) -> str:
             out.append("| " + " | ".join(cell(v) for v in [rank, method, e.config_key[:8], str(len(e.seeds)),
                                                            *values]) + " |")
         out.append("")
+        out += relation_markdown(b, cell)
     out.append("Numbers are percentages with 95 % intervals in brackets; Δ is the paired difference to the reference "
                "(* = significant); ⚠ marks sanity flags (see the HTML report); ✓ a configuration a sweep selected; "
                "(external) a model trained elsewhere (`benchmark evaluate`); "

@@ -10,6 +10,7 @@ from benchmark.files import write_atomically
 from benchmark.store import read_results
 
 from .boards import Board, build_boards
+from .relation import render_relation_csv
 from .render import render_csv, render_html, render_markdown
 
 
@@ -22,10 +23,13 @@ def build_report(results: Sequence[Path], reference: str = "vanilla") -> tuple[l
 
 def write_report(results: Sequence[Path], out: Path, generated: str, reference: str = "vanilla"
                  ) -> tuple[list[Path], list[str]]:
-    """Write OUT (HTML), OUT.md and OUT.csv from the same boards; returns the paths and skipped files."""
+    """Write OUT (HTML), OUT.md, OUT.csv and OUT.relation.csv (the relation sections' correlations)
+    from the same boards; returns the paths and skipped files."""
     boards, problems, sources = build_report(results, reference)
     html = render_html(boards, problems, sources, generated)
     paths = [write_atomically(out, lambda fh: fh.write(html.encode())),
              write_atomically(out.with_suffix(".md"), lambda fh: fh.write(render_markdown(boards).encode())),
-             write_atomically(out.with_suffix(".csv"), lambda fh: fh.write(render_csv(boards).encode()))]
+             write_atomically(out.with_suffix(".csv"), lambda fh: fh.write(render_csv(boards).encode())),
+             write_atomically(out.with_suffix(".relation.csv"),
+                              lambda fh: fh.write(render_relation_csv(boards).encode()))]
     return paths, problems

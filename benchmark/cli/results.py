@@ -22,6 +22,8 @@ class Results(Command):
         res.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
         res.add_argument("--reference", default="vanilla",
                          help="the method every other is compared with, sample by sample (default: vanilla)")
+        res.add_argument("--relation", action="store_true",
+                         help="also: does attribution agreement predict background robustness across the models?")
         add_plugin_option(res)
 
     def run(self, args, console: Console) -> int:
@@ -41,4 +43,9 @@ class Results(Command):
         console.print(f"{len(frame)} rows from {frame['source_file'].nunique()} files in {args.out}", markup=False)
         for table in run_tables(frame, reference=args.reference):
             console.print(table)
+        if args.relation:
+            from ..summary import relation_tables
+
+            for item in relation_tables(frame):
+                console.print(item)
         return 0
