@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 from .errors import ConfigError
 from .models import ModelConfig
@@ -35,6 +35,8 @@ class TrainConfig:
     augment: bool = False
     class_balanced: bool = False  # weight cross-entropy by N / (K * N_k)
     init_from: str | None = None  # start from a finished run: "run:<method>" or a checkpoint file (start.py)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast of the training steps (fp16 with a grad scaler)
+    workers: int | None = None  # decoding processes for file-backed splits; None: one per core (not in the key)
 
     def __post_init__(self) -> None:
         check(self.epochs >= 0, "train.epochs", "an integer >= 0", self.epochs)
@@ -44,6 +46,7 @@ class TrainConfig:
         check(0 < self.adam_eps <= 1, "train.adam_eps", "a float in (0, 1]", self.adam_eps)
         check(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip", "a float > 0 or none", self.grad_clip)
         check(self.samples is None or self.samples >= 1, "train.samples", "an integer >= 1 or none", self.samples)
+        check(self.workers is None or self.workers >= 0, "train.workers", "an integer >= 0 or none", self.workers)
         check(self.init_from is None or bool(self.init_from.strip()), "train.init_from",
               "run:<method>, a checkpoint file or none", self.init_from)
 
@@ -56,10 +59,12 @@ class EvalConfig:
     splits: tuple[str, ...] = ("val", "test")
     batch_size: int = 256
     samples: int | None = None  # score a fixed seeded subset of each set; None = all of it
+    workers: int | None = None  # decoding processes for file-backed splits; None: one per core (not in the key)
 
     def __post_init__(self) -> None:
         check(self.batch_size >= 1, "eval.batch_size", "an integer >= 1", self.batch_size)
         check(self.samples is None or self.samples >= 1, "eval.samples", "an integer >= 1 or none", self.samples)
+        check(self.workers is None or self.workers >= 0, "eval.workers", "an integer >= 0 or none", self.workers)
         check(len(set(self.suites)) == len(self.suites), "eval.suites", "names without repeats", self.suites)
         check(len(set(self.splits)) == len(self.splits), "eval.splits", "names without repeats", self.splits)
 
@@ -111,6 +116,10 @@ class RunConfig:
             del out["train"]["init_from"]
         else:
             out["run"]["start"] = self.start
+        if self.train.precision == "fp32":  # the same: only lower precisions change the numbers
+            del out["train"]["precision"]
+        for section in ("train", "eval"):  # how many processes decode never changes a number
+            del out[section]["workers"]
         return out
 
     def to_json(self) -> str:

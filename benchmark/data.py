@@ -29,6 +29,10 @@ class Batch:
     def __len__(self) -> int:
         return len(self.y)
 
+    def pin_memory(self) -> "Batch":
+        """Page-locked copies (what DataLoader's pin_memory calls), for asynchronous copies to the GPU."""
+        return Batch(*(t.pin_memory() for t in (self.x, self.y, self.mask, self.index)))
+
 
 class Split(Protocol):
     """What the engine needs of a split: its length and batches by index."""
@@ -92,12 +96,19 @@ def iterate(
     shuffle: bool = False,
     generator: torch.Generator | None = None,
     indices: Tensor | None = None,
+    workers: int = 0,
 ) -> Iterator[Batch]:
-    """Batches of a split, in order or shuffled by `generator`, optionally over a subset."""
+    """Batches of a split, in order or shuffled by `generator`, optionally over a subset, decoded by
+    `workers` processes for file-backed splits (benchmark/loader.py)."""
     order = torch.arange(len(split)) if indices is None else indices
     if shuffle:
         order = shuffled(order, generator)
-    yield from batches_in_order(split, order, batch_size)
+    if workers > 0:
+        from .loader import load_batches
+
+        yield from load_batches(split, order, batch_size, workers=workers)
+    else:
+        yield from batches_in_order(split, order, batch_size)
 
 
 def shuffled(order: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -3,7 +3,9 @@
 nHSIC(U, V) = trace(R_U R_V), with R = K~ (K~ + eps * B * I)^-1 and K~ = K H the right-centred
 kernel matrix (H = I - 11^T / B). Gaussian kernels use the bandwidth 2 sigma^2 p, p being the
 feature dimension of the variable; labels use the linear kernel of their one-hot codes.
-Everything stays on the inputs' device; gradients flow through the inverse.
+Everything stays on the inputs' device; gradients flow through the inverse. Kernels and the
+inverse are computed in fp32 even inside an autocast region (train.precision=bf16/fp16): in bf16,
+distances between nearby samples round to 0 and the regularised kernel becomes singular.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ def squared_distances(u: Tensor) -> Tensor:
 
 
 def gaussian_kernel(u: Tensor, sigma: float = 5.0) -> Tensor:
-    """K_ij = exp(-||u_i - u_j||^2 / (2 sigma^2 p)) for u of shape (B, p) (flattened if needed)."""
+    """K_ij = exp(-||u_i - u_j||^2 / (2 sigma^2 p)) for u of shape (B, p) (flattened if needed),
+    in fp32 (float64 inputs stay float64)."""
     u = u.flatten(1)
-    return torch.exp(-squared_distances(u) / (2.0 * sigma**2 * u.shape[1]))
+    with torch.autocast(u.device.type, enabled=False):
+        u = u if u.dtype == torch.float64 else u.float()
+        return torch.exp(-squared_distances(u) / (2.0 * sigma**2 * u.shape[1]))
 
 
 def label_kernel(y: Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -34,9 +39,11 @@ def label_kernel(y: Tensor, num_classes: int, dtype: torch.dtype = torch.float32
 def normalised_operator(kernel: Tensor, eps: float = 1e-5) -> Tensor:
     """R = K H (K H + eps B I)^-1, the normalised cross-covariance operator of one variable."""
     b = kernel.shape[0]
-    centred = kernel - kernel.mean(dim=1, keepdim=True)  # K H: subtract each row's mean
-    eye = torch.eye(b, dtype=kernel.dtype, device=kernel.device)
-    return torch.linalg.solve(centred + eps * b * eye, centred, left=False)
+    with torch.autocast(kernel.device.type, enabled=False):
+        kernel = kernel if kernel.dtype == torch.float64 else kernel.float()
+        centred = kernel - kernel.mean(dim=1, keepdim=True)  # K H: subtract each row's mean
+        eye = torch.eye(b, dtype=kernel.dtype, device=kernel.device)
+        return torch.linalg.solve(centred + eps * b * eye, centred, left=False)
 
 
 def nhsic(kernel_u: Tensor, kernel_v: Tensor, eps: float = 1e-5) -> Tensor:

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import TrainConfig
-from .data import Batch, DataInfo, Split, iterate
+from .data import Batch, DataInfo, Split
+from .distributed import World
 from .errors import ConfigError
 from .models import Classifier, Encoder
 
@@ -38,13 +39,19 @@ class TrainState:
     generator: torch.Generator = field(default_factory=torch.Generator)
     epoch: int = 0
     step: int = 0
-    samples_seen: int = 0
+    samples_seen: int = 0  # over every rank
+    world: World = field(default_factory=World)
+    workers: int = 0  # decoding processes for file-backed splits
 
     def clean_batches(self, fraction: float = 1.0) -> Iterator[Batch]:
-        """Un-augmented training batches in a fixed order: the first ceil(fraction * N) samples."""
+        """Un-augmented training batches in a fixed order: the first ceil(fraction * N) samples
+        (this rank's part of each when several processes train: sum what you compute over them
+        with `world.sum`)."""
+        from .loader import load_batches
+
         indices = self.train_indices if self.train_indices is not None else torch.arange(len(self.train_split))
         indices = indices[: math.ceil(fraction * len(indices))]
-        for batch in iterate(self.train_split, self.batch_size, indices=indices):
+        for batch in load_batches(self.train_split, indices, self.batch_size, workers=self.workers, world=self.world):
             yield batch.to(self.device)
 
 
@@ -53,7 +60,10 @@ class StepOutput:
     """The weighted loss terms of one step (summed for the backward pass) and the logits."""
 
     losses: dict[str, Tensor]
-    logits: Tensor
+    logits: Tensor  # of this rank's samples
+    # "local": each loss is a mean over this rank's samples; "global": computed on the batch of
+    # every rank gathered (benchmark/distributed.py), the same on each rank.
+    scope: str = "local"
 
     @property
     def loss(self) -> Tensor:

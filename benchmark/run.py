@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -13,6 +14,7 @@ from . import provenance
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RUN_PREFIX, RunConfig, from_dict, resolve
 from .dataset import BenchmarkDataset
+from .distributed import World
 from .errors import DataError
 from .evaluate import check_suites, evaluate
 from .layout import RunFiles
@@ -103,6 +105,10 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any] | AsGiven, 
     files = RunFiles.of(config, out_dir)
     key = config.key()
     dev = provenance.resolve_device(device)
+    world = World.from_env(dev) if training is not None else World()
+    if world.size > 1:  # torchrun: one device per rank; only rank 0 talks, locks and writes
+        dev = torch.device("cuda", world.local_rank) if dev.type == "cuda" else dev
+        reporter = reporter if world.main else Reporter(quiet=True)
     created = provenance.now()
     with seeded(config.seed, dev):
         ds, method_obj, model = build(config, data_root, model=given.model if given else None)
@@ -116,7 +122,7 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any] | AsGiven, 
         if training is not None and config.start is not None and not files.checkpoint.is_file():
             start = starting_point(config, training, data_root=data_root, out_dir=out_dir, device=device,
                                    reporter=reporter)
-        with files.claimed(key, reporter):
+        with files.claimed(key, reporter) if world.main else contextlib.nullcontext():
             done = completed_run_id(files.results, key)
             if skip_existing and done and (training is None or files.checkpoint.is_file()):
                 return RunOutcome(config, done, files.results, files.checkpoint if training else None, [],
@@ -128,8 +134,10 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any] | AsGiven, 
             measurements: list[Measurement] = []
             result = None
             if training is not None:
-                result = obtain_weights(model, method_obj, ds, config, dev, reporter, files, training, start)
+                result = obtain_weights(model, method_obj, ds, config, dev, reporter, files, training, start, world)
                 measurements += training_measurements(result)
+                if not world.main:  # rank 0 evaluates and writes
+                    return RunOutcome(config, "", files.results, None, [])
             history = result.history if result else payload.get("history", [])
             diverged = TrainResult(history, 0.0, []).diverged
             if diverged:
@@ -165,13 +173,14 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any] | AsGiven, 
 
 
 def obtain_weights(model: Classifier, method: Method, ds: BenchmarkDataset, config: RunConfig, dev: torch.device,
-                   reporter: Reporter, files: RunFiles, training: Training, start: StartPoint | None) -> TrainResult:
+                   reporter: Reporter, files: RunFiles, training: Training, start: StartPoint | None,
+                   world: World = World()) -> TrainResult:
     """Reuse this config's finished checkpoint (with `resume`), or train (from `start`'s weights
     when given) and write one."""
     key = config.key()
     result = trained_earlier(files.checkpoint, key, model, method, reporter) if training.resume else None
     if result is None:
-        if not training.resume:
+        if not training.resume and world.main:
             files.resume.unlink(missing_ok=True)
         if start is None and config.start is not None:  # the checkpoint went missing under the lock
             start = find_start(config, files.out_dir)
@@ -179,9 +188,11 @@ def obtain_weights(model: Classifier, method: Method, ds: BenchmarkDataset, conf
             load_start(model, start)
             reporter.log(f"  starting from the weights of {start.path}")
         result = train(model, method, ds, config, dev, reporter,
-                       Checkpointing(files.resume, every_steps=training.checkpoint_every))
+                       Checkpointing(files.resume, every_steps=training.checkpoint_every), world)
         result.train_commit = provenance.git_commit()
         result.init_from = start.run_key if start else None
+        if not world.main:
+            return result
         save_checkpoint(files.checkpoint, model=model, method_state=method.state_dict(),
                         config_json=config.to_json(), history=result.history, run_key=key,
                         train_duration_s=result.duration_s, train_commit=result.train_commit,

@@ -1,13 +1,16 @@
 """H-SPLID's closed-form split of an embedding into salient and non-salient dimensions: pure
-functions of embeddings, labels and running centres (Miklautz et al., NeurIPS 2025; the
-formulas and where paper and public code differ: docs/METHODS.md)."""
+functions of embeddings, labels and running centres, and the classifier whose head sees only the
+salient dimensions (Miklautz et al., NeurIPS 2025; the formulas and where paper and public code
+differ: docs/METHODS.md)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from .models import Classifier, Encoder
 
 
 def scatter(z: Tensor, y: Tensor, centres: Tensor, global_centre: Tensor) -> tuple[Tensor, Tensor]:
@@ -93,3 +96,38 @@ class ScatterSums:
         return a, b
 
 
+class HSplidClassifier(Classifier):
+    """The head sees z * m_s (the salient dimensions); with no hard split yet, z * beta."""
+
+    beta: Tensor
+    salient: Tensor
+
+    def __init__(self, encoder: Encoder, mean, std):
+        super().__init__(encoder, mean, std)
+        m = encoder.embed_dim
+        self.register_buffer("beta", torch.ones(m))
+        self.register_buffer("salient", torch.ones(m, dtype=torch.bool))
+
+    def gates(self) -> tuple[Tensor, Tensor]:
+        """(salient gate, non-salient gate): hard masks when a split exists, else beta and 1 - beta."""
+        if has_split(self.salient):
+            s = self.salient.to(self.beta.dtype)
+            return s, 1 - s
+        return self.beta, 1 - self.beta
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.embed(x) * self.gates()[0])
+
+    def views(self) -> dict[str, nn.Module]:
+        return {"salient_subspace": SubspaceView(self, 0), "nonsalient_subspace": SubspaceView(self, 1)}
+
+
+class SubspaceView(nn.Module):
+    """The trained head applied to one subspace only (the paper's Figure 1 diagnostics)."""
+
+    def __init__(self, model: HSplidClassifier, which: int):
+        super().__init__()
+        self.model, self.which = model, which
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model.head(self.model.embed(x) * self.model.gates()[self.which])

@@ -14,12 +14,15 @@ import torch.nn.functional as F
 
 from .checkpoint import Position, load_resume, save_resume, to_device
 from .config import RunConfig
-from .data import batches_in_order, first_of_shuffle, shuffled
+from .data import first_of_shuffle, shuffled
 from .dataset import BenchmarkDataset
+from .distributed import World
 from .errors import DataError, DivergedError
+from .loader import load_batches, resolve_workers
 from .method import Method, TrainState
 from .models import Classifier
 from .progress import Reporter
+from .step import Stepper
 
 DIVERGENCE_RATIO = 10.0  # a final loss this many times the first one flags the run `diverged`
 
@@ -75,8 +78,10 @@ class Checkpointing:
 
 
 def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: RunConfig,
-          device: torch.device, reporter: Reporter, checkpointing: Checkpointing = Checkpointing()) -> TrainResult:
-    """Train `model` in place; continues from `checkpointing.path` when it holds this run's state."""
+          device: torch.device, reporter: Reporter, checkpointing: Checkpointing = Checkpointing(),
+          world: World = World()) -> TrainResult:
+    """Train `model` in place; continues from `checkpointing.path` when it holds this run's state.
+    With several ranks (`world`), each trains on its slice of every batch and only rank 0 saves."""
     cfg = config.train
     split = dataset.split("train")
     # A fixed subset (same for every method and seed) when train.samples is set.
@@ -91,8 +96,11 @@ def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: 
         train_indices=indices,
         class_weights=dataset.class_weights().to(device) if cfg.class_balanced else None,
         generator=torch.Generator().manual_seed(config.seed),
+        world=world,
+        workers=resolve_workers(cfg.workers),
     )
     optimizer = method.optimizer(model, cfg)
+    stepper = Stepper(model, method, optimizer, cfg, state)
     method.on_train_start(model, state)
     run_key = config.key()
     position = restore(checkpointing, run_key, model, optimizer, method, state, reporter)
@@ -105,6 +113,9 @@ def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: 
         assert checkpointing.path is not None, "saving is only due with a resume checkpoint path"
         check_finite(model, f"at step {state.step}")
         at.step, at.samples_seen, at.elapsed_s = state.step, state.samples_seen, time.perf_counter() - started
+        last_save = time.perf_counter()
+        if not world.main:
+            return
         save_resume(checkpointing.path, run_key=run_key, position=at, model=model, optimizer=optimizer,
                     method_state=method.state_dict(), generator=state.generator, device=device)
         last_save = time.perf_counter()
@@ -130,27 +141,21 @@ def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: 
         with reporter.task(f"train {method.name} epoch {epoch + 1}/{cfg.epochs}", steps) as update:
             if first:
                 update(advance=first)
-            for number, batch in enumerate(batches_in_order(split, epoch_order, cfg.batch_size, first), first + 1):
+            batches = load_batches(split, epoch_order, cfg.batch_size, first_batch=first, workers=state.workers,
+                                   pin_memory=device.type == "cuda", world=world)
+            for number, batch in enumerate(batches, first + 1):
                 batch = batch.to(device)
                 if cfg.augment:
                     batch = dataset.augment(batch, state.generator)
-                out = method.training_step(model, batch, state)
+                global_size = min(cfg.batch_size, len(order) - (number - 1) * cfg.batch_size)
+                out = stepper(batch, global_size)
                 loss = out.loss
                 last = batch
-                if not torch.isfinite(loss):
-                    raise DivergedError(
-                        f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, step {state.step + 1} "
-                        f"(terms {', '.join(out.losses)}); nothing was saved; try a lower train.lr"
-                    )
                 if state.step == 0:  # the yardstick of divergence, in the unit every method shares
-                    sums["first_loss_ce"] = float(F.cross_entropy(out.logits.detach(), batch.y))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
+                    sums["first_loss_ce"] = world_mean(world, float(F.cross_entropy(out.logits.detach(), batch.y)),
+                                                       len(batch))
                 state.step += 1
-                state.samples_seen += len(batch)
+                state.samples_seen += global_size
                 method.on_step_end(model, batch, out, state)
                 b = len(batch)
                 seen += b
@@ -163,6 +168,9 @@ def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: 
                     save(Position(epoch, number, epoch_generator=epoch_generator, history=history,
                                   sums=dict(sums), correct=correct, seen=seen))
                     reporter.log(f"  resume checkpoint at step {state.step}")
+        if world.size > 1:  # every rank's share of the epoch
+            sums = defaultdict(float, {k: v if k == "first_loss_ce" else world.total(v) for k, v in sums.items()})
+            correct, seen = int(world.total(correct)), int(world.total(seen))
         record = {"epoch": epoch + 1,
                   **{k: v if k == "first_loss_ce" else v / max(seen, 1) for k, v in sums.items()},
                   "train_accuracy": correct / max(seen, 1)}
@@ -175,8 +183,15 @@ def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: 
     method.on_train_end(model, state)
     check_finite(model, f"after the last step ({state.step})")
     if last is not None and history:
-        history[-1]["final_loss_ce"] = final_loss(model, last)
+        history[-1]["final_loss_ce"] = world_mean(world, final_loss(model, last), len(last))
     return TrainResult(history, time.perf_counter() - started, method.trace(), resumed_from)
+
+
+def world_mean(world: World, value: float, weight: int) -> float:
+    """A per-sample mean over every rank's samples (the value itself with one rank)."""
+    if world.size == 1:
+        return value
+    return world.total(value * weight) / world.total(weight)
 
 
 def final_loss(model: Classifier, batch) -> float:

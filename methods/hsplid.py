@@ -19,14 +19,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from benchmark.errors import ConfigError
 from benchmark.hsic import gaussian_kernel, label_kernel, nhsic, nhsic_from_operators, normalised_operator
 from benchmark.method import Method, StepOutput, TrainState
-from benchmark.models import Classifier, Encoder
+from benchmark.models import Encoder
 from benchmark.registry import METHODS
 from benchmark.subspaces import (
+    HSplidClassifier,
     ScatterSums,
     beta_paper,
     beta_reference,
@@ -37,40 +38,6 @@ from benchmark.subspaces import (
     scatter,
     update_centres,
 )
-
-
-class HSplidClassifier(Classifier):
-    """The head sees z * m_s (the salient dimensions); with no hard split yet, z * beta."""
-
-    def __init__(self, encoder: Encoder, mean, std):
-        super().__init__(encoder, mean, std)
-        m = encoder.embed_dim
-        self.register_buffer("beta", torch.ones(m))
-        self.register_buffer("salient", torch.ones(m, dtype=torch.bool))
-
-    def gates(self) -> tuple[Tensor, Tensor]:
-        """(salient gate, non-salient gate): hard masks when a split exists, else beta and 1 - beta."""
-        if has_split(self.salient):
-            s = self.salient.to(self.beta.dtype)
-            return s, 1 - s
-        return self.beta, 1 - self.beta
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.embed(x) * self.gates()[0])
-
-    def views(self) -> dict[str, nn.Module]:
-        return {"salient_subspace": SubspaceView(self, 0), "nonsalient_subspace": SubspaceView(self, 1)}
-
-
-class SubspaceView(nn.Module):
-    """The trained head applied to one subspace only (the paper's Figure 1 diagnostics)."""
-
-    def __init__(self, model: HSplidClassifier, which: int):
-        super().__init__()
-        self.model, self.which = model, which
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model.head(self.model.embed(x) * self.model.gates()[self.which])
 
 
 # -- the method ------------------------------------------------------------------------------
@@ -203,15 +170,17 @@ class HSplid(Method[HSplidParams]):
         p = self.params
         if self.warming_up(state):  # the model starts with beta = 1: the head sees all of z
             return super().training_step(model, batch, state)
-        z = model.embed(batch.x)
-        with torch.no_grad():
-            beta_star = self.closed_form(*scatter(z, batch.y, self.centres, self.global_centre))
+        # The terms need the whole batch: with several ranks, every rank's embeddings (gathered).
+        world, z_local = state.world, model.embed(batch.x)
+        z, y = world.gather(z_local), world.gather(batch.y)
+        with torch.no_grad():  # the closed form in fp32, whatever the training precision
+            beta_star = self.closed_form(*scatter(z.float(), y, self.centres, self.global_centre))
         salient_gate, _ = model.gates()
         logits = model.head(z * salient_gate)
-        losses = {"ce": p.lambda_ce * self.cross_entropy(logits, batch.y, state)}
+        losses = {"ce": p.lambda_ce * self.cross_entropy(logits, y, state)}
         if p.lambda_s:
             losses["class_compactness"] = p.lambda_s * class_compactness(
-                z, batch.y, self.centres, beta_star, self.info.num_classes)
+                z, y, self.centres, beta_star, self.info.num_classes)
         if p.lambda_n:
             losses["global_compactness"] = p.lambda_n * global_compactness(z, self.global_centre, beta_star)
         w_x, w_y = self.hsic_weights
@@ -219,14 +188,18 @@ class HSplid(Method[HSplidParams]):
         if has_split(mask) and (w_x or w_y):  # HSIC terms start once a hard split exists
             if w_x:
                 with torch.no_grad():
-                    r_x = normalised_operator(gaussian_kernel(model.normalize(batch.x), p.sigma), p.hsic_eps)
+                    r_x = normalised_operator(gaussian_kernel(world.gather(model.normalize(batch.x)), p.sigma),
+                                              p.hsic_eps)
                 r_s = normalised_operator(gaussian_kernel(z[:, mask], p.sigma), p.hsic_eps)
                 losses["hsic_x_salient"] = w_x * nhsic_from_operators(r_x, r_s)
             if w_y:
-                k_y = label_kernel(batch.y, self.info.num_classes, z.dtype)
+                k_y = label_kernel(y, self.info.num_classes, z.dtype)
                 losses["hsic_y_nonsalient"] = w_y * nhsic(k_y, gaussian_kernel(z[:, ~mask], p.sigma), p.hsic_eps)
-        self._last = (z.detach(), batch.y, beta_star)
-        return StepOutput(losses, logits)
+        self._last = (z.detach().float(), y, beta_star)
+        if world.size == 1:
+            return StepOutput(losses, logits)
+        start, stop = world.span(len(z_local))
+        return StepOutput(losses, logits[start:stop], scope="global")
 
     def on_step_end(self, model: HSplidClassifier, batch, output: StepOutput, state: TrainState) -> None:
         if self._last is None:  # warm-up step
@@ -275,10 +248,10 @@ class HSplid(Method[HSplidParams]):
         model.eval()
         sums = ScatterSums.empty(self.info.num_classes, model.embed_dim, state.device)
         with torch.no_grad():
-            for batch in state.clean_batches(fraction):
+            for batch in state.clean_batches(fraction):  # this rank's part: summed over the ranks below
                 sums.add(model.embed(batch.x), batch.y)
         model.train(was_training)
-        return sums
+        return ScatterSums(*(state.world.sum(t) for t in (sums.n, sums.s1, sums.s2)))
 
     def _closed_form_on(self, sums: ScatterSums) -> tuple[Tensor, Tensor]:
         """(global centre, beta) from whole-set statistics. The reference starts c_0 at 0 and takes

@@ -15,6 +15,7 @@ from benchmark.method import TrainState
 from benchmark.penalties import group_lasso_activations, group_lasso_weights, l1_activations, l1_weights
 from benchmark.registry import METHODS
 from benchmark.run import run
+from benchmark.sweep.plan import grid_points
 from benchmark.trained import build
 from benchmark_methods import hbar as hbar_module
 from benchmark_methods import hsplid as hsplid_module
@@ -159,10 +160,11 @@ def test_named_grids_are_valid_overrides():
     for entry in METHODS.entries():
         for grid_name, grid in entry.obj.grids.items():
             assert grid, f"{entry.name}: grid {grid_name} is empty"
-            for key, values in grid.items():
-                assert key.startswith("method.") and len(values) >= 2
-                for value in values:
-                    resolve(entry.name, "cmnist", overrides=[f"{key}={value}"])
+            points = grid_points(entry.name, grid_name)
+            assert len(points) >= 2 and len(set(points)) == len(points), f"{entry.name}: grid {grid_name}"
+            for point in points:
+                assert all(key.startswith("method.") for key, _ in point)
+                resolve(entry.name, "cmnist", overrides=[f"{key}={value}" for key, value in point])
 
 
 @pytest.mark.parametrize("name", BASELINES)

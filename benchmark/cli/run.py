@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -56,7 +57,8 @@ class Run(Command):
         for m in methods:
             resolve(m, args.dataset, profile=args.profile, seed=run_seeds[0], overrides=args.overrides)
         check_out_folder(args.out)
-        reporter = Reporter(Console(stderr=True), quiet=args.quiet)
+        main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports and writes
+        reporter = Reporter(Console(stderr=True), quiet=args.quiet or not main)
         outcomes = []
         for seed in run_seeds:
             for m in methods:
@@ -65,5 +67,6 @@ class Run(Command):
                               reporter=reporter, resume=not args.fresh, checkpoint_every=args.checkpoint_every)
                 outcomes.append(outcome)
                 reporter.log(f"  wrote {outcome.results_path}")
-        print_summary(console, [o.results_path for o in outcomes])
+        if main:
+            print_summary(console, [o.results_path for o in outcomes])
         return report_failures(outcomes)

@@ -61,3 +61,43 @@ def prepared_cache(device: torch.device) -> PerfCase:
 
     return PerfCase(cached, raw, "prepared cache (Arrow)", "raw JPEG + PNG files", "ratio <= 0.33 (3x faster)",
                     "64 images of 1024x768 resized to 224, ISIC-2017 layout")
+
+
+@PERF_CASES.register("data_pipeline")
+def data_pipeline(device: torch.device) -> PerfCase:
+    """One pass over 512 ImageNet-sized JPEGs (decode, resize to 224, seeded flip) by worker
+    processes, one per core, against decoding them in the training process."""
+    import atexit
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from ..augment import flipped
+    from ..images import FileSplit
+    from ..loader import available_cores, load_batches
+
+    root = Path(tempfile.mkdtemp(prefix="benchmark-perf-"))
+    atexit.register(shutil.rmtree, root, True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for k in range(512):  # smooth shapes plus grain: photo-like file sizes (~60 KB), 500x375 like ImageNet's median
+        base = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+        pixels = np.asarray(Image.fromarray(base).resize((500, 375), Image.Resampling.BICUBIC), dtype=np.int16)
+        pixels = np.clip(pixels + rng.normal(0, 12, pixels.shape), 0, 255).astype(np.uint8)
+        paths.append(root / f"n{k % 10:08d}_{k}.JPEG")
+        Image.fromarray(pixels).save(paths[-1], quality=90)
+    split = FileSplit(paths, [k % 10 for k in range(512)], 224)
+    order = torch.randperm(512, generator=torch.Generator().manual_seed(0))
+    workers = available_cores()
+
+    def one_pass(n: int) -> None:
+        generator = torch.Generator().manual_seed(0)
+        for batch in load_batches(split, order, 64, workers=n):
+            flipped(batch, generator)
+
+    return PerfCase(lambda: one_pass(workers), lambda: one_pass(0), f"{workers} loader workers",
+                    "decoded in the training process", f"ratio <= {1 / (0.85 * workers):.2f} (85% of linear)",
+                    "512 JPEGs of 500x375, batch 64, PIL decode + resize 224 + flip")

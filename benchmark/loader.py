@@ -1,0 +1,78 @@
+"""Batches decoded in worker processes: file-backed splits (ImageNet, IN-9, CounterAnimal, any
+map-style plugin split) at the speed the accelerator consumes them.
+
+The engine still decides the order: the batches of `order` are handed out in that order, each
+decoded whole by one worker (workers take turns, so `workers` batches decode at once), pinned when
+asked and prefetched two per worker. Only the decoding moves: the same batches come back, in the
+same order, and the seeded augmentation runs afterwards as before, so results and resume are
+unchanged. In-memory splits (TensorSplit) keep their fast path in this process.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .data import Batch, Split, TensorSplit, batches_in_order
+from .distributed import World
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_workers(workers: int | None) -> int:
+    """`train.workers` / `eval.workers`: None means one worker per core."""
+    return available_cores() if workers is None else workers
+
+
+class _Chunks(Dataset):
+    """Item i is the whole batch of the i-th chunk of indices (decoded in a worker)."""
+
+    def __init__(self, split: Split, chunks: Sequence[torch.Tensor]):
+        self.split, self.chunks = split, chunks
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, i: int) -> Batch:
+        return self.split.batch(self.chunks[i])
+
+
+def _as_is(item: Any) -> Any:
+    """The collate function: each item already is a whole Batch."""
+    return item
+
+
+def load_batches(split: Split, order: torch.Tensor, batch_size: int, *, first_batch: int = 0, workers: int = 0,
+                 pin_memory: bool = False, world: World | None = None) -> Iterator[Batch]:
+    """The batches of `order` from batch number `first_batch` on (this rank's slice of each when
+    `world` has several ranks), decoded by `workers` processes (0, an in-memory split, or a
+    platform without fork: here, one after the other)."""
+    starts = range(first_batch * batch_size, len(order), batch_size)
+    world = world or World()
+    if world.size == 1 and (workers <= 0 or isinstance(split, TensorSplit) or len(starts) < 2 or not _can_fork()):
+        yield from batches_in_order(split, order, batch_size, first_batch)
+        return
+    chunks = [world.shard(order[s:s + batch_size]) for s in starts]
+    if workers <= 0 or isinstance(split, TensorSplit) or len(chunks) < 2 or not _can_fork():
+        yield from (split.batch(chunk) for chunk in chunks)
+        return
+    loader = DataLoader(_Chunks(split, chunks), batch_size=None, shuffle=False, num_workers=min(workers, len(chunks)),
+                        collate_fn=_as_is, pin_memory=pin_memory and torch.cuda.is_available(), prefetch_factor=2,
+                        multiprocessing_context="fork")
+    yield from loader
+
+
+def _can_fork() -> bool:
+    """Workers are forked: the split (file lists, mask functions) is shared without pickling."""
+    import multiprocessing
+
+    return "fork" in multiprocessing.get_all_start_methods()

@@ -1,0 +1,142 @@
+"""ImageNet-scale training on this CPU: the parallel loader, lower precision, torchrun with gloo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from benchmark.data import batches_in_order
+from benchmark.images import FileSplit
+from benchmark.loader import load_batches
+from conftest import cli_env
+
+
+@pytest.fixture(scope="module")
+def jpeg_split(tmp_path_factory):
+    """A file-backed split of photo-like JPEGs with masks for some samples (ImageNet-sized, 500x375)."""
+    root = tmp_path_factory.mktemp("jpegs")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(23):
+        pixels = np.clip(rng.normal(120, 60, (375, 500, 3)), 0, 255).astype(np.uint8)
+        paths.append(root / f"n0000000{i % 3}_{i}.JPEG")
+        Image.fromarray(pixels).save(paths[-1], quality=90)
+
+    def mask_of(k: int):
+        return None if k % 2 else (np.arange(375 * 500).reshape(375, 500) % 7 == k % 7)
+
+    return FileSplit(paths, [i % 3 for i in range(23)], 64, mask_of=mask_of)
+
+
+def same(a, b) -> bool:
+    return all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("x", "y", "mask", "index"))
+
+
+@pytest.mark.parametrize("order, first", [("sorted", 0), ("shuffled", 0), ("shuffled", 2)])
+def test_the_parallel_loader_yields_the_serial_batches_in_the_same_order(jpeg_split, order, first):
+    indices = torch.arange(len(jpeg_split))
+    if order == "shuffled":
+        indices = indices[torch.randperm(len(indices), generator=torch.Generator().manual_seed(5))]
+    serial = list(batches_in_order(jpeg_split, indices, 5, first))
+    parallel = list(load_batches(jpeg_split, indices, 5, first_batch=first, workers=2))
+    assert len(serial) == len(parallel) == 5 - first  # 23 samples in batches of 5, from batch `first` on
+    assert all(same(a, b) for a, b in zip(serial, parallel))
+
+
+DDP_RUN = ["--method", "hsplid", "--set", "train.samples=384", "--set", "train.batch_size=64",
+           "--set", "train.lr=3e-4", "--set", "eval.suites=accuracy", "--set", "eval.samples=64", "--quiet"]
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_train_what_one_process_trains_and_write_once(tmp_path):
+    """torchrun --nproc_per_node=2: each rank trains on half of every batch of 64, 12 steps
+    (6 vanilla warm-up, 6 H-SPLID with a hard split, so every loss term and the gathered
+    statistics are exercised); the same losses, mask and centres as one process with batch 64."""
+    env = cli_env(OMP_NUM_THREADS="1")
+    one = subprocess.run([sys.executable, "-m", "benchmark", "run", *DDP_RUN, "--out", str(tmp_path / "one")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "benchmark", "run", *DDP_RUN, "--out", str(tmp_path / "two")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    (ckpt_one,) = (tmp_path / "one" / "checkpoints").glob("*.pt")
+    ckpts = list((tmp_path / "two" / "checkpoints").glob("*"))
+    results = list((tmp_path / "two").glob("*.parquet"))
+    assert len(ckpts) == 1 and len(results) == 1 and ckpts[0].name == ckpt_one.name  # one writer, same key
+    a, b = (torch.load(p, weights_only=True) for p in (ckpt_one, ckpts[0]))
+    history_a, history_b = json.loads(a["history"]), json.loads(b["history"])
+    assert len(history_a) == len(history_b) == 2 and "loss_hsic_x_salient" in history_a[1]
+    for ra, rb in zip(history_a, history_b):
+        for name in ra:
+            if name.startswith(("loss", "first_loss", "final_loss")):
+                assert rb[name] == pytest.approx(ra[name], rel=1e-3, abs=1e-4), name  # float32 sums in another order;
+                # a wrong scale (per-rank statistics, a missing all-reduce) is off by tens of percent
+    # the mask thresholds a moving average; float32 reduction order may move a dimension at the boundary
+    masks = a["model"]["salient"], b["model"]["salient"]
+    assert int((masks[0] != masks[1]).sum()) <= 10 and 0 < int(masks[0].sum()) < 1024
+    traces = ([t["salient_dims"] for t in state["method_state"]["trace"]] for state in (a, b))
+    assert all(abs(x - y) <= 10 for x, y in zip(*traces))
+    for name in ("centres", "global_centre"):  # moving averages of the gathered embeddings of every step
+        gap = (a["method_state"][name] - b["method_state"][name]).abs()
+        assert gap.mean() <= 1e-3 * a["method_state"][name].abs().mean() and gap.max() <= 0.05, name
+    clean = [pd.read_parquet(p).query("metric == 'accuracy'").set_index("eval_set")["value"]
+             for p in ((tmp_path / "one").glob("*.parquet").__next__(), results[0])]
+    assert (clean[0] - clean[1]).abs().max() <= 1 / 64  # at most one of 64 samples moves
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_a_lower_precision_step_follows_the_fp32_step_and_attacks_stay_fp32(precision):
+    """One LeNet-3 step of H-SPLID (closed-form statistics, HSIC) under autocast: the loss and the
+    update agree with fp32 to the precision's resolution, the weights stay fp32, and the model
+    afterwards (what attacks and explainers call) computes in fp32 again."""
+    import copy
+
+    from benchmark.config import resolve
+    from benchmark.method import TrainState
+    from benchmark.step import Stepper
+    from benchmark.trained import build
+
+    config = resolve("hsplid", "cmnist", overrides=["train.samples=64", "train.batch_size=64", "method.warmup_epochs=0",
+                                                   f"train.precision={precision}"])
+    torch.manual_seed(0)
+    dataset, method, model = build(config, None)
+    split = dataset.split("train")
+    batch = split.batch(torch.arange(64))
+    outputs, updates = [], []
+    for dtype in ("fp32", precision):
+        trained, m = copy.deepcopy(model), copy.deepcopy(method)
+        cfg = config.train if dtype == precision else resolve("hsplid", "cmnist").train
+        state = TrainState(torch.device("cpu"), 1, 64, 64, split, train_indices=torch.arange(64),
+                           generator=torch.Generator().manual_seed(0))
+        optimizer = m.optimizer(trained, cfg)
+        m.on_train_start(trained, state)
+        before = [p.detach().clone() for p in trained.parameters()]
+        outputs.append(Stepper(trained, m, optimizer, cfg, state)(batch, 64))
+        updates.append(torch.cat([(p.detach() - b).flatten() for p, b in zip(trained.parameters(), before)]))
+        assert all(p.dtype == torch.float32 for p in trained.parameters())
+        assert trained(batch.x).dtype == torch.float32  # outside the step: fp32, as attacks need
+    resolution = {"bf16": 2e-2, "fp16": 2e-3}[precision]
+    for name in outputs[0].losses:
+        low, full = (float(o.losses[name].detach()) for o in outputs[::-1])
+        assert low == pytest.approx(full, rel=10 * resolution, abs=1e-3), name
+    cosine = torch.nn.functional.cosine_similarity(updates[0], updates[1], dim=0)
+    assert cosine > 0.9, float(cosine)  # Adam's first step is sign-like: a few flipped tiny gradients only
+
+
+def test_workers_and_fp32_leave_the_config_key_alone():
+    from benchmark.config import resolve
+
+    base = resolve("vanilla", "cmnist").key()
+    assert resolve("vanilla", "cmnist", overrides=["train.workers=4", "eval.workers=0"]).key() == base
+    assert resolve("vanilla", "cmnist", overrides=["train.precision=fp32"]).key() == base
+    assert resolve("vanilla", "cmnist", overrides=["train.precision=fp16"]).key() != base
+    assert os.cpu_count()
