@@ -11,6 +11,7 @@ from rich.text import Text
 
 from .aggregate import Cell, paired, tabulate
 from .columns import Column
+from .labels import configuration_labels
 from .stats import PairedDifference
 from .store import reported_rows
 
@@ -60,7 +61,7 @@ def run_tables(frame: pd.DataFrame, reference: str = "vanilla") -> list[Table]:
     tables = []
     for (dataset, profile), part in frame.groupby(["dataset", "profile"], sort=True):
         groups = [g for g in table.groups() if g[:2] == (dataset, profile)]
-        names = labels(groups)
+        names = configuration_labels(part, groups)
         columns = sorted((c for key, c in table.columns.items() if shown(c) and any(
             key in table.runs[g] for g in groups)), key=lambda c: c.order)
         main = Table(title=Text(f"{dataset} · {profile} profile · percent, mean [95 % interval]"))
@@ -89,12 +90,6 @@ def run_tables(frame: pd.DataFrame, reference: str = "vanilla") -> list[Table]:
     return tables
 
 
-def labels(groups: list[tuple]) -> dict[tuple, str]:
-    """Method names, with the config key's first digits where a method has several configurations."""
-    count = pd.Series([g[2] for g in groups]).value_counts()
-    return {g: g[2] if count[g[2]] == 1 else f"{g[2]} {str(g[3])[:6]}" for g in groups}
-
-
 def relation_tables(frame: pd.DataFrame) -> list[Table | Text]:
     """Per dataset and profile: does attribution agreement predict background robustness across
     the models (benchmark/relation.py)? The verdict, the explainers ranked, the within-model halves."""
@@ -109,7 +104,7 @@ def relation_tables(frame: pd.DataFrame) -> list[Table | Text]:
         target = next((c for c in table.columns.values() if ranking is not None and ranking.eps is not None
                        and (c.metric, c.attack, c.region) == (ranking.metric, ranking.attack, ranking.region)
                        and c.eps is not None and abs(c.eps - ranking.eps) < 1e-9), None)
-        names = labels(table.groups())
+        names = configuration_labels(part, table.groups())
         relation = relation_of(table, target, label=lambda g: names[g])
         out.append(Text(f"{dataset} · {profile}: {relation.reason or relation.verdict}"))
         if relation.reason:

@@ -19,6 +19,7 @@ import pandas as pd
 from benchmark.aggregate import Cell, RunColumn, Table, cell_of, paired, records_loader, run_column, tabulate
 from benchmark.columns import Column
 from benchmark.dataset import Ranking
+from benchmark.labels import configuration_labels
 from benchmark.layout import RunFiles
 from benchmark.metrics import agreement_metrics
 from benchmark.registry import DATASETS
@@ -131,6 +132,7 @@ def build_boards(frame: pd.DataFrame, reference: str = "vanilla") -> list[Board]
         rank_column, rank_runs = ranking_column(rows, ranking_of(dataset), table, load)
         columns = [c for c in sorted(table.columns.values(), key=lambda c: c.order) if c.kind in MAIN_KINDS]
         ref_group = next((g for g in groups if g[2] == reference), None)
+        names = configuration_labels(rows, groups)
         entries = []
         for group in groups:
             runs = table.runs[group]
@@ -149,13 +151,14 @@ def build_boards(frame: pd.DataFrame, reference: str = "vanilla") -> list[Board]
                                  {k: v for k, v in cells.items() if v is not None},
                                  {k: v for k, v in comparisons.items() if v is not None}, provenance(sub),
                                  heatmaps=heatmaps(sub), selected=chosen.get(group[3], ""), failures=failures(sub),
-                                 external=tag(sub, "external"), point=tag(sub, "sweep_point")))
+                                 external=tag(sub, "external"),
+                                 point=tag(sub, "sweep_point") or names[group][len(group[2]):].strip()))
         entries = ranked(entries, rank_column.key, rank_column.declaration.higher_is_better)
         columns = [rank_column, *(c for c in columns if c.key != rank_column.key)]
         board = Board(dataset, profile, reference, columns, entries, rule(rank_column, reference),
                       support(table, rank_runs), caution(profile, entries, rank_column.key),
-                      curves(table, groups), *attribution_tables(table, groups))
-        board.relation = relation_of(table, rank_column, label=entry_label)
+                      curves(table, groups, names), *attribution_tables(table, groups, names))
+        board.relation = relation_of(table, rank_column, label=lambda g: names[g])
         boards.append(board)
     return boards
 
@@ -193,15 +196,18 @@ def caution(profile: str, entries: list[Entry], key: str) -> str:
     return "" if separated or len(entries) < 2 else "No difference on the ranking number is significant."
 
 
-def curves(table: Table, groups: list[tuple]) -> dict[str, dict[str, list[tuple[float, Cell]]]]:
-    out: dict[str, dict[str, list[tuple[float, Cell]]]] = {}
+Curves = dict[str, dict[str, list[tuple[float, Cell]]]]  # attack · region -> configuration -> (eps, cell)
+
+
+def curves(table: Table, groups: list[tuple], names: dict[tuple, str]) -> Curves:
+    out: Curves = {}
     for key, column in table.columns.items():
         if column.kind != "robust" or column.eps is None:
             continue
         for group in groups:
             cell = table.cell(group, key)
             if cell is not None:
-                line = out.setdefault(f"{column.attack} · {column.region}", {}).setdefault(entry_label(group), [])
+                line = out.setdefault(f"{column.attack} · {column.region}", {}).setdefault(names[group], [])
                 line.append((column.eps, cell))
     for lines in out.values():
         for points in lines.values():
@@ -209,7 +215,7 @@ def curves(table: Table, groups: list[tuple]) -> dict[str, dict[str, list[tuple[
     return out
 
 
-def attribution_tables(table: Table, groups: list[tuple]) -> tuple[dict, list[str]]:
+def attribution_tables(table: Table, groups: list[tuple], names: dict[tuple, str]) -> tuple[dict, list[str]]:
     """Per agreement metric (relevance mass first, then the rest in registration order): entry ->
     explainer -> cell."""
     order = ["relevance_mass_accuracy", "pixel_auroc", "pointing_game"]
@@ -224,15 +230,11 @@ def attribution_tables(table: Table, groups: list[tuple]) -> tuple[dict, list[st
         for group in groups:
             cell = table.cell(group, key)
             if cell is not None:
-                out.setdefault(label, {}).setdefault(entry_label(group), {})[column.explainer] = cell
+                out.setdefault(label, {}).setdefault(names[group], {})[column.explainer] = cell
                 explainers.add(column.explainer)
     ranked_labels = [labels[m.name] for m in metrics if labels[m.name] in out]
     return {label: out[label] for label in [*ranked_labels, *(k for k in out if k not in ranked_labels)]}, \
         sorted(explainers)
-
-
-def entry_label(group: tuple) -> str:
-    return f"{group[2]} {str(group[3])[:6]}"
 
 
 def selections(frame: pd.DataFrame) -> dict[str, str]:

@@ -1,0 +1,61 @@
+"""Names of configurations: "hsplid lambda_s=0 rho_x=0" reads better than a config key's digits.
+
+One method can appear in several configurations on a board (sweep grid points, an ablation, runs
+with different `--set` values). Each is named by the method plus the settings in which it
+differs from that method's most common value on the board; the configuration that differs in
+nothing keeps the bare name. Where the settings do not tell them apart (other code versions),
+the config key's first digits do.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import pandas as pd
+
+IGNORED = ("run.seed", "run.versions", "run.dataset", "run.method", "run.profile")
+MAX_LABEL = 60
+
+
+def flat_settings(config_json: str) -> dict[str, str]:
+    """A run's config as {"section.key": value as JSON}, without what every run differs in."""
+    try:
+        config = json.loads(config_json or "{}")
+    except ValueError:
+        return {}
+    flat: dict[str, str] = {}
+    for section, values in config.items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                flat[f"{section}.{key}"] = json.dumps(value, sort_keys=True)
+    return {k: v for k, v in flat.items() if k not in IGNORED}
+
+
+def shown(key: str, value: str) -> str:
+    name = key.split(".", 1)[1] if key.startswith("method.") else key
+    parsed: Any = json.loads(value)
+    return f"{name}={parsed:g}" if isinstance(parsed, float) else f"{name}={parsed}"
+
+
+def configuration_labels(rows: pd.DataFrame, groups: list[tuple]) -> dict[tuple, str]:
+    """groups are (dataset, profile, method, config_key); rows carry `config_key` and `config`."""
+    configs = rows.drop_duplicates("config_key").set_index("config_key")["config"]
+    settings = {g: flat_settings(configs.get(g[3], "")) for g in groups}
+    out: dict[tuple, str] = {}
+    for method in {g[2] for g in groups}:
+        same = [g for g in groups if g[2] == method]
+        if len(same) == 1:
+            out[same[0]] = method
+            continue
+        keys = sorted({k for g in same for k in settings[g]})
+        common = {k: Counter(settings[g].get(k, "null") for g in same).most_common(1)[0][0] for k in keys}
+        for g in same:
+            differs = [shown(k, settings[g].get(k, "null")) for k in keys
+                       if settings[g].get(k, "null") != common[k] and k in settings[g]]
+            text = " ".join(differs)
+            out[g] = f"{method} {text}" if text and len(text) <= MAX_LABEL else \
+                f"{method} {str(g[3])[:6]}" if text else method
+    names = Counter(out.values())
+    return {g: f"{name} {str(g[3])[:6]}" if names[name] > 1 else name for g, name in out.items()}
