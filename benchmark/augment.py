@@ -58,8 +58,11 @@ def random_affine(
 
 def random_hflip(images: Tensor, masks: Tensor, generator: torch.Generator, p: float = 0.5) -> tuple[Tensor, Tensor]:
     """Mirror each sample left-right with probability p (image and mask alike)."""
-    flip = (torch.rand(len(images), generator=generator) < p).to(images.device).view(-1, 1, 1, 1)
-    return torch.where(flip, images.flip(-1), images), torch.where(flip, masks.flip(-1), masks)
+    chosen = (torch.rand(len(images), generator=generator) < p).nonzero().flatten().to(images.device)
+    out_images, out_masks = images.clone(), masks.clone()  # then mirror only the chosen samples
+    out_images[chosen] = images[chosen].flip(-1)
+    out_masks[chosen] = masks[chosen].flip(-1)
+    return out_images, out_masks
 
 
 def flipped(batch: Batch, generator: torch.Generator) -> Batch:

@@ -43,7 +43,35 @@ class _Chunks(Dataset):
         return len(self.chunks)
 
     def __getitem__(self, i: int) -> Batch:
-        return self.split.batch(self.chunks[i])
+        batch = self.split.batch(self.chunks[i])
+        return Batch(_packed(batch.x), batch.y, _packed(batch.mask), batch.index)
+
+
+class _Bytes:
+    """A float tensor whose values are all k/255 (decoded pixels, 0/1 masks), sent as its bytes k:
+    a quarter of the shared memory the float tensor would take between processes."""
+
+    def __init__(self, codes: torch.Tensor):
+        self.codes = codes
+
+    def unpacked(self) -> torch.Tensor:
+        return self.codes.float().div_(255.0)  # the very operation decoders use: bit-identical
+
+
+def _packed(t: torch.Tensor) -> Any:
+    if t.dtype != torch.float32:
+        return t
+    codes = t.mul(255.0).round_()
+    if codes.min() < 0 or codes.max() > 255:
+        return t
+    packed = _Bytes(codes.to(torch.uint8))
+    return packed if torch.equal(packed.unpacked(), t) else t
+
+
+def _unpacked(batch: Batch) -> Batch:
+    """The Batch of the split, whatever travelled between processes."""
+    x, mask = (t.unpacked() if isinstance(t, _Bytes) else t for t in (batch.x, batch.mask))
+    return Batch(x, batch.y, mask, batch.index)
 
 
 def _as_is(item: Any) -> Any:
@@ -66,9 +94,11 @@ def load_batches(split: Split, order: torch.Tensor, batch_size: int, *, first_ba
         yield from (split.batch(chunk) for chunk in chunks)
         return
     loader = DataLoader(_Chunks(split, chunks), batch_size=None, shuffle=False, num_workers=min(workers, len(chunks)),
-                        collate_fn=_as_is, pin_memory=pin_memory and torch.cuda.is_available(), prefetch_factor=2,
+                        collate_fn=_as_is, prefetch_factor=2,
                         multiprocessing_context="fork")
-    yield from loader
+    for batch in loader:
+        batch = _unpacked(batch)
+        yield batch.pin_memory() if pin_memory and torch.cuda.is_available() else batch
 
 
 def _can_fork() -> bool:

@@ -31,3 +31,16 @@ def test_image_and_mask_move_together_and_are_seeded():
     assert torch.equal(a[0], a[1])  # same geometry for image and mask
     assert not torch.equal(a[0], x)
     assert set(a[1].unique().tolist()) <= {0.0, 1.0}  # nearest sampling keeps the mask binary
+
+
+def test_random_hflip_mirrors_image_and_mask_of_the_drawn_samples_only():
+    from benchmark.augment import random_hflip
+
+    images, masks = torch.rand(64, 3, 5, 7), (torch.rand(64, 1, 5, 7) > 0.5).float()
+    before = images.clone()
+    out_images, out_masks = random_hflip(images, masks, torch.Generator().manual_seed(3))
+    draws = torch.rand(64, generator=torch.Generator().manual_seed(3)) < 0.5
+    for k in range(64):  # a slow loop over the same draws
+        expected = (images[k].flip(-1), masks[k].flip(-1)) if draws[k] else (images[k], masks[k])
+        assert torch.equal(out_images[k], expected[0]) and torch.equal(out_masks[k], expected[1])
+    assert 0 < int(draws.sum()) < 64 and torch.equal(images, before)  # the input is left alone

@@ -85,6 +85,7 @@ def in9_archives(where: Path, tmp: Path) -> dict[str, Path]:
 ARCHIVES = {"coco_animals": coco_archives, "isic2017": isic_archives, "in9": in9_archives}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", list(ARCHIVES))
 def test_documented_commands_run_the_default_suites_with_every_explainer(dataset, tmp_path):
     where = tmp_path / "downloads"

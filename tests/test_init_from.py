@@ -131,6 +131,7 @@ def test_a_sweep_trains_each_start_once_per_seed_and_reuses_it(tmp_path, trainin
     assert code == 0 and trainings == [] and "sweep: 0 run, 10 already done" in stdout
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_during_its_starting_run_resumes_it(tmp_path):
     slow_start = ["--methods", "hsplid", "--seeds", "0", "--workers", "1", "--checkpoint-every", "1",
                   "--set", "train.samples=96", "--set", "train.batch_size=16", "--set", "train.epochs=1",

@@ -61,6 +61,7 @@ def flaky_plugin(tmp_path):
     return plugin, marker
 
 
+@pytest.mark.slow
 def test_a_failed_suite_keeps_the_rest_and_a_rerun_measures_only_what_is_missing(tmp_path, flaky_plugin):
     plugin, marker = flaky_plugin
     out = tmp_path / "out"
