@@ -2,8 +2,9 @@
 
 One method can appear in several configurations on a board (sweep grid points, an ablation, runs
 with different `--set` values). Each is named by the method plus the settings in which it
-differs from that method's most common value on the board; the configuration that differs in
-nothing keeps the bare name. Where the settings do not tell them apart (other code versions),
+differs from that method's defaults (`benchmark run` with no `--set`; for a method not registered
+here, its most common value on the board); the configuration that differs in nothing keeps the
+bare name. Where the settings do not tell them apart (other code versions),
 the config key's first digits do.
 """
 
@@ -33,6 +34,18 @@ def flat_settings(config_json: str) -> dict[str, str]:
     return {k: v for k, v in flat.items() if k not in IGNORED}
 
 
+def default_settings(dataset: str, profile: str, method: str) -> dict[str, str]:
+    """The flat settings `benchmark run` would use for this method, or nothing when it cannot be
+    resolved here (a plugin not installed, an external model)."""
+    from .config import resolve
+    from .errors import BenchmarkError
+
+    try:
+        return flat_settings(resolve(method, dataset, profile=profile).to_json())
+    except (BenchmarkError, KeyError, ValueError):
+        return {}
+
+
 def shown(key: str, value: str) -> str:
     name = key.split(".", 1)[1] if key.startswith("method.") else key
     parsed: Any = json.loads(value)
@@ -51,6 +64,7 @@ def configuration_labels(rows: pd.DataFrame, groups: list[tuple]) -> dict[tuple,
             continue
         keys = sorted({k for g in same for k in settings[g]})
         common = {k: Counter(settings[g].get(k, "null") for g in same).most_common(1)[0][0] for k in keys}
+        common.update(default_settings(*same[0][:3]))  # where the method is registered: its defaults
         for g in same:
             differs = [shown(k, settings[g].get(k, "null")) for k in keys
                        if settings[g].get(k, "null") != common[k] and k in settings[g]]
