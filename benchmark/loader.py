@@ -16,7 +16,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .data import Batch, Split, TensorSplit, batches_in_order
+from .data import Batch, Split, TensorSplit
 from .distributed import World
 
 
@@ -84,12 +84,8 @@ def load_batches(split: Split, order: torch.Tensor, batch_size: int, *, first_ba
     """The batches of `order` from batch number `first_batch` on (this rank's slice of each when
     `world` has several ranks), decoded by `workers` processes (0, an in-memory split, or a
     platform without fork: here, one after the other)."""
-    starts = range(first_batch * batch_size, len(order), batch_size)
     world = world or World()
-    if world.size == 1 and (workers <= 0 or isinstance(split, TensorSplit) or len(starts) < 2 or not _can_fork()):
-        yield from batches_in_order(split, order, batch_size, first_batch)
-        return
-    chunks = [world.shard(order[s:s + batch_size]) for s in starts]
+    chunks = [world.shard(order[s:s + batch_size]) for s in range(first_batch * batch_size, len(order), batch_size)]
     if workers <= 0 or isinstance(split, TensorSplit) or len(chunks) < 2 or not _can_fork():
         yield from (split.batch(chunk) for chunk in chunks)
         return

@@ -113,11 +113,9 @@ def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: 
         assert checkpointing.path is not None, "saving is only due with a resume checkpoint path"
         check_finite(model, f"at step {state.step}")
         at.step, at.samples_seen, at.elapsed_s = state.step, state.samples_seen, time.perf_counter() - started
-        last_save = time.perf_counter()
-        if not world.main:
-            return
-        save_resume(checkpointing.path, run_key=run_key, position=at, model=model, optimizer=optimizer,
-                    method_state=method.state_dict(), generator=state.generator, device=device)
+        if world.main:  # every rank keeps the same cadence; one writes
+            save_resume(checkpointing.path, run_key=run_key, position=at, model=model, optimizer=optimizer,
+                        method_state=method.state_dict(), generator=state.generator, device=device)
         last_save = time.perf_counter()
 
     history = position.history
