@@ -5,6 +5,8 @@ rendezvous address; `World.from_env` joins that group. Training is PyTorch's
 DistributedDataParallel: every rank trains on its slice of each global batch (`train.batch_size`
 is the global batch, so a run's config and key do not depend on how many processes train it),
 gradients are averaged by DDP's all-reduce, and only rank 0 writes checkpoints and results.
+Evaluation is shared out too: each suite's independent pieces (an attack setting, an explainer, an
+eval set) go round robin to the ranks and their rows are gathered on rank 0, which writes them.
 
 Methods whose loss depends on the whole batch (H-SPLID's closed-form statistics and centres, its
 HSIC terms) gather what they need with `World.gather`, which is differentiable: the gradient
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -40,9 +43,12 @@ class World:
         size = int(os.environ.get("WORLD_SIZE", "1"))
         if size <= 1:
             return cls()
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if not dist.is_initialized():
+            if device.type == "cuda":  # NCCL's object collectives use the current device
+                torch.cuda.set_device(local_rank)
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        return cls(dist.get_rank(), dist.get_world_size(), local_rank)
 
     def shard(self, indices: Tensor) -> Tensor:
         """This rank's contiguous slice of a global batch (sizes differ by at most one)."""
@@ -83,6 +89,26 @@ class World:
     def barrier(self) -> None:
         if self.size > 1:
             dist.barrier()
+
+    def share(self, obj: Any) -> list[Any]:
+        """Every rank's picklable `obj`, in rank order, on every rank."""
+        if self.size == 1:
+            return [obj]
+        out: list[Any] = [None] * self.size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def decide(self, obj: Any) -> Any:
+        """Rank 0's `obj` on every rank (what only rank 0 can know, e.g. what its files hold)."""
+        if self.size == 1:
+            return obj
+        box = [obj if self.main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def mine(self, count: int) -> list[int]:
+        """The positions of `count` independent pieces of work this rank does (round robin)."""
+        return list(range(self.rank, count, self.size))
 
 
 class _Gather(torch.autograd.Function):

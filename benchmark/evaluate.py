@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import torch
 from rich.text import Text
@@ -18,7 +19,9 @@ from rich.text import Text
 from .config import RunConfig
 from .data import Batch, EvalSet, Split, first_of_shuffle, iterate
 from .dataset import BenchmarkDataset
+from .distributed import World
 from .errors import ConfigError
+from .files import write_bytes
 from .models import Classifier
 from .progress import Reporter
 from .registry import SUITES
@@ -37,6 +40,16 @@ class EvalContext:
     artifacts_dir: Path | None = None
     measurements: list[Measurement] = field(default_factory=list)
     _splits: dict[str, Split] = field(default_factory=dict)
+    _artifacts: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def save_artifact(self, relative: str, data: bytes) -> None:
+        """A file for the run's artifacts folder (e.g. example heatmaps), written by the main rank
+        whichever rank made it; nothing is written where the run has no artifacts folder."""
+        self._artifacts.append((relative, data))
+
+    def take_artifacts(self) -> list[tuple[str, bytes]]:
+        taken, self._artifacts = self._artifacts, []
+        return taken
 
     def split(self, name: str) -> Split:
         if name not in self._splits:
@@ -54,8 +67,16 @@ class EvalContext:
             yield batch.to(self.device)
 
 
+Piece = Callable[[], list[Measurement]]
+
+
 class Suite:
-    """Base of an evaluation suite: `run(ctx)` returns measurements."""
+    """Base of an evaluation suite: `run(ctx)` returns measurements.
+
+    A suite may instead split its work into `pieces(ctx)`: independent callables, each seeding its
+    own randomness, so their rows do not depend on which process runs them or in what company.
+    The evaluator then shares the pieces out over the ranks of a torchrun run and hands their rows,
+    in piece order, to `combine` (one process gives exactly the rows N processes give)."""
 
     name: ClassVar[str] = ""
     Params: ClassVar[type | None] = None
@@ -74,7 +95,17 @@ class Suite:
         """Reject settings this dataset cannot serve (e.g. an unknown region), before training."""
 
     def run(self, ctx: EvalContext) -> list[Measurement]:
+        """The whole suite in this process: its pieces in order, then `combine`."""
+        return self.combine(ctx, [m for piece in self.pieces(ctx) for m in piece()])
+
+    def pieces(self, ctx: EvalContext) -> list[Piece]:
+        """Independent pieces of work (default: none, the suite is its `run`). May prepare what
+        every piece shares (the evaluated samples, clean predictions) on every rank."""
         return []
+
+    def combine(self, ctx: EvalContext, rows: list[Measurement]) -> list[Measurement]:
+        """The suite's rows from its pieces' rows (e.g. flags or gaps that compare pieces)."""
+        return rows
 
 
 def check_suites(config: RunConfig, dataset: BenchmarkDataset) -> None:
@@ -116,35 +147,77 @@ def one_line(err: BaseException) -> str:
 
 def evaluate(model: Classifier, dataset: BenchmarkDataset, config: RunConfig, device: torch.device,
              reporter: Reporter | None = None, artifacts_dir: Path | None = None,
-             suites: Sequence[str] | None = None) -> Evaluation:
+             suites: Sequence[str] | None = None, world: World = World()) -> Evaluation:
     """Run the suites (default: config.eval.suites) in order; later suites see earlier measurements.
 
     A suite that raises is recorded as a `failed` row and the next one runs: what finished is
-    never thrown away. Ctrl-C stops after recording the interrupted suite."""
+    never thrown away. Ctrl-C stops after recording the interrupted suite. Under torchrun every
+    rank calls this; each suite's pieces are shared out and every rank gets all the rows."""
     model.eval()
     reporter = reporter or Reporter(quiet=True)
     ctx = EvalContext(model, dataset, config, device, reporter, artifacts_dir)
     out = Evaluation(ctx.measurements)
     for name in config.eval.suites if suites is None else suites:
-        started = time.perf_counter()
-        try:
-            produced = SUITES.get(name)(config.suite(name)).run(ctx)
-        except KeyboardInterrupt:
-            out.failures[name] = "interrupted"
-            out.by_suite[name] = [failure_row(name, "interrupted")]
-            out.interrupted = True
-            break
-        except Exception as err:  # one suite's failure must not discard the others
-            out.failures[name] = one_line(err)
-            out.tracebacks[name] = traceback.format_exc()
-            out.by_suite[name] = [failure_row(name, out.failures[name])]
-            reporter.log(Text.assemble("  ", (f"suite {name} failed", "red"), f": {out.failures[name]}"))
+        suite = SUITES.get(name)(config.suite(name))
+        produced = run_pieces(suite, ctx, world)
+        if isinstance(produced, Failure):
+            out.failures[name] = produced.reason
+            out.by_suite[name] = [failure_row(name, produced.reason)]
+            if produced.reason == INTERRUPTED:
+                out.interrupted = True
+                break
+            out.tracebacks[name] = produced.traceback
+            reporter.log(Text.assemble("  ", (f"suite {name} failed", "red"), f": {produced.reason}"))
             continue
-        elapsed = time.perf_counter() - started
-        for m in produced:
-            if m.duration_s is None:
-                m.duration_s = elapsed
+        produced = suite.combine(ctx, produced)
         ctx.measurements.extend(produced)
         out.by_suite[name] = produced
     out.measurements = [m for rows in out.by_suite.values() for m in rows]
     return out
+
+
+INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: str
+    traceback: str = ""
+
+
+def run_pieces(suite: Suite, ctx: EvalContext, world: World) -> list[Measurement] | Failure:
+    """This rank's share of the suite's pieces, then every piece's rows in piece order (or the first
+    failure by piece order) on every rank; the main rank writes the pieces' artifacts. Rows a piece
+    leaves without a duration get the piece's time."""
+    done: dict[int, list[Measurement] | Failure] = {}
+    artifacts: list[tuple[str, bytes]] = []
+    try:
+        pieces = suite.pieces(ctx) or [partial(suite.run, ctx)]
+    except KeyboardInterrupt:
+        pieces, done[0] = [], Failure(INTERRUPTED)
+    except Exception as err:  # preparing the pieces failed: the suite fails on every rank
+        pieces, done[0] = [], Failure(one_line(err), traceback.format_exc())
+    for i in world.mine(len(pieces)):
+        started = time.perf_counter()
+        try:
+            rows = pieces[i]()
+        except KeyboardInterrupt:
+            done[i] = Failure(INTERRUPTED)
+            break
+        except Exception as err:  # one piece's failure fails the suite, not the evaluation
+            done[i] = Failure(one_line(err), traceback.format_exc())
+            break
+        for m in rows:
+            if m.duration_s is None:
+                m.duration_s = time.perf_counter() - started
+        done[i] = rows
+        artifacts += ctx.take_artifacts()
+    shared = world.share((done, artifacts))
+    if world.main and ctx.artifacts_dir is not None:
+        for relative, data in (a for _, rank_artifacts in shared for a in rank_artifacts):
+            write_bytes(ctx.artifacts_dir / relative, data)
+    merged = {i: part for rank_done, _ in shared for i, part in rank_done.items()}
+    failures = [part for _, part in sorted(merged.items()) if isinstance(part, Failure)]
+    if failures:
+        return next((f for f in failures if f.reason == INTERRUPTED), failures[0])
+    return [m for _, part in sorted(merged.items()) for m in part]  # type: ignore[union-attr]

@@ -35,6 +35,14 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> Path:
     return path
 
 
+def write_bytes(path: Path, data: bytes) -> Path:
+    """`data` as the whole of `path`, written atomically."""
+    def write(fh: BinaryIO) -> None:
+        fh.write(data)
+
+    return write_atomically(path, write)
+
+
 def disk_full(folder: Path, slack: int = 1 << 20) -> bool:
     """Whether the file system of `folder` has less than `slack` bytes left for this user."""
     try:

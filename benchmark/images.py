@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .data import Batch, TensorSplit
+from .data import Batch, StoredBatch, TensorSplit
 from .errors import DataError
 
 
@@ -98,6 +98,9 @@ class FileSplit:
         return len(self.paths)
 
     def batch(self, index: torch.Tensor) -> Batch:
+        return self.stored(index).decoded()
+
+    def stored(self, index: torch.Tensor) -> StoredBatch:
         x = np.empty((len(index), 3, self.size, self.size), dtype=np.uint8)
         masks = np.zeros((len(index), 1, self.size, self.size), dtype=np.uint8)
         for row, k in enumerate(index.tolist()):
@@ -106,5 +109,4 @@ class FileSplit:
             if mask is not None:
                 check_mask_size(mask, self.paths[k], h, w)
                 masks[row] = resize_mask(mask, self.size)
-        return Batch(torch.from_numpy(x).float().div_(255.0), self.labels[index],
-                     torch.from_numpy(masks).float(), index)
+        return StoredBatch(torch.from_numpy(x), self.labels[index], torch.from_numpy(masks), index)

@@ -16,7 +16,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .data import Batch, Split, TensorSplit
+from .data import Batch, Split, StoredBatch, TensorSplit
 from .distributed import World
 
 
@@ -34,44 +34,19 @@ def resolve_workers(workers: int | None) -> int:
 
 
 class _Chunks(Dataset):
-    """Item i is the whole batch of the i-th chunk of indices (decoded in a worker)."""
+    """Item i is the whole batch of the i-th chunk of indices, decoded in a worker: as stored
+    (uint8) where the split offers it, so the worker does no float work and sends a quarter of
+    the bytes; the training process converts it, with the very operations `batch` uses."""
 
     def __init__(self, split: Split, chunks: Sequence[torch.Tensor]):
         self.split, self.chunks = split, chunks
+        self.stored = getattr(split, "stored", None)
 
     def __len__(self) -> int:
         return len(self.chunks)
 
-    def __getitem__(self, i: int) -> Batch:
-        batch = self.split.batch(self.chunks[i])
-        return Batch(_packed(batch.x), batch.y, _packed(batch.mask), batch.index)
-
-
-class _Bytes:
-    """A float tensor whose values are all k/255 (decoded pixels, 0/1 masks), sent as its bytes k:
-    a quarter of the shared memory the float tensor would take between processes."""
-
-    def __init__(self, codes: torch.Tensor):
-        self.codes = codes
-
-    def unpacked(self) -> torch.Tensor:
-        return self.codes.float().div_(255.0)  # the very operation decoders use: bit-identical
-
-
-def _packed(t: torch.Tensor) -> Any:
-    if t.dtype != torch.float32:
-        return t
-    codes = t.mul(255.0).round_()
-    if codes.min() < 0 or codes.max() > 255:
-        return t
-    packed = _Bytes(codes.to(torch.uint8))
-    return packed if torch.equal(packed.unpacked(), t) else t
-
-
-def _unpacked(batch: Batch) -> Batch:
-    """The Batch of the split, whatever travelled between processes."""
-    x, mask = (t.unpacked() if isinstance(t, _Bytes) else t for t in (batch.x, batch.mask))
-    return Batch(x, batch.y, mask, batch.index)
+    def __getitem__(self, i: int) -> Batch | StoredBatch:
+        return self.stored(self.chunks[i]) if self.stored else self.split.batch(self.chunks[i])
 
 
 def _as_is(item: Any) -> Any:
@@ -92,8 +67,8 @@ def load_batches(split: Split, order: torch.Tensor, batch_size: int, *, first_ba
     loader = DataLoader(_Chunks(split, chunks), batch_size=None, shuffle=False, num_workers=min(workers, len(chunks)),
                         collate_fn=_as_is, prefetch_factor=2,
                         multiprocessing_context="fork")
-    for batch in loader:
-        batch = _unpacked(batch)
+    for item in loader:
+        batch = item.decoded() if isinstance(item, StoredBatch) else item
         yield batch.pin_memory() if pin_memory and torch.cuda.is_available() else batch
 
 

@@ -58,10 +58,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)"
+def device_name(device: torch.device, ranks: int = 1) -> str:
+    """What ran a run, e.g. "cuda (NVIDIA H100 80GB HBM3)" or, for a torchrun run, "4 ranks x cuda (...)"."""
+    one = (f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda"
+           else f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)")
+    return f"{ranks} ranks x {one}" if ranks > 1 else one
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -105,7 +105,7 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any] | AsGiven, 
     files = RunFiles.of(config, out_dir)
     key = config.key()
     dev = provenance.resolve_device(device)
-    world = World.from_env(dev) if training is not None else World()
+    world = World.from_env(dev)
     if world.size > 1:  # torchrun: one device per rank; only rank 0 talks, locks and writes
         dev = torch.device("cuda", world.local_rank) if dev.type == "cuda" else dev
         reporter = reporter if world.main else Reporter(quiet=True)
@@ -123,21 +123,21 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any] | AsGiven, 
             start = starting_point(config, training, data_root=data_root, out_dir=out_dir, device=device,
                                    reporter=reporter)
         with files.claimed(key, reporter) if world.main else contextlib.nullcontext():
-            done = completed_run_id(files.results, key)
-            if skip_existing and done and (training is None or files.checkpoint.is_file()):
+            done = world.decide(completed_run_id(files.results, key) if world.main else None)
+            has_checkpoint = world.decide(files.checkpoint.is_file())
+            if skip_existing and done and (training is None or has_checkpoint):
                 return RunOutcome(config, done, files.results, files.checkpoint if training else None, [],
                                   skipped=True)
             model.to(dev)
             what = "" if training else ("model " if given else "checkpoint ")
+            where = provenance.device_name(dev, world.size)
             reporter.log(Text.assemble((config.method_name, "bold"), f" {what}on ", (config.dataset, "bold"),
-                                       f" ({config.profile}, seed {config.seed}, {provenance.device_name(dev)})"))
+                                       f" ({config.profile}, seed {config.seed}, {where})"))
             measurements: list[Measurement] = []
             result = None
             if training is not None:
                 result = obtain_weights(model, method_obj, ds, config, dev, reporter, files, training, start, world)
                 measurements += training_measurements(result)
-                if not world.main:  # rank 0 evaluates and writes
-                    return RunOutcome(config, "", files.results, None, [])
             history = result.history if result else payload.get("history", [])
             diverged = TrainResult(history, 0.0, []).diverged
             if diverged:
@@ -145,11 +145,15 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any] | AsGiven, 
                                            f"{DIVERGENCE_RATIO:g} times the first; every row of this run is flagged "
                                            "`diverged`"))
             produces = {s: SUITES.get(s).row_suites() for s in config.eval.suites}
-            kept = finished_suites(files.results, key, produces) if training is None or training.resume else {}
+            reusable = world.main and (training is None or training.resume)
+            kept = finished_suites(files.results, key, produces) if reusable else {}
             if kept:
                 reporter.log(f"  keeping the finished suites {', '.join(kept)} of {files.results}")
-            todo = [s for s in config.eval.suites if s not in kept]
-            evaluation = evaluate(model, ds, config, dev, reporter, artifacts_dir=files.artifacts, suites=todo)
+            todo = world.decide([s for s in config.eval.suites if s not in kept])
+            evaluation = evaluate(model, ds, config, dev, reporter, artifacts_dir=files.artifacts, suites=todo,
+                                  world=world)
+            if not world.main:  # every rank evaluated its share; rank 0 writes
+                return RunOutcome(config, "", files.results, None, [], failures=evaluation.failures)
             for suite in config.eval.suites:  # the results file keeps the configured suite order
                 measurements += kept.get(suite, []) + evaluation.by_suite.get(suite, [])
             if training is None and checkpoint is not None:
@@ -162,7 +166,7 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any] | AsGiven, 
                     m.flags = tuple(dict.fromkeys([*m.flags, "diverged"]))
             train_commit = result.train_commit if result else (given.trained_by if given else trained_by(payload))
             path = write_results(tagged(measurements, tags), config, created, dev, ds.source(), files.results,
-                                 train_commit)
+                                 train_commit, ranks=world.size)
             if evaluation.tracebacks:
                 log_tracebacks(files, evaluation.tracebacks)
             if evaluation.interrupted:
@@ -238,11 +242,11 @@ def tagged(measurements: list[Measurement], tags: Mapping[str, Any] | None) -> l
 
 
 def write_results(measurements: list[Measurement], config: RunConfig, created, device: torch.device,
-                  data_source: str, path: Path, train_commit: str) -> Path:
+                  data_source: str, path: Path, train_commit: str, ranks: int = 1) -> Path:
     columns = provenance.run_columns(key=config.key(), config_key=config.key(with_seed=False),
                                      method=config.method_name, dataset=config.dataset, profile=config.profile,
                                      seed=config.seed, config_json=config.to_json(), created=created,
-                                     device=provenance.device_name(device), data_source=data_source,
+                                     device=provenance.device_name(device, ranks), data_source=data_source,
                                      train_commit=train_commit)
     return write_run(measurements, columns, path)
 

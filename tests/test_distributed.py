@@ -16,6 +16,7 @@ from PIL import Image
 from benchmark.data import batches_in_order
 from benchmark.images import FileSplit
 from benchmark.loader import load_batches
+from benchmark.provenance import cpu_model
 from conftest import cli_env
 
 
@@ -93,6 +94,40 @@ def test_two_gloo_ranks_train_what_one_process_trains_and_write_once(tmp_path):
     assert (clean[0] - clean[1]).abs().max() <= 1 / 64  # at most one of 64 samples moves
 
 
+SHARDED_EVAL = ["--method", "hsplid", "--set", "train.samples=128", "--set", "train.epochs=1",
+                "--set", "method.warmup_epochs=0", "--set", "eval.suites=accuracy,robustness,corruptions,attribution",
+                "--set", "eval.samples=32", "--set", "robustness.samples=16", "--set", "corruptions.samples=16",
+                "--set", "attribution.samples=8", "--set", "attribution.heatmaps=2",
+                "--set", "attribution.explainers=saliency,smoothgrad,occlusion", "--quiet"]
+NOT_COMPARED = ["duration_s", "created", "run_id", "device"]
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_share_the_evaluation_and_write_what_one_process_writes(tmp_path):
+    """The same checkpoint evaluated by one process and by two torchrun ranks (each suite's pieces
+    shared out, rows gathered on rank 0): the same rows, records and heatmaps, bit for bit."""
+    env = cli_env(OMP_NUM_THREADS="1")
+    one = subprocess.run([sys.executable, "-m", "benchmark", "run", *SHARDED_EVAL, "--out", str(tmp_path / "one")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    (ckpt,) = (tmp_path / "one" / "checkpoints").glob("*.pt")
+    (tmp_path / "two" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "two" / "checkpoints" / ckpt.name).write_bytes(ckpt.read_bytes())
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "benchmark", "run", *SHARDED_EVAL, "--out", str(tmp_path / "two")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr
+    (a,), (b,) = (list((tmp_path / side).glob("*.parquet")) for side in ("one", "two"))
+    assert a.name == b.name
+    rows_a, rows_b = (pd.read_parquet(p).drop(columns=NOT_COMPARED) for p in (a, b))
+    assert len(rows_a) > 40 and set(rows_a["suite"]) >= {"accuracy", "robustness", "corruptions", "attribution"}
+    pd.testing.assert_frame_equal(rows_a, rows_b)
+    pd.testing.assert_frame_equal(*(pd.read_parquet(side.parent / "samples" / side.name) for side in (a, b)))
+    heatmaps = [sorted((tmp_path / side / "artifacts").rglob("*.png")) for side in ("one", "two")]
+    assert len(heatmaps[0]) == 3 and [p.name for p in heatmaps[0]] == [p.name for p in heatmaps[1]]
+    assert all(p.read_bytes() == q.read_bytes() for p, q in zip(*heatmaps))
+
+
 @pytest.mark.parametrize("precision, n", [("bf16", 64), ("fp16", 16)])  # fp16 convolutions are slow on a CPU
 def test_a_lower_precision_step_follows_the_fp32_step_and_attacks_stay_fp32(precision, n):
     """One LeNet-3 step of H-SPLID (closed-form statistics, HSIC) under autocast: the loss and the
@@ -144,3 +179,31 @@ def test_workers_and_fp32_leave_the_config_key_alone():
     assert resolve("vanilla", "cmnist", overrides=["train.precision=fp32"]).key() == base
     assert resolve("vanilla", "cmnist", overrides=["train.precision=fp16"]).key() != base
     assert os.cpu_count()
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_each_job_as_a_group_of_ranks(tmp_path):
+    """--processes-per-run 2 (what --gpus-per-run 2 gives a Ray job): each job is one DDP run of two
+    gloo ranks, started by torchrun's launcher inside the worker; one results file and checkpoint
+    per job, provenance naming the ranks, and a second sweep finds the job done."""
+    sweep = [sys.executable, "-m", "benchmark", "sweep", "--methods", "hsplid", "--seeds", "0", "--all-points",
+             "--workers", "1", "--processes-per-run", "2", "--set", "train.samples=128", "--set", "train.epochs=1",
+             "--set", "method.warmup_epochs=0", "--set", "eval.suites=accuracy", "--set", "eval.samples=32",
+             "--out", str(tmp_path / "out")]
+    first = subprocess.run(sweep, cwd=tmp_path, env=cli_env(OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                           timeout=300)
+    assert first.returncode == 0, first.stderr
+    (results,) = (tmp_path / "out").glob("*.parquet")
+    assert len(list((tmp_path / "out" / "checkpoints").glob("*"))) == 1
+    assert set(pd.read_parquet(results)["device"]) == {"2 ranks x cpu (" + cpu_model() + ", 1 threads)"}
+    assert "Failed to register signal handlers" not in first.stderr
+    again = subprocess.run(sweep, cwd=tmp_path, env=cli_env(OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0 and "1 already done" in again.stderr + again.stdout
+
+
+def test_each_rank_takes_every_nth_piece_of_work():
+    from benchmark.distributed import World
+
+    assert World().mine(3) == [0, 1, 2]
+    assert [World(rank, 3).mine(7) for rank in range(3)] == [[0, 3, 6], [1, 4], [2, 5]]

@@ -130,8 +130,8 @@ def test_selection_takes_the_best_mean_over_seeds_and_records_it(tmp_path):
 def test_progress_table_shows_every_state_and_the_reason_of_a_failure(tmp_path):
     from rich.console import Console
 
-    from benchmark.sweep.executors import Update
     from benchmark.sweep.table import SweepProgress
+    from benchmark.sweep.worker import Update
 
     spec = SweepSpec(("weight_decay",), ("cmnist",), (0,), grid="paper")
     jobs = list(plan(spec, tmp_path)[0].candidates.values())
@@ -159,7 +159,7 @@ def test_progress_table_shows_every_state_and_the_reason_of_a_failure(tmp_path):
 
 def test_a_failing_job_becomes_a_one_line_reason_and_an_unexpected_one_leaves_its_traceback(tmp_path, monkeypatch):
     from benchmark import run as run_module
-    from benchmark.sweep.executors import WorkerSettings, execute
+    from benchmark.sweep.worker import WorkerSettings, execute
 
     spec = SweepSpec(("vanilla",), ("cmnist",), (0,))
     (group,) = plan(spec, tmp_path)

@@ -61,6 +61,8 @@ class Sweep(Command):
                         "(default: start a local instance)")
         sw.add_argument("--cpus-per-run", type=float, default=1, help="CPUs (and torch threads) per run (default: 1)")
         sw.add_argument("--gpus-per-run", type=float, default=0, help="ray: GPUs per run (default: 0)")
+        sw.add_argument("--processes-per-run", type=int, help="ranks of each run (DDP, as torchrun would start "
+                        "them; default: --gpus-per-run when it is 2 or more, else 1); gloo ranks on a CPU")
         sw.add_argument("--retries", type=int, default=1, help="retries of a run whose worker died (default: 1)")
         add_training_options(sw)
         add_common_options(sw)
@@ -82,6 +84,10 @@ class Sweep(Command):
             raise BenchmarkError(f"--workers expects an integer >= 1, got {args.workers}")
         if not args.cpus_per_run > 0 or args.gpus_per_run < 0 or args.retries < 0:
             raise BenchmarkError("--cpus-per-run must be > 0, --gpus-per-run >= 0 and --retries >= 0")
+        processes = args.processes_per_run or max(1, int(args.gpus_per_run))
+        if processes < 1 or (args.gpus_per_run >= 1 and processes > int(args.gpus_per_run)):
+            raise BenchmarkError(f"--processes-per-run expects an integer from 1 to the GPUs of a run (one rank "
+                                 f"per GPU), got {processes}")
         spec = SweepSpec(methods=tuple(names(args.methods or [",".join(DEFAULT_METHODS)], "--methods")),
                          datasets=tuple(names(args.datasets or [DEFAULT_DATASET], "--datasets")),
                          seeds=tuple(seeds(args.seeds, "--seeds")),
@@ -93,7 +99,8 @@ class Sweep(Command):
         root = data_root_from(args.data_root)
         settings = WorkerSettings(out_dir=str(out_dir), data_root=str(root.resolve()) if root else None,
                                   device=args.device, threads=max(1, int(args.cpus_per_run)),
-                                  plugins=plugins, checkpoint_every=args.checkpoint_every, fresh=args.fresh)
+                                  plugins=plugins, checkpoint_every=args.checkpoint_every, fresh=args.fresh,
+                                  processes=processes)
         progress = SweepProgress(Console(stderr=True), quiet=args.quiet)
         with make_executor(args.executor, settings, workers=args.workers, address=args.address,
                            cpus=args.cpus_per_run, gpus=args.gpus_per_run, retries=args.retries) as executor:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import torch
 
-from ..evaluate import EvalContext, Suite
+from ..evaluate import EvalContext, Piece, Suite
 from ..records import Records
 from ..registry import SUITES
 from ..store import Measurement
@@ -27,22 +28,26 @@ class AccuracySuite(Suite):
 
     emits = ("accuracy", "diagnostics", "derived")
 
-    def run(self, ctx: EvalContext) -> list[Measurement]:
-        out: list[Measurement] = []
-        by_set: dict[str, float] = {}
-        views = ctx.model.views()
-        for eval_set in ctx.eval_sets():
+    def pieces(self, ctx: EvalContext) -> list[Piece]:
+        return [partial(self._score, ctx, eval_set) for eval_set in ctx.eval_sets()]
+
+    def combine(self, ctx: EvalContext, rows: list[Measurement]) -> list[Measurement]:
+        by_set = {r.eval_set: r.value for r in rows if r.suite == "accuracy" and r.eval_set is not None}
+        return rows + [Measurement("derived", metric, value, 0, eval_set="derived")
+                       for metric, value in ctx.dataset.derived(by_set).items()]
+
+    @staticmethod
+    def _score(ctx: EvalContext, eval_set) -> list[Measurement]:
+        """Accuracy on one eval set, and the model's views (diagnostics) on it."""
+        started = time.perf_counter()
+        records = correctness(ctx.model, ctx, eval_set)
+        row = Measurement.of_records("accuracy", "accuracy", records, eval_set=eval_set.name,
+                                     duration_s=time.perf_counter() - started)
+        out = [row]
+        for view_name, view in ctx.model.views().items():
             started = time.perf_counter()
-            records = correctness(ctx.model, ctx, eval_set)
-            row = Measurement.of_records("accuracy", "accuracy", records, eval_set=eval_set.name,
-                                         duration_s=time.perf_counter() - started)
-            by_set[eval_set.name] = row.value
-            out.append(row)
-            for view_name, view in views.items():
-                records = correctness(view, ctx, eval_set)
-                out.append(Measurement.of_records("diagnostics", f"accuracy_{view_name}", records,
-                                                  eval_set=eval_set.name))
-            ctx.reporter.log(f"  accuracy on {eval_set.name}: {row.value:.4f} (n={row.n})")
-        for metric, value in ctx.dataset.derived(by_set).items():
-            out.append(Measurement("derived", metric, value, 0, eval_set="derived"))
+            records = correctness(view, ctx, eval_set)
+            out.append(Measurement.of_records("diagnostics", f"accuracy_{view_name}", records,
+                                              eval_set=eval_set.name, duration_s=time.perf_counter() - started))
+        ctx.reporter.log(f"  accuracy on {eval_set.name}: {row.value:.4f} (n={row.n})")
         return out

@@ -10,9 +10,10 @@ recorded beside them. A few example heatmaps are written as PNG next to the resu
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -22,7 +23,7 @@ from ..attribution import options_of
 from ..attribution.pixel_mask import INITS, optimise_masks
 from ..attribution.scoring import cp_pixel, deletion_insertion, pixel_map
 from ..errors import ConfigError
-from ..evaluate import EvalContext, Suite, check_split
+from ..evaluate import EvalContext, Piece, Suite, check_split
 from ..metrics import AgreementMetric, agreement_metrics, agreement_scores
 from ..records import Records
 from ..registry import EXPLAINERS, METRICS, SUITES
@@ -99,7 +100,9 @@ class AttributionSuite(Suite):
     def check(self, dataset) -> None:
         check_split(self.params.eval_set, dataset, "attribution.eval_set")
 
-    def run(self, ctx: EvalContext) -> list[Measurement]:
+    def pieces(self, ctx: EvalContext) -> list[Piece]:
+        """The object-area row, one piece per explainer (each seeds its own generator), then the
+        PixelMask initialisation comparison."""
         p: AttributionParams = self.params
         model = ctx.model.eval()
         batches = list(ctx.batches(ctx.split(p.eval_set), limit=p.samples))
@@ -111,11 +114,13 @@ class AttributionSuite(Suite):
         top_k = max(1, round(p.top_k_fraction * n_pixels))
         common = {"target": p.target, "reduction": "sum_abs", "excluded_empty_masks": int((~kept).sum())}
         area = Records.of(samples[kept], masks[kept].float().mean(1))
-        out = [Measurement.of_records("attribution", "object_area_fraction", area, eval_set=p.eval_set, extra=common)]
-        for name in p.explainers:
-            out.extend(self._explain(ctx, name, batches, targets, masks, samples, kept, top_k, common))
+        area_row = Measurement.of_records("attribution", "object_area_fraction", area, eval_set=p.eval_set,
+                                          extra=common)
+        out: list[Piece] = [lambda: [area_row]]
+        out += [partial(self._explain, ctx, name, batches, targets, masks, samples, kept, top_k, common)
+                for name in p.explainers]
         if p.mask_comparison:
-            out.extend(self._compare_inits(ctx, batches, targets))
+            out.append(partial(self._compare_inits, ctx, batches, targets))
         return out
 
     def _targets(self, model, batch) -> torch.Tensor:
@@ -171,8 +176,8 @@ class AttributionSuite(Suite):
                 rows.append(Measurement.of_records("attribution", metric, Records.of(samples[:len(values)], values),
                                                    eval_set=p.eval_set, explainer=name, extra=extra,
                                                    duration_s=elapsed))
-        if raw and ctx.artifacts_dir is not None:
-            save_heatmaps(ctx.artifacts_dir / "attribution" / f"{name}.png", batches, raw, p.heatmaps)
+        if raw:
+            ctx.save_artifact(f"attribution/{name}.png", heatmaps_png(batches, raw, p.heatmaps))
         return rows
 
     def _compare_inits(self, ctx, batches, targets) -> list[Measurement]:
@@ -205,15 +210,16 @@ def constant_maps(a: torch.Tensor) -> torch.Tensor:
     return (a.amax(dim=1) == a.amin(dim=1)).sum()
 
 
-def save_heatmaps(path: Path, batches, raw: list[torch.Tensor], count: int) -> None:
+def heatmaps_png(batches, raw: list[torch.Tensor], count: int) -> bytes:
     """A PNG of `count` examples: the images on top, their maps (scaled to each map's maximum) below."""
     images = torch.cat([b.x for b in batches])[:count].mean(dim=1, keepdim=True).cpu()
     maps = torch.cat(raw)[:count].abs().sum(dim=1, keepdim=True).cpu().float()
     maps = maps / maps.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
     grid = tile(torch.cat([images, maps])[:, 0], columns=len(images))
-    path.parent.mkdir(parents=True, exist_ok=True)
     pixels = (grid.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    Image.fromarray(pixels).save(path, format="PNG")  # a 2-D uint8 array is a greyscale image
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")  # a 2-D uint8 array is a greyscale image
+    return buffer.getvalue()
 
 
 def tile(images: torch.Tensor, columns: int, padding: int = 2, fill: float = 1.0) -> torch.Tensor:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
 from ..attacks.regions import check_region, make_region
 from ..corruptions import corrupt
 from ..errors import ConfigError
-from ..evaluate import EvalContext, Suite, check_split
+from ..evaluate import EvalContext, Piece, Suite, check_split
 from ..records import Records
 from ..registry import CORRUPTIONS, SUITES
 from ..store import Measurement
@@ -48,32 +49,32 @@ class CorruptionSuite(Suite):
         check_split(self.params.eval_set, dataset, "corruptions.eval_set")
         check_region(self.params.region, dataset.regions())
 
-    @torch.no_grad()
-    def run(self, ctx: EvalContext) -> list[Measurement]:
+    def pieces(self, ctx: EvalContext) -> list[Piece]:
+        """One piece per (corruption, severity, seed); regions are drawn once per seed from their
+        own generator, so every corruption and severity of a seed sees the same regions."""
         p: CorruptionParams = self.params
-        model = ctx.model.eval()
         batches = list(ctx.batches(ctx.split(p.eval_set), limit=p.samples))
         dataset_regions = ctx.dataset.regions()
-        regions = {}  # drawn once per seed: every corruption and severity sees the same regions
+        regions = {}
         for seed in p.seeds:
             g = torch.Generator().manual_seed(seed)
             regions[seed] = [make_region(p.region, b, g, dataset_regions).to(b.x) for b in batches]
-        n = sum(len(b) for b in batches)
-        out = []
-        for name, severities in p.grid.items():
-            for severity in severities:
-                for seed in p.seeds:
-                    started = time.perf_counter()
-                    noise_gen = torch.Generator().manual_seed(seed)
-                    parts = []
-                    for batch, region in zip(batches, regions[seed]):
-                        x = corrupt(batch.x, name, severity, region, noise_gen)
-                        parts.append(Records.of(batch.index, (model(x).argmax(1) == batch.y).float()))
-                    area = sum(float(r.flatten(1).mean(1).sum()) for r in regions[seed]) / n
-                    row = Measurement.of_records("corruptions", "corrupted_accuracy", Records.concat(parts),
-                                                 eval_set=p.eval_set, attack=name, region=p.region, severity=severity,
-                                                 attack_seed=seed, area_fraction=area,
-                                                 duration_s=time.perf_counter() - started)
-                    out.append(row)
-                    ctx.reporter.log(f"  {name} severity {severity} in {p.region}: {row.value:.4f}")
-        return out
+        return [partial(self._measure, ctx, batches, regions[seed], name, severity, seed)
+                for name, severities in p.grid.items() for severity in severities for seed in p.seeds]
+
+    @torch.no_grad()
+    def _measure(self, ctx: EvalContext, batches, regions, name: str, severity: int, seed: int) -> list[Measurement]:
+        p: CorruptionParams = self.params
+        model = ctx.model.eval()
+        started = time.perf_counter()
+        noise_gen = torch.Generator().manual_seed(seed)
+        parts = []
+        for batch, region in zip(batches, regions):
+            x = corrupt(batch.x, name, severity, region, noise_gen)
+            parts.append(Records.of(batch.index, (model(x).argmax(1) == batch.y).float()))
+        area = sum(float(r.flatten(1).mean(1).sum()) for r in regions) / sum(len(b) for b in batches)
+        row = Measurement.of_records("corruptions", "corrupted_accuracy", Records.concat(parts),
+                                     eval_set=p.eval_set, attack=name, region=p.region, severity=severity,
+                                     attack_seed=seed, area_fraction=area, duration_s=time.perf_counter() - started)
+        ctx.reporter.log(f"  {name} severity {severity} in {p.region}: {row.value:.4f}")
+        return [row]

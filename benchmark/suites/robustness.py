@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from ..attacks import settings_of
 from ..attacks.regions import check_region, make_region
 from ..errors import ConfigError
-from ..evaluate import EvalContext, Suite, check_split
+from ..evaluate import EvalContext, Piece, Suite, check_split
 from ..records import Records
 from ..registry import ATTACKS, SUITES
 from ..store import Measurement
@@ -127,14 +128,17 @@ class RobustnessSuite(Suite):
             for name in regions:
                 check_region(name, dataset.regions())
 
-    def run(self, ctx: EvalContext) -> list[Measurement]:
+    def pieces(self, ctx: EvalContext) -> list[Piece]:
+        """The clean row, the input-gradient check per region, then one piece per (attack, region,
+        eps, attack seed). Every rank scores the clean samples once (each attack needs them) and
+        draws a region from its own generator per (region, seed), so pieces are independent."""
         p: RobustnessParams = self.params
         model = ctx.model.eval()
         batches = list(ctx.batches(ctx.split(p.eval_set), limit=p.samples))
         with torch.no_grad():
             correct = [model(b.x).argmax(1) == b.y for b in batches]
         clean_records = Records.concat([Records.of(b.index, c.float()) for b, c in zip(batches, correct)])
-        out = [Measurement.of_records("robustness", "clean_accuracy", clean_records, eval_set=p.eval_set)]
+        clean = Measurement.of_records("robustness", "clean_accuracy", clean_records, eval_set=p.eval_set)
         dataset_regions = ctx.dataset.regions()
         region_cache: dict[tuple[str, int], list[torch.Tensor]] = {}
 
@@ -145,30 +149,38 @@ class RobustnessSuite(Suite):
                                               for b in batches]
             return region_cache[(name, seed)]
 
-        grid = dict(p.grid)
-        if p.sanity and p.norm == "linf" and SANITY_BASELINE not in grid:
-            noise: dict[str, set[float]] = {}
-            for regions in p.grid.values():
-                for region, eps_values in regions.items():
-                    noise.setdefault(region, set()).update(eps_values)
-            grid = {**grid, SANITY_BASELINE: {r: sorted(e) for r, e in noise.items()}}
-        vanishing: set[str] = set()
+        def zero_row(region: str) -> list[Measurement]:
+            return [Measurement.of_records("robustness", "zero_gradient_fraction",
+                                           zero_gradients(model, batches, regions_for(region, p.seeds[0])),
+                                           eval_set=p.eval_set, region=region, attack_seed=p.seeds[0])]
+
+        def attack_row(attack: str, region: str, eps: float, seed: int) -> list[Measurement]:
+            return [self._measure(ctx, attack, region, eps, seed, batches, regions_for(region, seed), correct)]
+
+        grid = self.grid()
+        out: list[Piece] = [lambda: [clean]]
         if p.sanity:
-            for region in sorted({r for regions in grid.values() for r in regions}):
-                zero = Measurement.of_records("robustness", "zero_gradient_fraction",
-                                              zero_gradients(model, batches, regions_for(region, p.seeds[0])),
-                                              eval_set=p.eval_set, region=region, attack_seed=p.seeds[0])
-                out.append(zero)
-                if zero.value > VANISHING_FRACTION:
-                    vanishing.add(region)
-        for attack_name, regions in grid.items():
-            for region_name, eps_values in regions.items():
-                for eps in eps_values:
-                    for seed in p.seeds:
-                        out.append(self._measure(ctx, attack_name, region_name, eps, seed, batches,
-                                                 regions_for(region_name, seed), correct))
-        sanity_flags(out, vanishing)
+            out += [partial(zero_row, region) for region in sorted({r for regions in grid.values() for r in regions})]
+        out += [partial(attack_row, attack, region, eps, seed) for attack, regions in grid.items()
+                for region, eps_values in regions.items() for eps in eps_values for seed in p.seeds]
         return out
+
+    def combine(self, ctx: EvalContext, rows: list[Measurement]) -> list[Measurement]:
+        vanishing = {r.region for r in rows if r.metric == "zero_gradient_fraction" and r.region is not None
+                     and r.value > VANISHING_FRACTION}
+        sanity_flags(rows, vanishing)
+        return rows
+
+    def grid(self) -> dict[str, dict[str, list[float]]]:
+        """The configured attacks, and the random-noise baseline at every (region, eps) they use."""
+        p: RobustnessParams = self.params
+        if not (p.sanity and p.norm == "linf" and SANITY_BASELINE not in p.grid):
+            return dict(p.grid)
+        noise: dict[str, set[float]] = {}
+        for regions in p.grid.values():
+            for region, eps_values in regions.items():
+                noise.setdefault(region, set()).update(eps_values)
+        return {**p.grid, SANITY_BASELINE: {r: sorted(e) for r, e in noise.items()}}
 
     def _measure(self, ctx, attack_name, region_name, eps, seed, batches, regions, clean) -> Measurement:
         """One attack setting; a sample is robust only if it is classified correctly both clean

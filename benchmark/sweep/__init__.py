@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..store import completed_run_id
-from .executors import Executor, WorkerSettings, make_executor
+from .executors import Executor, make_executor
 from .plan import Group, Job, SweepSpec, final_jobs, plain_config, plan
 from .select import Selection, select, write_selection
 from .table import SweepProgress
+from .worker import WorkerSettings
 
 __all__ = ["SweepSpec", "WorkerSettings", "SweepOutcome", "make_executor", "sweep"]
 

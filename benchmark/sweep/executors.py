@@ -18,113 +18,15 @@ import multiprocessing
 import os
 import queue
 import threading
-import time
-import traceback
 from abc import ABC, abstractmethod
 from collections import deque
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, Callable, Literal
+from dataclasses import replace
+from typing import Any
 
 from ..errors import BenchmarkError
 from .plan import Job
-
-Status = Literal["running", "done", "skipped", "failed"]
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    """What every job of a sweep shares (paths are absolute: workers may start elsewhere)."""
-
-    out_dir: str
-    data_root: str | None = None
-    device: str = "auto"
-    threads: int | None = None  # torch threads per job; None leaves the process default
-    plugins: tuple[str, ...] = ()
-    checkpoint_every: int | None = None
-    fresh: bool = False
-
-
-@dataclass(frozen=True)
-class Update:
-    """A running job's progress message, or (status done / skipped / failed) its result."""
-
-    key: str
-    status: Status
-    detail: str = ""
-    duration_s: float = 0.0
-
-
-class Notifier:
-    """Sends a job's progress messages to the driver through a queue (picklable for workers);
-    anything with `put(item)` serves: a multiprocessing queue proxy, a `RayInbox`."""
-
-    def __init__(self, queue: Any, key: str):
-        self.queue, self.key = queue, key
-
-    def __call__(self, message: str) -> None:
-        try:
-            self.queue.put(Update(self.key, "running", message))
-        except Exception:  # progress is best effort; the job goes on
-            pass
-
-
-def execute(job: Job, settings: WorkerSettings, notify: Callable[[str], None]) -> Update:
-    """Run one job in this process. Any failure becomes a failed Update with a one-line reason;
-    the full traceback of an unexpected error goes to OUT/logs/<key>.txt."""
-    import torch
-
-    from ..progress import Reporter
-    from ..registry import load_plugin_file
-    from ..run import evaluate_checkpoint, run
-
-    started = time.perf_counter()
-    notify("started")
-    threads = torch.get_num_threads()
-    try:
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
-        for plugin in settings.plugins:
-            load_plugin_file(plugin)
-        reporter = Reporter(quiet=True, listener=notify)
-        out_dir = Path(settings.out_dir)
-        data_root = Path(settings.data_root) if settings.data_root else None
-        tags: dict[str, Any] = {"role": "start"} if job.stage == "start" else {"sweep_stage": job.stage}
-        if job.point:
-            tags["sweep_point"] = job.label
-        if job.stage in ("start", "candidate", "run"):
-            outcome = run(job.method, job.dataset, profile=job.profile, seed=job.seed, overrides=job.overrides,
-                          data_root=data_root, out_dir=out_dir, device=settings.device, reporter=reporter,
-                          resume=not settings.fresh, skip_existing=not settings.fresh,
-                          checkpoint_every=settings.checkpoint_every, tags=tags)
-        else:
-            assert job.checkpoint is not None, "a final job evaluates its candidate's checkpoint"
-            outcome = evaluate_checkpoint(Path(job.checkpoint), suites=job.suites, overrides=job.overrides,
-                                          data_root=data_root, out_dir=out_dir, device=settings.device,
-                                          reporter=reporter, skip_existing=not settings.fresh, tags=tags)
-        if outcome.config.key() != job.key:
-            raise BenchmarkError(f"the job resolved to config key {outcome.config.key()}, not {job.key}: "
-                                 "were the workers given other plugins or package versions than the driver?")
-        if outcome.failures:
-            suite, reason = next(iter(outcome.failures.items()))
-            return Update(job.key, "failed", f"suite {suite} failed: {reason} (rows of the other suites kept in "
-                                             f"{outcome.results_path})", time.perf_counter() - started)
-        detail = "done by another process" if outcome.skipped else (
-            f"resumed at step {outcome.resumed_from_step}" if outcome.resumed_from_step else "")
-        status: Status = "skipped" if outcome.skipped else "done"
-        return Update(job.key, status, detail, time.perf_counter() - started)
-    except BenchmarkError as err:
-        return Update(job.key, "failed", str(err).splitlines()[0], time.perf_counter() - started)
-    except Exception as err:  # an unexpected error: one line here, the traceback in a file
-        log = Path(settings.out_dir) / "logs" / f"{job.key}.txt"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(traceback.format_exc())
-        first = (str(err).strip().splitlines() or [""])[0]
-        return Update(job.key, "failed", f"{type(err).__name__}: {first} (traceback in {log})",
-                      time.perf_counter() - started)
-    finally:
-        torch.set_num_threads(threads)
+from .worker import Notifier, Update, WorkerSettings, execute
 
 
 class Executor(ABC):

@@ -7,8 +7,9 @@ import os
 from typing import Any
 
 from ..errors import BenchmarkError
-from .executors import Executor, Notifier, Update, WorkerSettings, execute
+from .executors import Executor
 from .plan import Job
+from .worker import Notifier, Update, WorkerSettings, execute
 
 
 class RayInbox:
