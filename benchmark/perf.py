@@ -3,12 +3,14 @@
 A case is a function registered in PERF_CASES that takes a device and returns a `PerfCase`:
 the code under test and, optionally, a peer doing the same work another way. Candidate and
 peer alternate within one process, so machine noise hits both alike; the ratio of medians is
-the number to quote.
+the number to quote. The CPU time per call (this process and the workers it waited for) says
+how many cores a case kept busy.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -49,14 +51,23 @@ class PerfResult:
     repeats: int
     target: str
     note: str
+    cpu_s: float = 0.0  # median CPU seconds per call (this process and its workers)
+    peer_cpu_s: float | None = None
 
 
-def _timed(fn: Callable[[], object], sync: Callable[[], None]) -> float:
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (e.g. loader workers), user + system."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _timed(fn: Callable[[], object], sync: Callable[[], None]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one call."""
     sync()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     fn()
     sync()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _cpu_seconds() - cpu
 
 
 def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
@@ -70,8 +81,8 @@ def measure(name: str, case: PerfCase, *, repeats: int, warmup: int, device: tor
         case.candidate()
         if case.peer:
             case.peer()
-    cand: list[float] = []
-    peer: list[float] = []
+    cand: list[tuple[float, float]] = []
+    peer: list[tuple[float, float]] = []
     for i in range(repeats):
         # Alternate which goes first so drift in machine load does not favour either.
         order = [(cand, case.candidate), (peer, case.peer)]
@@ -80,13 +91,14 @@ def measure(name: str, case: PerfCase, *, repeats: int, warmup: int, device: tor
         for bucket, fn in order:
             if fn is not None:
                 bucket.append(_timed(fn, sync))
-    q1, med, q3 = quartiles(cand)
+    q1, med, q3 = quartiles([wall for wall, _ in cand])
+    cpu = statistics.median(c for _, c in cand)
     if peer:
-        p1, pmed, p3 = quartiles(peer)
+        p1, pmed, p3 = quartiles([wall for wall, _ in peer])
         return PerfResult(name, case.candidate_label, case.peer_label, med, q1, q3, pmed, p1, p3, med / pmed, repeats,
-                          case.target, case.setup_note)
+                          case.target, case.setup_note, cpu, statistics.median(c for _, c in peer))
     return PerfResult(name, case.candidate_label, case.peer_label, med, q1, q3, None, None, None, None, repeats,
-                      case.target, case.setup_note)
+                      case.target, case.setup_note, cpu)
 
 
 def run_cases(names: Sequence[str], *, device: str, repeats: int, warmup: int, console: Console,
@@ -104,8 +116,9 @@ def run_cases(names: Sequence[str], *, device: str, repeats: int, warmup: int, c
             case = build(dev)
             result = measure(name, case, repeats=repeats, warmup=warmup, device=dev)
         results.append(result)
-        table.add_row(name, result.candidate, _span(result.median_s, result.q1_s, result.q3_s), result.peer,
-                      _span(result.peer_median_s, result.peer_q1_s, result.peer_q3_s) if result.peer else "—",
+        table.add_row(name, result.candidate, _span(result.median_s, result.q1_s, result.q3_s, result.cpu_s),
+                      result.peer, _span(result.peer_median_s, result.peer_q1_s, result.peer_q3_s, result.peer_cpu_s)
+                      if result.peer else "—",
                       f"{result.ratio:.3f}" if result.ratio is not None else "—", result.target)
     console.print(table)
     if json_path:
@@ -116,7 +129,8 @@ def run_cases(names: Sequence[str], *, device: str, repeats: int, warmup: int, c
     return results
 
 
-def _span(med: float | None, q1: float | None, q3: float | None) -> str:
+def _span(med: float | None, q1: float | None, q3: float | None, cpu: float | None = None) -> str:
+    """The median wall time with its IQR, and the median CPU time per call."""
     if med is None or q1 is None or q3 is None:
         return "—"
-    return f"{1e3 * med:.1f} ms ({1e3 * q1:.1f}–{1e3 * q3:.1f})"
+    return f"{1e3 * med:.1f} ms ({1e3 * q1:.1f}–{1e3 * q3:.1f})" + (f", CPU {1e3 * cpu:.0f} ms" if cpu else "")

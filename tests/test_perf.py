@@ -18,7 +18,8 @@ def test_measure_counts_calls_alternates_and_takes_the_ratio_of_medians(monkeypa
 
     def fake_timed(fn, sync):
         fn()
-        return next(times[calls[-1]])
+        wall = next(times[calls[-1]])
+        return wall, 2 * wall  # two cores busy
 
     monkeypatch.setattr(perf, "_timed", fake_timed)
     case = PerfCase(candidate=lambda: calls.append("c"), peer=lambda: calls.append("p"))
@@ -27,6 +28,16 @@ def test_measure_counts_calls_alternates_and_takes_the_ratio_of_medians(monkeypa
     assert calls[4:] == ["c", "p", "p", "c", "c", "p", "p", "c"]  # alternating order
     assert result.median_s == 2.5 and result.peer_median_s == 3.0
     assert result.ratio == pytest.approx(2.5 / 3.0)
+    assert result.cpu_s == 5.0 and result.peer_cpu_s == 6.0
+
+
+def test_cpu_time_counts_the_workers_a_call_waited_for():
+    import subprocess
+    import sys
+
+    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+    wall, cpu = perf._timed(lambda: subprocess.run([sys.executable, "-c", spin], check=True), lambda: None)
+    assert cpu >= 0.3 and wall >= 0.3  # the child's CPU time, which this process's own clock would miss
 
 
 def test_vanilla_step_case_runs_both_sides():
