@@ -3,8 +3,9 @@
 One method can appear in several configurations on a board (sweep grid points, an ablation, runs
 with different `--set` values). Each is named by the method plus the settings in which it
 differs from that method's defaults (`benchmark run` with no `--set`; for a method not registered
-here, its most common value on the board); the configuration that differs in nothing keeps the
-bare name. Where the settings do not tell them apart (other code versions),
+here, its most common value on the board) and from the other configurations of the method on the
+board (a setting they all share, e.g. a longer schedule, names none of them); the configuration
+that differs in nothing keeps the bare name. Where the settings do not tell them apart (other code versions),
 the config key's first digits do.
 """
 
@@ -65,8 +66,11 @@ def configuration_labels(rows: pd.DataFrame, groups: list[tuple]) -> dict[tuple,
         keys = sorted({k for g in same for k in settings[g]})
         common = {k: Counter(settings[g].get(k, "null") for g in same).most_common(1)[0][0] for k in keys}
         common.update(default_settings(*same[0][:3]))  # where the method is registered: its defaults
+        # settings every configuration of the method shares (e.g. a longer schedule for all)
+        # tell none of them apart: they stay out of the names
+        varying = [k for k in keys if len({settings[g].get(k, "null") for g in same}) > 1]
         for g in same:
-            differs = [shown(k, settings[g].get(k, "null")) for k in keys
+            differs = [shown(k, settings[g].get(k, "null")) for k in varying
                        if settings[g].get(k, "null") != common[k] and k in settings[g]]
             text = " ".join(differs)
             out[g] = f"{method} {text}" if text and len(text) <= MAX_LABEL else \

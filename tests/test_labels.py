@@ -26,6 +26,16 @@ def test_each_configuration_is_named_by_its_settings_that_differ_from_the_common
                      groups[3]: "vanilla"}
 
 
+def test_settings_every_configuration_shares_name_none_of_them():
+    """A board of a longer schedule: every hsplid run has lr=1e-4 and no warm start, which differ
+    from the defaults but tell the configurations apart no more than the seed does."""
+    longer = {"lr": 0.0001, "epochs": 10}
+    rows = rows_of({"k_full": {**config(warmup_epochs=0), "train": longer},
+                    "k_mask": {**config(warmup_epochs=0, lambda_s=0.0), "train": longer}})
+    groups = [("cmnist", "quick", "hsplid", k) for k in ("k_full", "k_mask")]
+    assert configuration_labels(rows, groups) == {groups[0]: "hsplid", groups[1]: "hsplid lambda_s=0"}
+
+
 def test_configurations_that_settings_cannot_tell_apart_keep_their_key_digits():
     rows = rows_of({"aaaaaaa1": config(), "bbbbbbb2": config()})
     groups = [("cmnist", "quick", "hsplid", "aaaaaaa1"), ("cmnist", "quick", "hsplid", "bbbbbbb2")]
