@@ -17,6 +17,7 @@ from benchmark.data import batches_in_order
 from benchmark.images import FileSplit
 from benchmark.loader import load_batches
 from benchmark.provenance import cpu_model
+from benchmark_methods.hsplid import CMNIST_TERMS
 from conftest import cli_env
 
 
@@ -52,7 +53,10 @@ def test_the_parallel_loader_yields_the_serial_batches_in_the_same_order(jpeg_sp
     assert all(same(a, b) for a, b in zip(serial, parallel))
 
 
-DDP_RUN = ["--method", "hsplid", "--set", "train.samples=384", "--set", "train.batch_size=64",
+# H-SPLID with every term on (the C-MNIST preset; the quick profile turns them off)
+TERMS_ON = [f"{key}={value}" for key, value in CMNIST_TERMS.items()]
+DDP_RUN = ["--method", "hsplid", *(f"--set={term}" for term in TERMS_ON), "--set", "train.samples=384",
+           "--set", "train.batch_size=64",
            "--set", "train.lr=3e-4", "--set", "eval.suites=accuracy", "--set", "eval.samples=64", "--quiet"]
 
 
@@ -141,7 +145,8 @@ def test_a_lower_precision_step_follows_the_fp32_step_and_attacks_stay_fp32(prec
     from benchmark.trained import build
 
     config = resolve("hsplid", "cmnist", overrides=[f"train.samples={n}", f"train.batch_size={n}",
-                                                   "method.warmup_epochs=0", f"train.precision={precision}"])
+                                                   "method.warmup_epochs=0", f"train.precision={precision}",
+                                                   *TERMS_ON])
     torch.manual_seed(0)
     dataset, method, model = build(config, None)
     split = dataset.split("train")

@@ -22,8 +22,9 @@ def test_each_configuration_is_named_by_its_settings_that_differ_from_the_common
     groups = [("cmnist", "quick", "hsplid", k) for k in ("k_full", "k_mask", "k_ref")] + \
         [("cmnist", "quick", "vanilla", "k_van")]
     names = configuration_labels(rows, groups)
-    assert names == {groups[0]: "hsplid", groups[1]: "hsplid lambda_s=0 rho_x=0", groups[2]: "hsplid reference=True",
-                     groups[3]: "vanilla"}
+    # hsplid's quick defaults turn its terms off (lambda_s = rho_x = 0): the mask point is the bare name
+    assert names == {groups[0]: "hsplid lambda_s=0.1 rho_x=0.1", groups[1]: "hsplid",
+                     groups[2]: "hsplid lambda_s=0.1 reference=True rho_x=0.1", groups[3]: "vanilla"}
 
 
 def test_settings_every_configuration_shares_name_none_of_them():
@@ -33,7 +34,7 @@ def test_settings_every_configuration_shares_name_none_of_them():
     rows = rows_of({"k_full": {**config(warmup_epochs=0), "train": longer},
                     "k_mask": {**config(warmup_epochs=0, lambda_s=0.0), "train": longer}})
     groups = [("cmnist", "quick", "hsplid", k) for k in ("k_full", "k_mask")]
-    assert configuration_labels(rows, groups) == {groups[0]: "hsplid", groups[1]: "hsplid lambda_s=0"}
+    assert configuration_labels(rows, groups) == {groups[0]: "hsplid lambda_s=0.1", groups[1]: "hsplid"}
 
 
 def test_configurations_that_settings_cannot_tell_apart_keep_their_key_digits():
