@@ -190,7 +190,6 @@ def run_pieces(suite: Suite, ctx: EvalContext, world: World) -> list[Measurement
     failure by piece order) on every rank; the main rank writes the pieces' artifacts. Rows a piece
     leaves without a duration get the piece's time."""
     done: dict[int, list[Measurement] | Failure] = {}
-    artifacts: list[tuple[str, bytes]] = []
     try:
         pieces = suite.pieces(ctx) or [partial(suite.run, ctx)]
     except KeyboardInterrupt:
@@ -211,8 +210,7 @@ def run_pieces(suite: Suite, ctx: EvalContext, world: World) -> list[Measurement
             if m.duration_s is None:
                 m.duration_s = time.perf_counter() - started
         done[i] = rows
-        artifacts += ctx.take_artifacts()
-    shared = world.share((done, artifacts))
+    shared = world.share((done, ctx.take_artifacts()))
     if world.main and ctx.artifacts_dir is not None:
         for relative, data in (a for _, rank_artifacts in shared for a in rank_artifacts):
             write_bytes(ctx.artifacts_dir / relative, data)

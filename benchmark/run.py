@@ -123,8 +123,9 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any] | AsGiven, 
             start = starting_point(config, training, data_root=data_root, out_dir=out_dir, device=device,
                                    reporter=reporter)
         with files.claimed(key, reporter) if world.main else contextlib.nullcontext():
-            done = world.decide(completed_run_id(files.results, key) if world.main else None)
-            has_checkpoint = world.decide(files.checkpoint.is_file())
+            # rank 0 reads the folder for every rank (nodes may not share it)
+            done, has_checkpoint = world.decide((completed_run_id(files.results, key), files.checkpoint.is_file())
+                                                if world.main else None)
             if skip_existing and done and (training is None or has_checkpoint):
                 return RunOutcome(config, done, files.results, files.checkpoint if training else None, [],
                                   skipped=True)
