@@ -22,6 +22,7 @@ from .dataset import BenchmarkDataset
 from .distributed import World
 from .errors import ConfigError
 from .files import write_bytes
+from .loader import resolve_workers
 from .models import Classifier
 from .progress import Reporter
 from .registry import SUITES
@@ -61,10 +62,11 @@ class EvalContext:
         return [EvalSet(name, self.split(name)) for name in self.config.eval.splits] + self.dataset.eval_sets()
 
     def batches(self, split: Split, limit: int | None = None, batch_size: int | None = None) -> Iterator[Batch]:
-        """Batches on the device; `limit` takes a fixed seeded subset (the same for every run)."""
+        """Batches on the device, decoded by `eval.workers` processes for file-backed splits;
+        `limit` takes a fixed seeded subset (the same for every run)."""
         indices = first_of_shuffle(len(split), limit)
-        for batch in iterate(split, batch_size or self.config.eval.batch_size, indices=indices):
-            yield batch.to(self.device)
+        yield from iterate(split, batch_size or self.config.eval.batch_size, indices=indices,
+                           workers=resolve_workers(self.config.eval.workers), device=self.device)
 
 
 Piece = Callable[[], list[Measurement]]

@@ -2,16 +2,17 @@
 map-style plugin split) at the speed the accelerator consumes them.
 
 The engine still decides the order: the batches of `order` are handed out in that order, each
-decoded whole by one worker (workers take turns, so `workers` batches decode at once), pinned when
-asked and prefetched two per worker. Only the decoding moves: the same batches come back, in the
-same order, and the seeded augmentation runs afterwards as before, so results and resume are
-unchanged. In-memory splits (TensorSplit) keep their fast path in this process.
+decoded whole by one worker (workers take turns, so `workers` batches decode at once) and
+prefetched two per worker; they are converted to float on the device they go to. Only the
+decoding moves: the same batches come back, in the same order, and the seeded augmentation runs
+afterwards as before, so results and resume are unchanged. In-memory splits (TensorSplit) keep
+their fast path in this process.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -29,14 +30,17 @@ def available_cores() -> int:
 
 
 def resolve_workers(workers: int | None) -> int:
-    """`train.workers` / `eval.workers`: None means one worker per core."""
-    return available_cores() if workers is None else workers
+    """`train.workers` / `eval.workers`: None means one worker per core, the cores shared among
+    the ranks torchrun started on this machine."""
+    if workers is not None:
+        return workers
+    return max(1, available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 class _Chunks(Dataset):
     """Item i is the whole batch of the i-th chunk of indices, decoded in a worker: as stored
     (uint8) where the split offers it, so the worker does no float work and sends a quarter of
-    the bytes; the training process converts it, with the very operations `batch` uses."""
+    the bytes; `on_device` converts it where it goes, with the very operations `batch` uses."""
 
     def __init__(self, split: Split, chunks: Sequence[torch.Tensor]):
         self.split, self.chunks = split, chunks
@@ -55,21 +59,32 @@ def _as_is(item: Any) -> Any:
 
 
 def load_batches(split: Split, order: torch.Tensor, batch_size: int, *, first_batch: int = 0, workers: int = 0,
-                 pin_memory: bool = False, world: World | None = None) -> Iterator[Batch]:
+                 device: torch.device | str = "cpu", world: World | None = None) -> Iterator[Batch]:
     """The batches of `order` from batch number `first_batch` on (this rank's slice of each when
     `world` has several ranks), decoded by `workers` processes (0, an in-memory split, or a
-    platform without fork: here, one after the other)."""
-    world = world or World()
+    platform without fork: here, one after the other) and delivered on `device`. A split that
+    stores uint8 batches is copied as stored (pinned first for a GPU) and converted to float on
+    the device: the training process does no per-pixel work for an accelerator."""
+    world, device = world or World(), torch.device(device)
     chunks = [world.shard(order[s:s + batch_size]) for s in range(first_batch * batch_size, len(order), batch_size)]
+    stored = getattr(split, "stored", None)
     if workers <= 0 or isinstance(split, TensorSplit) or len(chunks) < 2 or not _can_fork():
-        yield from (split.batch(chunk) for chunk in chunks)
-        return
-    loader = DataLoader(_Chunks(split, chunks), batch_size=None, shuffle=False, num_workers=min(workers, len(chunks)),
-                        collate_fn=_as_is, prefetch_factor=2,
-                        multiprocessing_context="fork")
-    for item in loader:
-        batch = item.decoded() if isinstance(item, StoredBatch) else item
-        yield batch.pin_memory() if pin_memory and torch.cuda.is_available() else batch
+        items: Iterable[Batch | StoredBatch] = (stored(c) if stored else split.batch(c) for c in chunks)
+    else:
+        items = DataLoader(_Chunks(split, chunks), batch_size=None, shuffle=False,
+                           num_workers=min(workers, len(chunks)), collate_fn=_as_is, prefetch_factor=2,
+                           multiprocessing_context="fork")
+    for item in items:
+        yield on_device(item, device)
+
+
+def on_device(item: Batch | StoredBatch, device: torch.device) -> Batch:
+    """A loaded batch on `device`, decoded there if it came as stored."""
+    if device.type == "cuda":
+        item = item.pin_memory().to(device)
+    elif device.type != "cpu":
+        item = item.to(device)
+    return item.decoded() if isinstance(item, StoredBatch) else item
 
 
 def _can_fork() -> bool:

@@ -51,8 +51,8 @@ class TrainState:
 
         indices = self.train_indices if self.train_indices is not None else torch.arange(len(self.train_split))
         indices = indices[: math.ceil(fraction * len(indices))]
-        for batch in load_batches(self.train_split, indices, self.batch_size, workers=self.workers, world=self.world):
-            yield batch.to(self.device)
+        yield from load_batches(self.train_split, indices, self.batch_size, workers=self.workers, device=self.device,
+                                world=self.world)
 
 
 @dataclass

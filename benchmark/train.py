@@ -140,9 +140,8 @@ def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: 
             if first:
                 update(advance=first)
             batches = load_batches(split, epoch_order, cfg.batch_size, first_batch=first, workers=state.workers,
-                                   pin_memory=device.type == "cuda", world=world)
+                                   device=device, world=world)
             for number, batch in enumerate(batches, first + 1):
-                batch = batch.to(device)
                 if cfg.augment:
                     batch = dataset.augment(batch, state.generator)
                 global_size = min(cfg.batch_size, len(order) - (number - 1) * cfg.batch_size)

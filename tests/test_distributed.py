@@ -13,7 +13,6 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.data import batches_in_order
 from benchmark.images import FileSplit
 from benchmark.loader import load_batches
 from benchmark.provenance import cpu_model
@@ -47,11 +46,41 @@ def test_the_parallel_loader_yields_the_serial_batches_in_the_same_order(jpeg_sp
     indices = torch.arange(len(jpeg_split))
     if order == "shuffled":
         indices = indices[torch.randperm(len(indices), generator=torch.Generator().manual_seed(5))]
-    serial = list(batches_in_order(jpeg_split, indices, 5, first))
+    serial = [jpeg_split.batch(indices[s:s + 5]) for s in range(5 * first, len(indices), 5)]  # one image at a time
     parallel = list(load_batches(jpeg_split, indices, 5, first_batch=first, workers=2))
     assert len(serial) == len(parallel) == 5 - first  # 23 samples in batches of 5, from batch `first` on
     assert all(same(a, b) for a, b in zip(serial, parallel))
 
+
+
+class OnlyInWorkers:
+    """A file-backed split that refuses to decode in the training process: evaluating it proves
+    the batches came from loader workers."""
+
+    def __init__(self, split):
+        self.split, self.parent = split, os.getpid()
+
+    def __len__(self):
+        return len(self.split)
+
+    def stored(self, index):
+        assert os.getpid() != self.parent, "decoded in the training process"
+        return self.split.stored(index)
+
+    def batch(self, index):
+        return self.stored(index).decoded()
+
+
+def test_evaluation_decodes_file_backed_splits_in_eval_workers(jpeg_split):
+    from benchmark.config import resolve
+    from benchmark.evaluate import EvalContext
+
+    config = resolve("vanilla", "cmnist", overrides=["eval.workers=2", "eval.batch_size=5"])
+    ctx = EvalContext(None, None, config, torch.device("cpu"), None)  # batches need no model
+    batches = list(ctx.batches(OnlyInWorkers(jpeg_split), limit=17))
+    indices = torch.randperm(23, generator=torch.Generator().manual_seed(0))[:17].sort().values
+    serial = [jpeg_split.batch(indices[s:s + 5]) for s in range(0, 17, 5)]
+    assert len(batches) == 4 and all(same(a, b) for a, b in zip(serial, batches))
 
 # H-SPLID with every term on (the C-MNIST preset; the quick profile turns them off)
 TERMS_ON = [f"{key}={value}" for key, value in CMNIST_TERMS.items()]
@@ -212,3 +241,15 @@ def test_each_rank_takes_every_nth_piece_of_work():
 
     assert World().mine(3) == [0, 1, 2]
     assert [World(rank, 3).mine(7) for rank in range(3)] == [[0, 3, 6], [1, 4], [2, 5]]
+
+
+def test_default_workers_share_the_cores_among_a_machines_ranks(monkeypatch):
+    from benchmark import loader
+
+    monkeypatch.setattr(loader, "available_cores", lambda: 16)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert loader.resolve_workers(None) == 16 and loader.resolve_workers(3) == 3
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert loader.resolve_workers(None) == 2 and loader.resolve_workers(0) == 0
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
+    assert loader.resolve_workers(None) == 1
