@@ -101,10 +101,22 @@ def measure(name: str, case: PerfCase, *, repeats: int, warmup: int, device: tor
                       case.target, case.setup_note, cpu)
 
 
+def gpu_case(build: Callable[[torch.device], PerfCase]) -> Callable[[torch.device], PerfCase]:
+    """Marks a case that measures a GPU: `benchmark perf` without names leaves it out on a CPU
+    (named, it still runs there, at a size that only shows it works)."""
+    build.gpu_only = True  # type: ignore[attr-defined]
+    return build
+
+
+def default_cases(device: torch.device) -> list[str]:
+    """Every registered case, less the GPU cases on a CPU."""
+    return [n for n in PERF_CASES.names() if device.type == "cuda" or not getattr(PERF_CASES.get(n), "gpu_only", False)]
+
+
 def run_cases(names: Sequence[str], *, device: str, repeats: int, warmup: int, console: Console,
               json_path: Path | None = None) -> list[PerfResult]:
     dev = resolve_device(device)
-    chosen = list(names) or PERF_CASES.names()
+    chosen = list(names) or default_cases(dev)
     builders = [(n, PERF_CASES.get(n)) for n in chosen]  # unknown names fail before any timing
     results = []
     table = Table(title=f"perf on {device_name(dev)}, {repeats} repeats after {warmup} warm-up")

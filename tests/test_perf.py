@@ -105,3 +105,24 @@ def test_every_case_builds_its_two_sides(name, monkeypatch, tmp_path):
     case = PERF_CASES.get(name)(torch.device("cpu"))
     assert isinstance(case, PerfCase) and callable(case.candidate) and (case.peer is None or callable(case.peer))
     assert set(PERF_CASES.names()) >= {name, "train_step_vanilla", "train_step_hsplid", "resume_checkpoint"}
+
+
+@pytest.mark.slow
+def test_resnet50_training_case_trains_both_precisions_through_the_loader(monkeypatch, tmp_path):
+    """The GPU throughput case runs end to end on the CPU (two batches of 4 per precision)."""
+    import tempfile
+
+    from benchmark.registry import PERF_CASES
+
+    real_mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda **kw: real_mkdtemp(dir=tmp_path))
+    case = PERF_CASES.get("resnet50_training")(torch.device("cpu"))
+    assert case.peer is not None and "8 images per call" in case.candidate_label
+    case.candidate()
+    case.peer()
+
+
+def test_gpu_cases_are_left_out_of_a_cpu_run_by_default():
+    cpu, cuda = perf.default_cases(torch.device("cpu")), perf.default_cases(torch.device("cuda"))
+    assert "resnet50_training" not in cpu and "resnet50_training" in cuda
+    assert set(cuda) - set(cpu) == {"resnet50_training"} and "data_pipeline" in cpu

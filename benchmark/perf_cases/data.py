@@ -36,6 +36,23 @@ def write_isic_like(root, count: int, width: int = 1024, height: int = 768) -> N
             writer.writerows(rows)
 
 
+def photo_like_jpegs(root, count: int) -> list:
+    """`count` JPEGs of 500x375 (ImageNet's median size) in `root`, named like ImageNet files:
+    smooth shapes plus grain, so they have photo-like file sizes (~60-80 KB) and decode times."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for k in range(count):
+        base = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+        pixels = np.asarray(Image.fromarray(base).resize((500, 375), Image.Resampling.BICUBIC), dtype=np.int16)
+        pixels = np.clip(pixels + rng.normal(0, 12, pixels.shape), 0, 255).astype(np.uint8)
+        paths.append(root / f"n{k % 10:08d}_{k}.JPEG")
+        Image.fromarray(pixels).save(paths[-1], quality=90)
+    return paths
+
+
 @PERF_CASES.register("prepared_cache")
 def prepared_cache(device: torch.device) -> PerfCase:
     """Loading ISIC-2017's splits from the prepared cache against decoding and resizing the raw files."""
@@ -72,24 +89,13 @@ def data_pipeline(device: torch.device) -> PerfCase:
     import tempfile
     from pathlib import Path
 
-    import numpy as np
-    from PIL import Image
-
     from ..augment import flipped
     from ..images import FileSplit
     from ..loader import available_cores, load_batches
 
     root = Path(tempfile.mkdtemp(prefix="benchmark-perf-"))
     atexit.register(shutil.rmtree, root, True)
-    rng = np.random.default_rng(0)
-    paths = []
-    for k in range(512):  # smooth shapes plus grain: photo-like file sizes (~60 KB), 500x375 like ImageNet's median
-        base = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
-        pixels = np.asarray(Image.fromarray(base).resize((500, 375), Image.Resampling.BICUBIC), dtype=np.int16)
-        pixels = np.clip(pixels + rng.normal(0, 12, pixels.shape), 0, 255).astype(np.uint8)
-        paths.append(root / f"n{k % 10:08d}_{k}.JPEG")
-        Image.fromarray(pixels).save(paths[-1], quality=90)
-    split = FileSplit(paths, [k % 10 for k in range(512)], 224)
+    split = FileSplit(photo_like_jpegs(root, 512), [k % 10 for k in range(512)], 224)
     # 8 batches of 256 (each file read 4 times, decoded every time): enough batches for the workers'
     # decoding to overlap the flips of the batches before, as over a training epoch
     order = torch.randperm(2048, generator=torch.Generator().manual_seed(0)) % 512

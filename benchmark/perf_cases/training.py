@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
 from ..config import TrainConfig
 from ..method import Method, TrainState
 from ..models import Classifier, create_encoder
-from ..perf import PerfCase
+from ..perf import PerfCase, gpu_case
 from ..registry import PERF_CASES
 from . import CMNIST_INFO, BatchSplit, cmnist_batch, engine_step, method_stepper
 
@@ -83,3 +85,53 @@ def resume_checkpoint(device: torch.device) -> PerfCase:
                     "LeNet-3 + Adam: 200 MB per checkpoint")
 
 
+
+
+@PERF_CASES.register("resnet50_training")
+@gpu_case
+def resnet50_training(device: torch.device) -> PerfCase:
+    """ResNet-50 training as `benchmark run --dataset in9` does it: ImageNet-sized JPEGs decoded by
+    the real loader (one worker per core), flipped, stepped by the engine; bf16 autocast with
+    channels-last against fp32. A GPU case: images/s is the images per call over the median. On a
+    CPU it only shows that the pipeline runs (two batches of 4)."""
+    import atexit
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from ..augment import flipped
+    from ..data import DataInfo
+    from ..images import FileSplit
+    from ..loader import load_batches, resolve_workers
+    from ..step import Stepper
+    from .data import photo_like_jpegs
+
+    batch_size, batches, files = (256, 8, 512) if device.type == "cuda" else (4, 2, 8)
+    root = Path(tempfile.mkdtemp(prefix="benchmark-perf-"))
+    atexit.register(shutil.rmtree, root, True)
+    split = FileSplit(photo_like_jpegs(root, files), [k % 9 for k in range(files)], 224)
+    info = DataInfo(9, tuple(f"class{k}" for k in range(9)), (3, 224, 224), (0.485, 0.456, 0.406),
+                    (0.229, 0.224, 0.225))
+    order = torch.randperm(batch_size * batches, generator=torch.Generator().manual_seed(0)) % files
+    workers = resolve_workers(None)
+
+    def trainer(precision: Literal["bf16", "fp32"]):
+        method = Method(None, info)
+        model = method.build_model(create_encoder("resnet50", info)).to(device).train()
+        cfg = TrainConfig(lr=1e-4, precision=precision)
+        state = TrainState(device=device, epochs=1, samples_per_epoch=len(order), batch_size=batch_size,
+                           train_split=split)
+        stepper = Stepper(model, method, method.optimizer(model, cfg), cfg, state)
+        generator = torch.Generator().manual_seed(0)
+
+        def one_pass() -> None:
+            for batch in load_batches(split, order, batch_size, workers=workers, device=device):
+                stepper(flipped(batch, generator), len(batch))
+
+        return one_pass
+
+    images = batch_size * batches
+    return PerfCase(trainer("bf16"), trainer("fp32"), f"bf16 autocast, channels-last: {images} images per call",
+                    f"fp32: {images} images per call", "images/s = images per call / median",
+                    f"ResNet-50 from scratch, {batches} batches of {batch_size} from {files} JPEGs of 500x375, "
+                    f"{workers} loader workers, resize 224 + flip, Adam")
