@@ -14,6 +14,7 @@ from typing import Sequence
 from rich.console import Console
 
 from ..errors import BenchmarkError
+from ..provenance import git_commit
 from ..runtime import tune_allocator
 from .base import OneLineParser
 
@@ -37,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Logs and pipes get wide tables instead of rich's 80-column fallback.
     console = Console() if sys.stdout.isatty() else Console(width=200)
     tune_allocator()
+    git_commit()  # rows name the checkout this process loaded its code from, even if it changes during a sweep
     try:
         return COMMANDS.get(args.command)().run(args, console)
     except BenchmarkError as err:
