@@ -111,6 +111,14 @@ class World:
         return list(range(self.rank, count, self.size))
 
 
+def leave() -> None:
+    """Leave the torchrun group this process joined, if any, while the interpreter is still whole:
+    left to interpreter shutdown, gloo's worker threads can meet a half-torn-down Python and abort
+    the process (SIGABRT, "terminate called without an active exception") after its work is done."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 class _Gather(torch.autograd.Function):
     """all_gather forward; backward sums the gradient over the ranks and keeps this rank's rows
     (an all-reduce, which every backend has, instead of a reduce-scatter, which gloo lacks)."""

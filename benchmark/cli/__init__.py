@@ -13,6 +13,7 @@ from typing import Sequence
 
 from rich.console import Console
 
+from ..distributed import leave
 from ..errors import BenchmarkError
 from ..provenance import git_commit
 from ..runtime import tune_allocator
@@ -54,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("benchmark: interrupted", file=sys.stderr)
         return 130
+    finally:
+        leave()
 
 
 def os_error(err: OSError) -> str:
