@@ -66,14 +66,13 @@ def load_batches(split: Split, order: torch.Tensor, batch_size: int, *, first_ba
     stores uint8 batches is copied as stored (pinned first for a GPU) and converted to float on
     the device: the training process does no per-pixel work for an accelerator."""
     world, device = world or World(), torch.device(device)
-    chunks = [world.shard(order[s:s + batch_size]) for s in range(first_batch * batch_size, len(order), batch_size)]
-    stored = getattr(split, "stored", None)
+    chunks = _Chunks(split, [world.shard(order[s:s + batch_size])
+                             for s in range(first_batch * batch_size, len(order), batch_size)])
     if workers <= 0 or isinstance(split, TensorSplit) or len(chunks) < 2 or not _can_fork():
-        items: Iterable[Batch | StoredBatch] = (stored(c) if stored else split.batch(c) for c in chunks)
+        items: Iterable[Batch | StoredBatch] = (chunks[i] for i in range(len(chunks)))
     else:
-        items = DataLoader(_Chunks(split, chunks), batch_size=None, shuffle=False,
-                           num_workers=min(workers, len(chunks)), collate_fn=_as_is, prefetch_factor=2,
-                           multiprocessing_context="fork")
+        items = DataLoader(chunks, batch_size=None, shuffle=False, num_workers=min(workers, len(chunks)),
+                           collate_fn=_as_is, prefetch_factor=2, multiprocessing_context="fork")
     for item in items:
         yield on_device(item, device)
 
