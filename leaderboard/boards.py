@@ -11,14 +11,17 @@ the reference method on the same samples.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
 from benchmark.aggregate import Cell, RunColumn, Table, cell_of, paired, records_loader, run_column, tabulate
 from benchmark.columns import Column
+from benchmark.config import resolve
 from benchmark.dataset import Ranking
+from benchmark.errors import BenchmarkError
 from benchmark.labels import configuration_labels
 from benchmark.layout import RunFiles
 from benchmark.metrics import agreement_metrics
@@ -156,7 +159,8 @@ def build_boards(frame: pd.DataFrame, reference: str = "vanilla") -> list[Board]
         entries = ranked(entries, rank_column.key, rank_column.declaration.higher_is_better)
         columns = [rank_column, *(c for c in columns if c.key != rank_column.key)]
         board = Board(dataset, profile, reference, columns, entries, rule(rank_column, reference),
-                      support(table, rank_runs), caution(profile, entries, rank_column.key),
+                      support(table, rank_runs),
+                      caution(profile, entries, rank_column.key, schedule_changes(rows, profile)),
                       curves(table, groups, names), *attribution_tables(table, groups, names))
         board.relation = relation_of(table, rank_column, label=lambda g: names[g])
         boards.append(board)
@@ -185,9 +189,31 @@ def support(table: Table, rank_runs: dict[tuple, list[RunColumn]]) -> str:
             f"attack seed(s) (or averaged rows) and {span(samples)} samples per run.")
 
 
-def caution(profile: str, entries: list[Entry], key: str) -> str:
-    """What the board can support: the quick profile is a smoke test unless its intervals separate."""
+def schedule_changes(rows: pd.DataFrame, profile: str) -> list[str]:
+    """The training settings (`train.KEY=VALUE`) in which these runs differ from their profile's
+    defaults, e.g. a ten-epoch study run under `quick`; methods this install lacks are skipped."""
+    changes: dict[str, None] = {}
+    for (method, dataset), sub in rows.groupby(["method", "dataset"], sort=True):
+        try:
+            default = json.loads(json.dumps(asdict(resolve(method, dataset, profile=profile).train)))
+        except BenchmarkError:
+            continue
+        for text in sub["config"].dropna().unique():
+            train = json.loads(text).get("train", {})
+            for name, value in train.items():
+                if name in default and value != default[name]:
+                    changes[f"train.{name}={json.dumps(value)}"] = None
+    return list(changes)
+
+
+def caution(profile: str, entries: list[Entry], key: str, changes: Sequence[str] = ()) -> str:
+    """What the board can support: the quick profile is a smoke test unless its intervals separate
+    or its runs changed the training schedule (then the board says which settings it reflects)."""
     separated = any(e.comparisons.get(key) is not None and e.comparisons[key].significant for e in entries)
+    if profile == "quick" and changes:
+        return (f"Runs of the quick profile with its training changed ({', '.join(changes)}): the numbers hold for "
+                "that schedule; read the intervals" + ("." if separated else
+                                                       "; no difference on the ranking number is significant."))
     if profile == "quick":
         return ("The quick profile is a smoke test of the pipeline (two epochs, a few hundred samples), not a method "
                 "comparison" + (": here some differences to the reference are significant on the ranking number, "

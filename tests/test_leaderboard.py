@@ -25,9 +25,10 @@ from conftest import BENCHMARK_CLI, cli_env
 EVIL = "<script>alert(1)</script>"
 
 
-def fake_run(out: Path, method: str, seed: int, clean: float, robust: list[float], flags=(), name=None) -> Path:
+def fake_run(out: Path, method: str, seed: int, clean: float, robust: list[float], flags=(), name=None,
+             overrides=()) -> Path:
     """A results file as `benchmark run` writes it, with chosen numbers."""
-    config = resolve(method, "cmnist", seed=seed)
+    config = resolve(method, "cmnist", seed=seed, overrides=overrides)
     if name:
         config = dataclasses.replace(config, method=name)
     rows = [Measurement("accuracy", "accuracy", clean, 100, eval_set="test")]
@@ -82,6 +83,17 @@ def test_report_puts_the_expected_numbers_in_the_expected_places(results):
     assert "sanity flags: robust_rises_with_eps" in row
     assert "Ranked by pgd right_digit 1 (higher is better)" in html
     assert "smoke test of the pipeline" in html and "1-2 training seed(s) per configuration" in html
+
+
+def test_a_quick_board_with_a_changed_schedule_names_it_instead_of_calling_itself_a_smoke_test(tmp_path):
+    longer = ["train.epochs=10", "train.lr=1e-4"]
+    for seed in (0, 1):
+        fake_run(tmp_path, "vanilla", seed, 0.9, [0.5], overrides=longer)
+        fake_run(tmp_path, "hsplid", seed, 0.9, [0.5 + seed / 10], overrides=[*longer, "method.warmup_epochs=0"])
+    (board,) = build_report([tmp_path])[0]
+    assert board.caution == ("Runs of the quick profile with its training changed (train.epochs=10, train.lr=0.0001): "
+                             "the numbers hold for that schedule; read the intervals; no difference on the ranking "
+                             "number is significant.")
 
 
 def test_strings_from_results_are_escaped_and_bad_files_reported(results):
