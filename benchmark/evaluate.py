@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 import torch
 from rich.text import Text
@@ -135,6 +135,9 @@ class Evaluation:
     failures: dict[str, str] = field(default_factory=dict)  # suite -> one-line reason
     tracebacks: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False  # stopped by Ctrl-C; the suites before it are kept
+    # the finished pieces (index -> rows, before `combine`) of each suite that failed or was
+    # interrupted: a rerun takes them instead of measuring them again
+    unfinished: dict[str, dict[int, list[Measurement]]] = field(default_factory=dict)
 
 
 def failure_row(suite: str, reason: str) -> Measurement:
@@ -149,20 +152,25 @@ def one_line(err: BaseException) -> str:
 
 def evaluate(model: Classifier, dataset: BenchmarkDataset, config: RunConfig, device: torch.device,
              reporter: Reporter | None = None, artifacts_dir: Path | None = None,
-             suites: Sequence[str] | None = None, world: World = World()) -> Evaluation:
+             suites: Sequence[str] | None = None, world: World = World(),
+             finished: Mapping[str, Mapping[int, list[Measurement]]] | None = None) -> Evaluation:
     """Run the suites (default: config.eval.suites) in order; later suites see earlier measurements.
 
     A suite that raises is recorded as a `failed` row and the next one runs: what finished is
-    never thrown away. Ctrl-C stops after recording the interrupted suite. Under torchrun every
-    rank calls this; each suite's pieces are shared out and every rank gets all the rows."""
+    never thrown away. Ctrl-C stops after recording the interrupted suite. The pieces a failed or
+    interrupted suite finished come back in `unfinished`; given again as `finished` (suite ->
+    piece index -> rows) they are taken instead of measured. Under torchrun every rank calls
+    this; each suite's pieces are shared out and every rank gets all the rows."""
     model.eval()
     reporter = reporter or Reporter(quiet=True)
     ctx = EvalContext(model, dataset, config, device, reporter, artifacts_dir)
     out = Evaluation(ctx.measurements)
     for name in config.eval.suites if suites is None else suites:
         suite = SUITES.get(name)(config.suite(name))
-        produced = run_pieces(suite, ctx, world)
+        produced = run_pieces(suite, ctx, world, (finished or {}).get(name, {}))
         if isinstance(produced, Failure):
+            if produced.pieces:
+                out.unfinished[name] = dict(produced.pieces)
             out.failures[name] = produced.reason
             out.by_suite[name] = [failure_row(name, produced.reason)]
             if produced.reason == INTERRUPTED:
@@ -185,20 +193,31 @@ INTERRUPTED = "interrupted"
 class Failure:
     reason: str
     traceback: str = ""
+    pieces: Mapping[int, list[Measurement]] = field(default_factory=dict)  # the pieces that finished
 
 
-def run_pieces(suite: Suite, ctx: EvalContext, world: World) -> list[Measurement] | Failure:
+def run_pieces(suite: Suite, ctx: EvalContext, world: World,
+               finished: Mapping[int, list[Measurement]] | None = None) -> list[Measurement] | Failure:
     """This rank's share of the suite's pieces, then every piece's rows in piece order (or the first
-    failure by piece order) on every rank; the main rank writes the pieces' artifacts. Rows a piece
-    leaves without a duration get the piece's time."""
+    failure by piece order, with the pieces that finished) on every rank; the main rank writes the
+    pieces' artifacts. Pieces in `finished` (an earlier execution's) are taken, not run. Rows a
+    piece leaves without a duration get the piece's time."""
     done: dict[int, list[Measurement] | Failure] = {}
+    finished = finished or {}
     try:
         pieces = suite.pieces(ctx) or [partial(suite.run, ctx)]
     except KeyboardInterrupt:
         pieces, done[0] = [], Failure(INTERRUPTED)
     except Exception as err:  # preparing the pieces failed: the suite fails on every rank
         pieces, done[0] = [], Failure(one_line(err), traceback.format_exc())
+    if pieces:  # (kept as they are when preparing the pieces failed)
+        finished = {i: rows for i, rows in finished.items() if i < len(pieces)}
+    if finished and pieces:
+        ctx.reporter.log(f"  {suite.name}: keeping {len(finished)} of its {len(pieces)} pieces measured before")
     for i in world.mine(len(pieces)):
+        if i in finished:
+            done[i] = list(finished[i])
+            continue
         started = time.perf_counter()
         try:
             rows = pieces[i]()
@@ -219,5 +238,7 @@ def run_pieces(suite: Suite, ctx: EvalContext, world: World) -> list[Measurement
     merged = {i: part for rank_done, _ in shared for i, part in rank_done.items()}
     failures = [part for _, part in sorted(merged.items()) if isinstance(part, Failure)]
     if failures:
-        return next((f for f in failures if f.reason == INTERRUPTED), failures[0])
+        first = next((f for f in failures if f.reason == INTERRUPTED), failures[0])
+        kept = {**finished, **{i: part for i, part in merged.items() if not isinstance(part, Failure)}}
+        return replace(first, pieces=dict(sorted(kept.items())))
     return [m for _, part in sorted(merged.items()) for m in part]  # type: ignore[union-attr]

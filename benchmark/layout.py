@@ -37,6 +37,12 @@ class RunFiles:
         return self.out_dir / "checkpoints" / f"{self.stem}.resume.pt"
 
     @property
+    def pieces(self) -> Path:
+        """The finished pieces of suites an interrupted or failed evaluation left unfinished (rows
+        in the results schema): what a rerun takes instead of measuring again."""
+        return self.out_dir / "checkpoints" / f"{self.stem}.pieces.parquet"
+
+    @property
     def artifacts(self) -> Path:
         return self.out_dir / "artifacts" / self.stem
 
@@ -48,7 +54,7 @@ class RunFiles:
             reporter.log(f"  waiting: another process is running {self.stem}")
 
         with exclusive(self.out_dir / ".locks" / f"{run_key}.lock", on_wait=waiting):
-            for path in (self.results, self.checkpoint, self.resume):
+            for path in (self.results, self.checkpoint, self.resume, self.pieces):
                 remove_temporaries(path)
             yield self
 

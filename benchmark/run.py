@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -23,7 +24,7 @@ from .models import Classifier
 from .progress import Reporter
 from .registry import SUITES
 from .start import StartPoint, find_start, load_start, start_run
-from .store import Measurement, completed_run_id, finished_suites, write_run
+from .store import Measurement, completed_run_id, finished_pieces, finished_suites, piece_rows, remove_run, write_run
 from .train import DIVERGENCE_RATIO, Checkpointing, TrainResult, train
 from .trained import build, checkpoint_config, load_trained, seeded, trained_by, trained_earlier
 
@@ -151,8 +152,10 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any] | AsGiven, 
             if kept:
                 reporter.log(f"  keeping the finished suites {', '.join(kept)} of {files.results}")
             todo = world.decide([s for s in config.eval.suites if s not in kept])
+            pieces = finished_pieces(files.pieces, key) if reusable else {}
+            pieces = world.decide({s: p for s, p in pieces.items() if s in todo} if world.main else None)
             evaluation = evaluate(model, ds, config, dev, reporter, artifacts_dir=files.artifacts, suites=todo,
-                                  world=world)
+                                  world=world, finished=pieces)
             if not world.main:  # every rank evaluated its share; rank 0 writes
                 return RunOutcome(config, "", files.results, None, [], failures=evaluation.failures)
             for suite in config.eval.suites:  # the results file keeps the configured suite order
@@ -166,8 +169,13 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any] | AsGiven, 
                 for m in measurements:
                     m.flags = tuple(dict.fromkeys([*m.flags, "diverged"]))
             train_commit = result.train_commit if result else (given.trained_by if given else trained_by(payload))
-            path = write_results(tagged(measurements, tags), config, created, dev, ds.source(), files.results,
-                                 train_commit, ranks=world.size)
+            keep = partial(write_results, config=config, created=created, device=dev, data_source=ds.source(),
+                           train_commit=train_commit, ranks=world.size)
+            if evaluation.unfinished:  # first, so that no finished piece is lost if writing the results fails
+                keep(piece_rows(evaluation.unfinished), path=files.pieces)
+            path = keep(tagged(measurements, tags), path=files.results)
+            if not evaluation.unfinished:
+                remove_run(files.pieces)
             if evaluation.tracebacks:
                 log_tracebacks(files, evaluation.tracebacks)
             if evaluation.interrupted:

@@ -74,6 +74,7 @@ def test_a_failed_suite_keeps_the_rest_and_a_rerun_measures_only_what_is_missing
     failed = frame[frame.metric == FAILED]
     assert list(failed.suite) == ["attribution"] and "flaky explainer failed" in failed.extra.iloc[0]
     assert (out / "checkpoints").is_dir() and len(list((out / "logs").glob("*.txt"))) == 1
+    assert len(list((out / "checkpoints").glob("*.pieces.parquet"))) == 1  # the saliency piece, kept
     kept = frame[frame.suite.isin(["accuracy", "robustness", "corruptions"])][["suite", "metric", "value"]]
 
     marker.unlink()
@@ -82,6 +83,8 @@ def test_a_failed_suite_keeps_the_rest_and_a_rerun_measures_only_what_is_missing
     assert "reusing the trained weights" in second.stderr
     assert "keeping the finished suites accuracy, robustness, corruptions" in second.stderr
     assert "train vanilla" not in second.stderr and "pgd right_digit" not in second.stderr
+    assert "attribution: keeping 2 of its 3 pieces measured before" in second.stderr  # saliency and its preparation
+    assert not list((out / "checkpoints").glob("*.pieces.parquet"))
     again, _ = read_results([out])
     assert not (again.metric == FAILED).any() and len(set(again.run_id)) == 1
     assert {"saliency", "flaky"} <= set(again[again.suite == "attribution"].explainer)
@@ -111,3 +114,52 @@ def test_an_attack_that_needs_more_classes_is_refused_before_training(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "attack 'apgd-t' needs at least 4 classes; dataset 'isic2017' has 3" in proc.stderr
     assert not out.exists()
+
+
+def test_an_interrupted_suite_keeps_its_finished_pieces_and_a_rerun_measures_only_the_rest(
+        cmnist, trained_lenet, tmp_path, monkeypatch):
+    """Ctrl-C in the middle of the robustness suite (a paper-profile AutoAttack can take many
+    minutes): the attack settings measured before it are kept beside the results, the rerun
+    measures only the others, and the rows equal those of an evaluation that was never stopped."""
+    from benchmark.layout import RunFiles
+    from benchmark.run import AsGiven, execute
+
+    config = resolve("vanilla", "cmnist", overrides=["eval.suites=accuracy,robustness", "eval.samples=16",
+                                                     "robustness.samples=8", "robustness.steps=1"])
+    robustness = SUITES.get("robustness")
+    measure = robustness._measure
+    calls = []
+
+    def counted(self, ctx, attack, region, eps, seed, *args):
+        calls.append((attack, region, eps, seed))
+        if stop_at and len(calls) == stop_at:
+            raise KeyboardInterrupt
+        return measure(self, ctx, attack, region, eps, seed, *args)
+
+    monkeypatch.setattr(robustness, "_measure", counted)
+    stop_at = 0
+    whole = execute(config, AsGiven(trained_lenet), data_root=None, out_dir=tmp_path / "whole", device="cpu",
+                    reporter=None)
+    settings = list(calls)
+    assert len(settings) >= 4
+    calls.clear()
+    stop_at = 3
+    out = tmp_path / "stopped"
+    with pytest.raises(KeyboardInterrupt):
+        execute(config, AsGiven(trained_lenet), data_root=None, out_dir=out, device="cpu", reporter=None)
+    files = RunFiles.of(config, out)
+    first, _ = read_results([files.results])
+    assert list(first[first.metric == FAILED].suite) == ["robustness"] and files.pieces.is_file()
+    calls.clear()
+    stop_at = 0
+    again = execute(config, AsGiven(trained_lenet), data_root=None, out_dir=out, device="cpu", reporter=None)
+    assert calls == settings[2:]  # the two attack settings measured before Ctrl-C are not measured again
+    assert not files.pieces.exists() and not again.failures
+
+    def rows(outcome):
+        return [(m.suite, m.metric, m.attack, m.region, m.eps, m.attack_seed, m.flags, m.value, m.n)
+                for m in outcome.measurements]
+
+    assert rows(again) == rows(whole)
+    final, _ = read_results([files.results])
+    assert not (final.metric == FAILED).any() and len(final) == len(whole.measurements)
