@@ -163,3 +163,31 @@ def test_an_interrupted_suite_keeps_its_finished_pieces_and_a_rerun_measures_onl
     assert rows(again) == rows(whole)
     final, _ = read_results([files.results])
     assert not (final.metric == FAILED).any() and len(final) == len(whole.measurements)
+
+
+@pytest.mark.slow
+def test_sigterm_during_evaluation_writes_what_finished_as_ctrl_c_does(tmp_path):
+    """A scheduler pre-empting the job (SIGTERM) after the first attack setting: the results file
+    holds the finished suites and the interrupted one as `failed`, and the rerun completes it."""
+    import signal
+
+    out = tmp_path / "out"
+    args = [*BENCHMARK_CLI, "run", "--method", "vanilla", "--out", str(out), *TINY_RUN, "--set", "train.epochs=1"]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=cli_env())
+    lines = []
+    for line in proc.stderr:  # type: ignore[union-attr]
+        lines.append(line)
+        if "pgd right_digit" in line:  # the first attack setting finished
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.stderr.read()  # type: ignore[union-attr]
+    assert proc.wait(timeout=300) == 130 and "benchmark: interrupted" in rest, "".join(lines) + rest
+    frame, _ = read_results([out])
+    failed = frame[frame.metric == FAILED]
+    assert len(failed) == 1 and "interrupted" in failed.extra.iloc[0]
+    assert {"training", "accuracy"} <= set(frame.suite)
+    again = subprocess.run(args, capture_output=True, text=True, env=cli_env(), timeout=600)
+    assert again.returncode == 0 and "reusing the trained weights" in again.stderr, again.stderr
+    final, _ = read_results([out])
+    assert not (final.metric == FAILED).any()
+    assert {"accuracy", "robustness", "corruptions", "attribution"} <= set(final.suite)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import signal
 import sys
+import threading
 from typing import Sequence
 
 from rich.console import Console
@@ -40,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console() if sys.stdout.isatty() else Console(width=200)
     tune_allocator()
     git_commit()  # rows name the checkout this process loaded its code from, even if it changes during a sweep
+    previous = signal.signal(signal.SIGTERM, _stop) if threading.current_thread() is threading.main_thread() else None
     try:
         return COMMANDS.get(args.command)().run(args, console)
     except BenchmarkError as err:
@@ -57,6 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         leave()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM (a scheduler pre-empting a job, `timeout`, `kill`) stops a command as Ctrl-C does:
+    a run writes its resume checkpoint or the suites and pieces it finished before it exits."""
+    raise KeyboardInterrupt
 
 
 def os_error(err: OSError) -> str:
