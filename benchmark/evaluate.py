@@ -153,21 +153,25 @@ def one_line(err: BaseException) -> str:
 def evaluate(model: Classifier, dataset: BenchmarkDataset, config: RunConfig, device: torch.device,
              reporter: Reporter | None = None, artifacts_dir: Path | None = None,
              suites: Sequence[str] | None = None, world: World = World(),
-             finished: Mapping[str, Mapping[int, list[Measurement]]] | None = None) -> Evaluation:
+             finished: Mapping[str, Mapping[int, list[Measurement]]] | None = None,
+             progress: Progress | None = None) -> Evaluation:
     """Run the suites (default: config.eval.suites) in order; later suites see earlier measurements.
 
     A suite that raises is recorded as a `failed` row and the next one runs: what finished is
     never thrown away. Ctrl-C stops after recording the interrupted suite. The pieces a failed or
     interrupted suite finished come back in `unfinished`; given again as `finished` (suite ->
-    piece index -> rows) they are taken instead of measured. Under torchrun every rank calls
-    this; each suite's pieces are shared out and every rank gets all the rows."""
+    piece index -> rows) they are taken instead of measured. `progress` (called on the main rank
+    after every suite, and in a single process after every piece with the running suite's
+    finished pieces) lets the caller save as it goes. Under torchrun every rank calls this; each
+    suite's pieces are shared out and every rank gets all the rows."""
     model.eval()
     reporter = reporter or Reporter(quiet=True)
     ctx = EvalContext(model, dataset, config, device, reporter, artifacts_dir)
     out = Evaluation(ctx.measurements)
     for name in config.eval.suites if suites is None else suites:
         suite = SUITES.get(name)(config.suite(name))
-        produced = run_pieces(suite, ctx, world, (finished or {}).get(name, {}))
+        on_piece = partial(_running, progress, out, name) if progress is not None and world.size == 1 else None
+        produced = run_pieces(suite, ctx, world, (finished or {}).get(name, {}), on_piece)
         if isinstance(produced, Failure):
             if produced.pieces:
                 out.unfinished[name] = dict(produced.pieces)
@@ -178,15 +182,26 @@ def evaluate(model: Classifier, dataset: BenchmarkDataset, config: RunConfig, de
                 break
             out.tracebacks[name] = produced.traceback
             reporter.log(Text.assemble("  ", (f"suite {name} failed", "red"), f": {produced.reason}"))
-            continue
-        produced = suite.combine(ctx, produced)
-        ctx.measurements.extend(produced)
-        out.by_suite[name] = produced
+        else:
+            produced = suite.combine(ctx, produced)
+            ctx.measurements.extend(produced)
+            out.by_suite[name] = produced
+        if progress is not None and world.main:
+            progress(out, {})
     out.measurements = [m for rows in out.by_suite.values() for m in rows]
     return out
 
 
+# what evaluation has done so far, and the finished pieces of the suite that is running
+Progress = Callable[["Evaluation", Mapping[str, Mapping[int, list[Measurement]]]], object]
+
+
+def _running(progress: Progress, out: Evaluation, name: str, pieces: Mapping[int, list[Measurement]]) -> None:
+    progress(out, {name: pieces})
+
+
 INTERRUPTED = "interrupted"
+NOT_RUN = "not run: the evaluation stopped before this suite"
 
 
 @dataclass(frozen=True)
@@ -196,12 +211,13 @@ class Failure:
     pieces: Mapping[int, list[Measurement]] = field(default_factory=dict)  # the pieces that finished
 
 
-def run_pieces(suite: Suite, ctx: EvalContext, world: World,
-               finished: Mapping[int, list[Measurement]] | None = None) -> list[Measurement] | Failure:
+def run_pieces(suite: Suite, ctx: EvalContext, world: World, finished: Mapping[int, list[Measurement]] | None = None,
+               on_piece: Callable[[dict[int, list[Measurement]]], None] | None = None) -> list[Measurement] | Failure:
     """This rank's share of the suite's pieces, then every piece's rows in piece order (or the first
     failure by piece order, with the pieces that finished) on every rank; the main rank writes the
-    pieces' artifacts. Pieces in `finished` (an earlier execution's) are taken, not run. Rows a
-    piece leaves without a duration get the piece's time."""
+    pieces' artifacts. Pieces in `finished` (an earlier execution's) are taken, not run; `on_piece`
+    gets the pieces finished so far after each one this process runs. Rows a piece leaves without
+    a duration get the piece's time."""
     done: dict[int, list[Measurement] | Failure] = {}
     finished = finished or {}
     try:
@@ -231,6 +247,8 @@ def run_pieces(suite: Suite, ctx: EvalContext, world: World,
             if m.duration_s is None:
                 m.duration_s = time.perf_counter() - started
         done[i] = rows
+        if on_piece is not None:
+            on_piece({**finished, **{j: part for j, part in done.items() if not isinstance(part, Failure)}})
     shared = world.share((done, ctx.take_artifacts()))
     if world.main and ctx.artifacts_dir is not None:
         for relative, data in (a for _, rank_artifacts in shared for a in rank_artifacts):

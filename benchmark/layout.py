@@ -39,8 +39,9 @@ class RunFiles:
     @property
     def pieces(self) -> Path:
         """The finished pieces of suites an interrupted or failed evaluation left unfinished (rows
-        in the results schema): what a rerun takes instead of measuring again."""
-        return self.out_dir / "checkpoints" / f"{self.stem}.pieces.parquet"
+        in the results schema): what a rerun takes instead of measuring again. Hidden beside the
+        results file, so that readers of the folder never take it for results."""
+        return self.out_dir / f".{self.stem}.pieces.parquet"
 
     @property
     def artifacts(self) -> Path:

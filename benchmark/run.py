@@ -18,13 +18,15 @@ from .dataset import BenchmarkDataset
 from .distributed import World
 from .errors import DataError
 from .evaluate import check_suites, evaluate
+from .kept import completed_run_id, finished_pieces, finished_suites
 from .layout import RunFiles
 from .method import Method
 from .models import Classifier
 from .progress import Reporter
 from .registry import SUITES
+from .results_writer import ResultsWriter, log_tracebacks, training_measurements, write_results
 from .start import StartPoint, find_start, load_start, start_run
-from .store import Measurement, completed_run_id, finished_pieces, finished_suites, piece_rows, remove_run, write_run
+from .store import Measurement
 from .train import DIVERGENCE_RATIO, Checkpointing, TrainResult, train
 from .trained import build, checkpoint_config, load_trained, seeded, trained_by, trained_earlier
 
@@ -154,28 +156,20 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any] | AsGiven, 
             todo = world.decide([s for s in config.eval.suites if s not in kept])
             pieces = finished_pieces(files.pieces, key) if reusable else {}
             pieces = world.decide({s: p for s, p in pieces.items() if s in todo} if world.main else None)
+            train_commit = result.train_commit if result else (given.trained_by if given else trained_by(payload))
+            marks = {"checkpoint_key": payload.get("run_key") or from_dict(payload["config"]).key()} \
+                if training is None and checkpoint is not None else {}
+            started_from = result.init_from if result else payload.get("init_from")
+            marks.update({"init_from": started_from} if started_from else {}, **(tags or {}))
+            writer = ResultsWriter(files, partial(write_results, config=config, created=created, device=dev,
+                                                  data_source=ds.source(), train_commit=train_commit, ranks=world.size),
+                                   config.eval.suites, todo, measurements, kept, marks, diverged)
             evaluation = evaluate(model, ds, config, dev, reporter, artifacts_dir=files.artifacts, suites=todo,
-                                  world=world, finished=pieces)
+                                  world=world, finished=pieces, progress=writer.save if world.main else None)
             if not world.main:  # every rank evaluated its share; rank 0 writes
                 return RunOutcome(config, "", files.results, None, [], failures=evaluation.failures)
-            for suite in config.eval.suites:  # the results file keeps the configured suite order
-                measurements += kept.get(suite, []) + evaluation.by_suite.get(suite, [])
-            if training is None and checkpoint is not None:
-                tagged(measurements, {"checkpoint_key": payload.get("run_key") or from_dict(payload["config"]).key()})
-            started_from = result.init_from if result else payload.get("init_from")
-            if started_from:
-                tagged(measurements, {"init_from": started_from})
-            if diverged:
-                for m in measurements:
-                    m.flags = tuple(dict.fromkeys([*m.flags, "diverged"]))
-            train_commit = result.train_commit if result else (given.trained_by if given else trained_by(payload))
-            keep = partial(write_results, config=config, created=created, device=dev, data_source=ds.source(),
-                           train_commit=train_commit, ranks=world.size)
-            if evaluation.unfinished:  # first, so that no finished piece is lost if writing the results fails
-                keep(piece_rows(evaluation.unfinished), path=files.pieces)
-            path = keep(tagged(measurements, tags), path=files.results)
-            if not evaluation.unfinished:
-                remove_run(files.pieces)
+            path = writer.save(evaluation, {})
+            measurements = writer.rows(evaluation)
             if evaluation.tracebacks:
                 log_tracebacks(files, evaluation.tracebacks)
             if evaluation.interrupted:
@@ -231,51 +225,6 @@ def starting_point(config: RunConfig, training: Training, *, data_root: Path | N
     if not outcome.ok:
         raise DataError(f"train.init_from={config.train.init_from}: the starting run failed")
     return find_start(config, out_dir)
-
-
-def log_tracebacks(files: RunFiles, tracebacks: Mapping[str, str]) -> Path:
-    """The full tracebacks of failed suites, for the one-line reasons the console and rows show."""
-    log = files.log
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a") as fh:
-        for suite, text in tracebacks.items():
-            fh.write(f"suite {suite} ({provenance.now().isoformat()}):\n{text}\n")
-    return log
-
-
-def tagged(measurements: list[Measurement], tags: Mapping[str, Any] | None) -> list[Measurement]:
-    if tags:
-        for m in measurements:
-            m.extra = {**m.extra, **tags}
-    return measurements
-
-
-def write_results(measurements: list[Measurement], config: RunConfig, created, device: torch.device,
-                  data_source: str, path: Path, train_commit: str, ranks: int = 1) -> Path:
-    columns = provenance.run_columns(key=config.key(), config_key=config.key(with_seed=False),
-                                     method=config.method_name, dataset=config.dataset, profile=config.profile,
-                                     seed=config.seed, config_json=config.to_json(), created=created,
-                                     device=provenance.device_name(device, ranks), data_source=data_source,
-                                     train_commit=train_commit)
-    return write_run(measurements, columns, path)
-
-
-def training_measurements(result: TrainResult) -> list[Measurement]:
-    """The training history (per epoch) and the method's trace (per sample count) as 'training' rows."""
-    rows = []
-    for record in result.history:
-        epoch = int(record["epoch"])
-        for name, value in record.items():
-            if name != "epoch":
-                rows.append(Measurement("training", name, float(value), 0, eval_set="train", extra={"epoch": epoch}))
-    for record in result.trace:
-        seen = int(record["samples_seen"])
-        for name, value in record.items():
-            if name != "samples_seen":
-                rows.append(Measurement("training", name, float(value), 0, eval_set="train",
-                                        extra={"samples_seen": seen}))
-    rows.append(Measurement("training", "total_duration_s", result.duration_s, 0, eval_set="train"))
-    return rows
 
 
 def evaluate_checkpoint(

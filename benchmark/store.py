@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .files import write_atomically
-from .records import Records, records_by_row, records_path, write_records
+from .records import Records, write_records
 from .stats import bootstrap_interval, wilson_interval
 
 SCHEMA_VERSION = 2
@@ -140,71 +140,6 @@ def write_run(measurements: Sequence[Measurement], run: dict[str, Any], path: Pa
     write_records([m.records for m in measurements], path)
     table = pa.Table.from_pylist(to_rows(measurements, run), schema=SCHEMA)
     return write_atomically(path, lambda fh: pq.write_table(table, fh))
-
-
-def remove_run(path: Path) -> None:
-    """Delete a file `write_run` wrote, and its records."""
-    records_path(path).unlink(missing_ok=True)
-    Path(path).unlink(missing_ok=True)
-
-
-def completed_run_id(path: Path, run_key: str) -> str | None:
-    """The run id of a readable results file at `path` written for `run_key` with no failed suite,
-    else None (a missing, corrupt, foreign or partial file does not count as done)."""
-    try:
-        table = pq.read_table(path, columns=["run_key", "run_id", "metric"])
-    except Exception:
-        return None
-    ids = set(zip(table.column("run_key").to_pylist(), table.column("run_id").to_pylist()))
-    if FAILED in set(table.column("metric").to_pylist()):
-        return None
-    return next(iter(ids))[1] if len(ids) == 1 and next(iter(ids))[0] == run_key else None
-
-
-def finished_suites(path: Path, run_key: str, suites: Mapping[str, Sequence[str]]) -> dict[str, list[Measurement]]:
-    """The measurements of each suite (name -> the `suite` values of its rows) that a readable
-    results file of this run holds complete (rows present, no failure recorded); a missing or
-    foreign file holds none."""
-    try:
-        frame = pq.read_table(path).to_pandas()
-    except Exception:
-        return {}
-    if frame.empty or set(frame["run_key"]) != {run_key}:
-        return {}
-    done = {}
-    records = records_by_row(path)
-    for suite, row_suites in suites.items():
-        rows = frame[frame["suite"].isin(row_suites)]
-        if (rows["suite"] == suite).any() and not (rows["metric"] == FAILED).any():
-            done[suite] = measurements_of(rows, records)
-    return done
-
-
-PIECE_OF, PIECE = "piece_of", "piece"  # the `extra` keys that file a kept piece's rows under suite and index
-
-
-def piece_rows(unfinished: Mapping[str, Mapping[int, Sequence[Measurement]]]) -> list[Measurement]:
-    """The finished pieces of unfinished suites as rows, each tagged with its suite and piece
-    index (copies: the measurements given are not changed); `finished_pieces` reads them back."""
-    return [replace(m, extra={**m.extra, PIECE_OF: suite, PIECE: index})
-            for suite, pieces in unfinished.items() for index, rows in sorted(pieces.items()) for m in rows]
-
-
-def finished_pieces(path: Path, run_key: str) -> dict[str, dict[int, list[Measurement]]]:
-    """suite -> piece index -> rows, from a file of `piece_rows` written for this run (a missing,
-    corrupt or foreign file holds none)."""
-    try:
-        frame = pq.read_table(path).to_pandas()
-    except Exception:
-        return {}
-    if frame.empty or set(frame["run_key"]) != {run_key}:
-        return {}
-    out: dict[str, dict[int, list[Measurement]]] = {}
-    for m in measurements_of(frame, records_by_row(path)):
-        suite, index = m.extra.pop(PIECE_OF, None), m.extra.pop(PIECE, None)
-        if suite is not None and index is not None:
-            out.setdefault(suite, {}).setdefault(int(index), []).append(m)
-    return out
 
 
 def measurements_of(frame: pd.DataFrame, records: Mapping[int, Records] | None = None) -> list[Measurement]:

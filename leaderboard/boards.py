@@ -11,17 +11,14 @@ the reference method on the same samples.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
 from benchmark.aggregate import Cell, RunColumn, Table, cell_of, paired, records_loader, run_column, tabulate
 from benchmark.columns import Column
-from benchmark.config import resolve
 from benchmark.dataset import Ranking
-from benchmark.errors import BenchmarkError
 from benchmark.labels import configuration_labels
 from benchmark.layout import RunFiles
 from benchmark.metrics import agreement_metrics
@@ -30,9 +27,10 @@ from benchmark.relation import Relation, relation_of
 from benchmark.stats import PairedDifference
 from benchmark.store import FAILED, reported_rows
 
+from .notes import RANK, caution, rule, schedule_changes, support
+
 MAIN_KINDS = ("clean", "robust", "corruption", "derived")
 HEATMAP_EXPLAINERS = ("saliency", "integrated_gradients", "grad_cam", "pixel_mask")
-RANK = "ranked by"  # the prefix of the ranking column's label
 
 
 @dataclass
@@ -165,61 +163,6 @@ def build_boards(frame: pd.DataFrame, reference: str = "vanilla") -> list[Board]
         board.relation = relation_of(table, rank_column, label=lambda g: names[g])
         boards.append(board)
     return boards
-
-
-def rule(column: Column, reference: str) -> str:
-    direction = {True: "higher is better", False: "lower is better", None: "no direction"}[
-        column.declaration.higher_is_better]
-    return (f"Ranked by {column.key.removeprefix(RANK + ' ')} ({direction}). Each number is the mean over "
-            "training seeds with its 95 % interval: a Student-t interval over seeds when there are several, "
-            "else over samples (Wilson for accuracies, bootstrap for means); attack seeds are averaged within a "
-            "run. Configurations whose interval overlaps the leader's share its rank (=). Differences are "
-            f"paired to {reference} on the same samples and seeds (bootstrap over seeds and samples, widened to the "
-            "t-interval of the per-seed differences when there are several; exact McNemar p for one seed); * marks "
-            "a difference whose interval excludes 0.")
-
-
-def support(table: Table, rank_runs: dict[tuple, list[RunColumn]]) -> str:
-    seeds = sorted({len({r.seed for runs in cols.values() for r in runs}) for cols in table.runs.values()})
-    ranking = [r for runs in rank_runs.values() for r in runs]
-    attack_seeds = sorted({r.attack_seeds for r in ranking}) or [0]
-    samples = sorted({r.samples for r in ranking}) or [0]
-    span = lambda v: str(v[0]) if v[0] == v[-1] else f"{v[0]}-{v[-1]}"  # noqa: E731
-    return (f"{span(seeds)} training seed(s) per configuration; the ranking number rests on {span(attack_seeds)} "
-            f"attack seed(s) (or averaged rows) and {span(samples)} samples per run.")
-
-
-def schedule_changes(rows: pd.DataFrame, profile: str) -> list[str]:
-    """The training settings (`train.KEY=VALUE`) in which these runs differ from their profile's
-    defaults, e.g. a ten-epoch study run under `quick`; methods this install lacks are skipped."""
-    changes: dict[str, None] = {}
-    for (method, dataset), sub in rows.groupby(["method", "dataset"], sort=True):
-        try:
-            default = json.loads(json.dumps(asdict(resolve(method, dataset, profile=profile).train)))
-        except BenchmarkError:
-            continue
-        for text in sub["config"].dropna().unique():
-            train = json.loads(text).get("train", {})
-            for name, value in train.items():
-                if name in default and value != default[name]:
-                    changes[f"train.{name}={json.dumps(value)}"] = None
-    return list(changes)
-
-
-def caution(profile: str, entries: list[Entry], key: str, changes: Sequence[str] = ()) -> str:
-    """What the board can support: the quick profile is a smoke test unless its intervals separate
-    or its runs changed the training schedule (then the board says which settings it reflects)."""
-    separated = any(e.comparisons.get(key) is not None and e.comparisons[key].significant for e in entries)
-    if profile == "quick" and changes:
-        return (f"Runs of the quick profile with its training changed ({', '.join(changes)}): the numbers hold for "
-                "that schedule; read the intervals" + ("." if separated else
-                                                       "; no difference on the ranking number is significant."))
-    if profile == "quick":
-        return ("The quick profile is a smoke test of the pipeline (two epochs, a few hundred samples), not a method "
-                "comparison" + (": here some differences to the reference are significant on the ranking number, "
-                                "but they hold for this short schedule only." if separated else
-                                "; no difference on the ranking number is significant."))
-    return "" if separated or len(entries) < 2 else "No difference on the ranking number is significant."
 
 
 Curves = dict[str, dict[str, list[tuple[float, Cell]]]]  # attack · region -> configuration -> (eps, cell)

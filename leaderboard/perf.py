@@ -16,7 +16,7 @@ import torch
 from benchmark.config import resolve
 from benchmark.perf import PerfCase
 from benchmark.records import Records
-from benchmark.run import write_results
+from benchmark.results_writer import write_results
 from benchmark.store import Measurement, read_results
 
 METHODS = ("vanilla", "weight_decay", "hsplid")

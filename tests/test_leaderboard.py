@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from benchmark.config import resolve
-from benchmark.run import write_results
+from benchmark.results_writer import write_results
 from benchmark.stats import wilson_interval
 from benchmark.store import Measurement
 from benchmark_leaderboard.render import render_csv, render_html

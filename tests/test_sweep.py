@@ -18,7 +18,8 @@ import pytest
 from benchmark.config import resolve
 from benchmark.errors import ConfigError
 from benchmark.files import exclusive
-from benchmark.store import Measurement, completed_run_id, read_results, write_run
+from benchmark.kept import completed_run_id
+from benchmark.store import Measurement, read_results, write_run
 from benchmark.sweep.plan import SweepSpec, final_jobs, plain_config, plan, point_layer
 from benchmark.sweep.select import select, write_selection
 from conftest import BENCHMARK_CLI, TINY_TRAINING_RUN, cli_env, cli_in_process

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..store import completed_run_id
+from ..kept import completed_run_id
 from .executors import Executor, make_executor
 from .plan import Group, Job, SweepSpec, final_jobs, plain_config, plan
 from .select import Selection, select, write_selection

@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from .. import provenance
-from ..store import Measurement, completed_run_id, read_results, write_run
+from ..kept import completed_run_id
+from ..store import Measurement, read_results, write_run
 from .plan import Group, point_label
 
 RULE = "highest mean robust val accuracy under full-image L-inf PGD over training seeds; ties: clean val accuracy"
