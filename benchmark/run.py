@@ -168,7 +168,8 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any] | AsGiven, 
                                   world=world, finished=pieces, progress=writer.save if world.main else None)
             if not world.main:  # every rank evaluated its share; rank 0 writes
                 return RunOutcome(config, "", files.results, None, [], failures=evaluation.failures)
-            path = writer.save(evaluation, {})
+            # after the last suite the progress write is the final file, unless Ctrl-C came first
+            path = writer.save(evaluation, {}) if evaluation.interrupted or not todo else files.results
             measurements = writer.rows(evaluation)
             if evaluation.tracebacks:
                 log_tracebacks(files, evaluation.tracebacks)
