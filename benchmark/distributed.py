@@ -112,10 +112,13 @@ class World:
 
 
 def leave() -> None:
-    """Leave the torchrun group this process joined, if any, while the interpreter is still whole:
-    left to interpreter shutdown, gloo's worker threads can meet a half-torn-down Python and abort
-    the process (SIGABRT, "terminate called without an active exception") after its work is done."""
+    """Leave the torchrun group this process joined, if any, once every rank has come to leave it
+    and while the interpreter is still whole: a rank that tears its connections down while another
+    still uses the group, or leaves them to interpreter shutdown, can abort in gloo's threads
+    (SIGABRT, "terminate called without an active exception") after its work is done."""
     if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import sys
 import threading
@@ -35,6 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    status = command(argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A torchrun rank ends here, its group left and its files closed: skipping interpreter
+        # shutdown keeps the C++ threads of the communication backend (and of DDP) from aborting
+        # a rank that finished (SIGABRT at exit, which fails the whole torchrun job).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
+def command(argv: Sequence[str] | None = None) -> int:
+    """Run one `benchmark` command; bad input is one line on stderr and status 2."""
     from ..registry import COMMANDS
 
     args = build_parser().parse_args(argv)
