@@ -187,7 +187,11 @@ def evaluate(model: Classifier, dataset: BenchmarkDataset, config: RunConfig, de
             ctx.measurements.extend(produced)
             out.by_suite[name] = produced
         if progress is not None and world.main:
-            progress(out, {})
+            try:
+                progress(out, {})
+            except KeyboardInterrupt:  # the suite's rows are in; the caller writes them once more
+                out.interrupted = True
+                break
     out.measurements = [m for rows in out.by_suite.values() for m in rows]
     return out
 
@@ -220,6 +224,7 @@ def run_pieces(suite: Suite, ctx: EvalContext, world: World, finished: Mapping[i
     a duration get the piece's time."""
     done: dict[int, list[Measurement] | Failure] = {}
     finished = finished or {}
+    stopped = False  # Ctrl-C while `on_piece` saved a finished piece
     try:
         pieces = suite.pieces(ctx) or [partial(suite.run, ctx)]
     except KeyboardInterrupt:
@@ -248,13 +253,18 @@ def run_pieces(suite: Suite, ctx: EvalContext, world: World, finished: Mapping[i
                 m.duration_s = time.perf_counter() - started
         done[i] = rows
         if on_piece is not None:
-            on_piece({**finished, **{j: part for j, part in done.items() if not isinstance(part, Failure)}})
+            try:
+                on_piece({**finished, **{j: part for j, part in done.items() if not isinstance(part, Failure)}})
+            except KeyboardInterrupt:
+                stopped = True
+                break
     shared = world.share((done, ctx.take_artifacts()))
     if world.main and ctx.artifacts_dir is not None:
         for relative, data in (a for _, rank_artifacts in shared for a in rank_artifacts):
             write_bytes(ctx.artifacts_dir / relative, data)
     merged = {i: part for rank_done, _ in shared for i, part in rank_done.items()}
     failures = [part for _, part in sorted(merged.items()) if isinstance(part, Failure)]
+    failures += [Failure(INTERRUPTED)] if stopped else []
     if failures:
         first = next((f for f in failures if f.reason == INTERRUPTED), failures[0])
         kept = {**finished, **{i: part for i, part in merged.items() if not isinstance(part, Failure)}}
