@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import pandas as pd
 import pyarrow.parquet as pq
 
 from .records import records_by_row, records_path
@@ -33,15 +34,21 @@ def completed_run_id(path: Path, run_key: str) -> str | None:
     return next(iter(ids))[1] if len(ids) == 1 and next(iter(ids))[0] == run_key else None
 
 
+def _rows_of_run(path: Path, run_key: str) -> pd.DataFrame | None:
+    """The rows of a readable, non-empty results-format file written for `run_key`, else None."""
+    try:
+        frame = pq.read_table(path).to_pandas()
+    except Exception:
+        return None
+    return None if frame.empty or set(frame["run_key"]) != {run_key} else frame
+
+
 def finished_suites(path: Path, run_key: str, suites: Mapping[str, Sequence[str]]) -> dict[str, list[Measurement]]:
     """The measurements of each suite (name -> the `suite` values of its rows) that a readable
     results file of this run holds complete (rows present, no failure recorded); a missing or
     foreign file holds none."""
-    try:
-        frame = pq.read_table(path).to_pandas()
-    except Exception:
-        return {}
-    if frame.empty or set(frame["run_key"]) != {run_key}:
+    frame = _rows_of_run(path, run_key)
+    if frame is None:
         return {}
     done = {}
     records = records_by_row(path)
@@ -65,11 +72,8 @@ def piece_rows(unfinished: Mapping[str, Mapping[int, Sequence[Measurement]]]) ->
 def finished_pieces(path: Path, run_key: str) -> dict[str, dict[int, list[Measurement]]]:
     """suite -> piece index -> rows, from a file of `piece_rows` written for this run (a missing,
     corrupt or foreign file holds none)."""
-    try:
-        frame = pq.read_table(path).to_pandas()
-    except Exception:
-        return {}
-    if frame.empty or set(frame["run_key"]) != {run_key}:
+    frame = _rows_of_run(path, run_key)
+    if frame is None:
         return {}
     out: dict[str, dict[int, list[Measurement]]] = {}
     for m in measurements_of(frame, records_by_row(path)):
