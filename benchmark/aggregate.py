@@ -1,9 +1,9 @@
 """From result rows to summary cells with their uncertainty, and paired comparisons.
 
 One accounting for every reader: within a run, attack seeds are averaged (per sample when the
-run has per-sample records); across training seeds a cell is the mean with its standard deviation
-and a Student-t interval; with one seed the interval is over samples (Wilson for a proportion, a
-bootstrap of the per-sample values otherwise). A comparison is the paired difference to a
+run has per-sample records); across training seeds a cell is the mean with an interval over seeds
+and the test samples they share; with one seed the interval is over samples (Wilson for a
+proportion, a bootstrap of the per-sample values otherwise). A comparison is the paired difference to a
 reference configuration on the same samples and seeds (benchmark/stats.py).
 """
 
@@ -20,7 +20,14 @@ import pandas as pd
 
 from .columns import Column, column_of
 from .records import Records, records_by_row
-from .stats import PairedDifference, bootstrap_interval, paired_bootstrap, t_interval, wilson_interval
+from .stats import (
+    PairedDifference,
+    bootstrap_interval,
+    paired_bootstrap,
+    seed_sample_interval,
+    t_interval,
+    wilson_interval,
+)
 
 GROUP = ("dataset", "profile", "method", "config_key")
 
@@ -49,7 +56,7 @@ class Cell:
     seeds: int
     attack_seeds: int
     samples: int
-    over: str  # what the interval is over: "seeds", "samples" or "" (none)
+    over: str  # what the interval is over: "seeds and samples", "seeds", "samples" or "" (none)
     flags: list[str] = field(default_factory=list)
 
     @property
@@ -119,18 +126,29 @@ def run_column(rows: list[dict], load: Callable[[str], dict[int, Records]]) -> R
 
 
 def cell_of(runs: list[RunColumn], column: Column) -> Cell:
-    """Mean over seeds; the t-interval over seeds (two or more), else the interval over samples."""
+    """Mean over seeds with an interval that carries both sources of error: over seeds and the
+    test samples they share (the crossed bootstrap of benchmark/stats.py, widened to the seeds'
+    t-interval) when the runs have records; without records the t-interval over seeds widened
+    to the sample error of one seed's number. One seed: the interval over its samples. Bounds
+    are never clipped: a t-interval may reach past [0, 1]."""
     summary = t_interval([r.value for r in runs])
     flags = sorted({f for r in runs for f in r.flags})
     attack_seeds, samples = max(r.attack_seeds for r in runs), max(r.samples for r in runs)
+    kind = column.declaration.samples
     if summary.n >= 2:
-        low, high = summary.low, summary.high
-        if column.declaration.unit == "fraction":  # a mean of fractions stays in [0, 1]
-            low, high = max(low, 0.0), min(high, 1.0)
-        return Cell(summary.mean, summary.std, low, high, summary.n, attack_seeds, samples, "seeds", flags)
+        shared = shared_samples(runs)
+        if shared is not None and kind in ("proportion", "mean"):
+            interval = seed_sample_interval(shared)
+            low, high = interval.low, interval.high
+        else:
+            low, high = summary.low, summary.high
+            if kind == "proportion" and samples:  # one seed's sample error, at least
+                w_low, w_high = wilson_interval(round(summary.mean * samples), samples)
+                low, high = min(low, w_low), max(high, w_high)
+        return Cell(summary.mean, summary.std, low, high, summary.n, attack_seeds, samples, "seeds and samples"
+                    if kind in ("proportion", "mean") else "seeds", flags)
     run = runs[0]
     low, high = run.row_interval
-    kind = column.declaration.samples
     if run.vector is not None and run.attack_seeds > 1 and kind in ("proportion", "mean"):
         low, high = bootstrap_interval(run.vector.to_numpy())  # per-sample means over the attack seeds
     elif math.isnan(low) and kind == "proportion" and run.samples:
@@ -139,26 +157,34 @@ def cell_of(runs: list[RunColumn], column: Column) -> Cell:
     return Cell(run.value, math.nan, low, high, 1, attack_seeds, samples, over, flags)
 
 
+def shared_samples(runs: list[RunColumn]) -> np.ndarray | None:
+    """The runs' per-sample values on the samples every run has, as (runs, samples); None when a
+    run has no records or the runs share no sample."""
+    if any(r.vector is None for r in runs):
+        return None
+    common = runs[0].vector.index  # type: ignore[union-attr]
+    for r in runs[1:]:
+        common = common.intersection(r.vector.index)  # type: ignore[union-attr]
+    if not len(common):
+        return None
+    return np.stack([r.vector.loc[common].to_numpy(np.float64) for r in runs])  # type: ignore[union-attr]
+
+
 def paired(method: list[RunColumn], reference: list[RunColumn]) -> PairedDifference | None:
-    """The method minus the reference on the seeds both have, sample by sample where both runs
-    have records (paired bootstrap over seeds and samples, at least the seeds' t-interval; McNemar
-    for one seed of 0/1 outcomes), else on seed means (t-interval of the seed differences, two or
-    more seeds)."""
+    """The method minus the reference on the seeds both have, sample by sample on the samples
+    every one of those runs has (crossed bootstrap over seeds and samples, at least the seeds'
+    t-interval; exact McNemar for one seed of 0/1 outcomes), else on seed means (t-interval of
+    the seed differences, two or more seeds)."""
     by_seed = {r.seed: r for r in reference}
     shared = [(m, by_seed[m.seed]) for m in sorted(method, key=lambda r: r.seed) if m.seed in by_seed]
     if not shared:
         return None
-    if all(m.vector is not None and r.vector is not None for m, r in shared):
-        pairs = []
-        for m, r in shared:
-            common = m.vector.index.intersection(r.vector.index)  # type: ignore[union-attr]
-            if len(common):
-                pairs.append((m.vector.loc[common].to_numpy(), r.vector.loc[common].to_numpy()))  # type: ignore
-        if pairs:
-            return paired_bootstrap([p[0] for p in pairs], [p[1] for p in pairs])
+    values = shared_samples([run for pair in shared for run in pair])
+    if values is not None:
+        return paired_bootstrap(list(values[0::2]), list(values[1::2]))
     diffs = [m.value - r.value for m, r in shared]
     summary = t_interval(diffs)
-    return PairedDifference(summary.mean, summary.low, summary.high, len(shared), 0)
+    return PairedDifference(summary.mean, summary.low, summary.high, len(shared), 0, p=summary.p)
 
 
 def seed_counts(runs: Iterable[RunColumn]) -> tuple[int, int, int]:

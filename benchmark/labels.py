@@ -77,3 +77,15 @@ def configuration_labels(rows: pd.DataFrame, groups: list[tuple]) -> dict[tuple,
                 f"{method} {str(g[3])[:6]}" if text else method
     names = Counter(out.values())
     return {g: f"{name} {str(g[3])[:6]}" if names[name] > 1 else name for g, name in out.items()}
+
+
+def reference_group(groups: list[tuple], names: dict[tuple, str], reference: str) -> tuple | None:
+    """The configuration differences are taken to: `reference` is a label as the tables print it
+    ("hsplid lambda_s=0.1"), a config key or its first digits, or a method name (its configuration
+    at the method's defaults where there are several: the one named by the bare method name)."""
+    for match in ([g for g in groups if names.get(g) == reference],
+                  [g for g in groups if reference and str(g[3]).startswith(reference)],
+                  [g for g in groups if g[2] == reference]):
+        if match:
+            return next((g for g in match if names.get(g) == g[2]), sorted(match)[0])
+    return None

@@ -11,8 +11,8 @@ from rich.text import Text
 
 from .aggregate import Cell, paired, tabulate
 from .columns import Column
-from .labels import configuration_labels
-from .stats import PairedDifference
+from .labels import configuration_labels, reference_group
+from .stats import PairedDifference, holm_adjusted
 from .store import reported_rows
 
 SHOWN = ("clean", "robust", "corruption", "derived")
@@ -37,7 +37,7 @@ def cell_text(cell: Cell | None, column: Column) -> str:
 
 
 def difference_text(d: PairedDifference | None, column: Column) -> str:
-    """`+2.3 [-1.0, 5.6]`, with `*` when the interval excludes 0."""
+    """`+2.3 [-1.0, 5.6]`, with `*` when significant (after the adjustment, where one was made)."""
     if d is None or math.isnan(d.difference):
         return "—"
     scale = 100 if column.declaration.percent() else 1
@@ -73,19 +73,24 @@ def run_tables(frame: pd.DataFrame, reference: str = "vanilla") -> list[Table]:
         for column in columns:
             main.add_row(Text(column.key), *[Text(cell_text(table.cell(g, column.key), column)) for g in groups])
         tables.append(main)
-        ref = [g for g in groups if g[2] == reference]
-        others = [g for g in groups if g[2] != reference]
+        found = reference_group(groups, names, reference)
+        ref = [found] if found is not None else []
+        others = [g for g in groups if g != found]
         if ref and others:
-            diff = Table(title=Text(f"{dataset} · {profile} · difference to {reference} on the same samples "
-                                    "(paired, 95 % interval; * = the interval excludes 0)"))
+            differences = {(g, column.key): paired(table.runs[g][column.key], table.runs[ref[0]][column.key])
+                           for column in columns for g in others
+                           if column.key in table.runs[ref[0]] and column.key in table.runs[g]}
+            shown_ones = [k for k, d in differences.items() if d is not None]
+            differences.update(zip(shown_ones, holm_adjusted([differences[k] for k in shown_ones])))  # type: ignore
+            diff = Table(title=Text(f"{dataset} · {profile} · difference to {names[ref[0]]} on the same samples "
+                                    f"(paired, unadjusted 95 % interval; * = significant after Holm's adjustment "
+                                    f"over these {len(shown_ones)} comparisons)"))
             diff.add_column("measurement", style="bold")
             for g in others:
                 diff.add_column(Text(names[g]), justify="right")
             for column in columns:
-                base = table.runs[ref[0]].get(column.key)
-                cells = [difference_text(paired(table.runs[g][column.key], base) if base and column.key in
-                                         table.runs[g] else None, column) for g in others]
-                diff.add_row(Text(column.key), *[Text(c) for c in cells])
+                diff.add_row(Text(column.key), *[Text(difference_text(differences.get((g, column.key)), column))
+                                                 for g in others])
             tables.append(diff)
     return tables
 

@@ -19,12 +19,12 @@ import pandas as pd
 from benchmark.aggregate import Cell, RunColumn, Table, cell_of, paired, records_loader, run_column, tabulate
 from benchmark.columns import Column
 from benchmark.dataset import Ranking
-from benchmark.labels import configuration_labels
+from benchmark.labels import configuration_labels, reference_group
 from benchmark.layout import RunFiles
 from benchmark.metrics import agreement_metrics
 from benchmark.registry import DATASETS
 from benchmark.relation import Relation, relation_of
-from benchmark.stats import PairedDifference
+from benchmark.stats import PairedDifference, holm_adjusted
 from benchmark.store import FAILED, reported_rows
 
 from .notes import RANK, caution, rule, schedule_changes, support
@@ -132,8 +132,8 @@ def build_boards(frame: pd.DataFrame, reference: str = "vanilla") -> list[Board]
         groups = table.groups()
         rank_column, rank_runs = ranking_column(rows, ranking_of(dataset), table, load)
         columns = [c for c in sorted(table.columns.values(), key=lambda c: c.order) if c.kind in MAIN_KINDS]
-        ref_group = next((g for g in groups if g[2] == reference), None)
         names = configuration_labels(rows, groups)
+        ref_group = reference_group(groups, names, reference)
         entries = []
         for group in groups:
             runs = table.runs[group]
@@ -154,15 +154,25 @@ def build_boards(frame: pd.DataFrame, reference: str = "vanilla") -> list[Board]
                                  heatmaps=heatmaps(sub), selected=chosen.get(group[3], ""), failures=failures(sub),
                                  external=tag(sub, "external"),
                                  point=tag(sub, "sweep_point") or names[group][len(group[2]):].strip()))
+        family = adjust_comparisons(entries)
         entries = ranked(entries, rank_column.key, rank_column.declaration.higher_is_better)
         columns = [rank_column, *(c for c in columns if c.key != rank_column.key)]
-        board = Board(dataset, profile, reference, columns, entries, rule(rank_column, reference),
+        shown_reference = names[ref_group] if ref_group else reference
+        board = Board(dataset, profile, shown_reference, columns, entries, rule(rank_column, reference, family),
                       support(table, rank_runs),
                       caution(profile, entries, rank_column.key, schedule_changes(rows, profile)),
                       curves(table, groups, names), *attribution_tables(table, groups, names))
         board.relation = relation_of(table, rank_column, label=lambda g: names[g])
         boards.append(board)
     return boards
+
+
+def adjust_comparisons(entries: list[Entry]) -> int:
+    """Holm's adjustment over every comparison the board shows (in place); their number."""
+    keys = [(e, key) for e in entries for key in e.comparisons]
+    for (e, key), d in zip(keys, holm_adjusted([e.comparisons[key] for e, key in keys])):
+        e.comparisons[key] = d
+    return len(keys)
 
 
 Curves = dict[str, dict[str, list[tuple[float, Cell]]]]  # attack · region -> configuration -> (eps, cell)

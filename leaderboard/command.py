@@ -23,7 +23,8 @@ class Report(Command):
         rep.add_argument("--out", type=Path, default=Path("results/leaderboard.html"),
                          help="HTML file to write; .md and .csv beside it (default: results/leaderboard.html)")
         rep.add_argument("--reference", default="vanilla",
-                         help="the method every other is compared with, sample by sample (default: vanilla)")
+                         help="what every other configuration is compared with, sample by sample: a method, a "
+                         "configuration's label as the tables print it, or a config key prefix (default: vanilla)")
         add_plugin_option(rep)
 
     def run(self, args, console: Console) -> int:

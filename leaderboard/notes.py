@@ -20,16 +20,18 @@ if TYPE_CHECKING:
 RANK = "ranked by"  # the prefix of the ranking column's label
 
 
-def rule(column: Column, reference: str) -> str:
+def rule(column: Column, reference: str, comparisons: int = 0) -> str:
     direction = {True: "higher is better", False: "lower is better", None: "no direction"}[
         column.declaration.higher_is_better]
     return (f"Ranked by {column.key.removeprefix(RANK + ' ')} ({direction}). Each number is the mean over "
-            "training seeds with its 95 % interval: a Student-t interval over seeds when there are several, "
-            "else over samples (Wilson for accuracies, bootstrap for means); attack seeds are averaged within a "
-            "run. Configurations whose interval overlaps the leader's share its rank (=). Differences are "
-            f"paired to {reference} on the same samples and seeds (bootstrap over seeds and samples, widened to the "
-            "t-interval of the per-seed differences when there are several; exact McNemar p for one seed); * marks "
-            "a difference whose interval excludes 0.")
+            "training seeds with its 95 % interval: over seeds and the test samples they share when there are "
+            "several seeds (a crossed bootstrap, widened to the seeds' Student-t interval), else over samples "
+            "(Wilson for accuracies, bootstrap for means); attack seeds are averaged within a run. Intervals are "
+            "not clipped: a bound past 0 or 100 comes from the t-interval of a few seeds. Configurations whose "
+            "interval overlaps the leader's share its rank (=). Differences are paired to "
+            f"{reference} on the same samples and seeds (the same crossed interval; exact McNemar p for one seed "
+            "of 0/1 outcomes); their intervals are unadjusted, and * marks a difference significant at 5 % after "
+            f"Holm's adjustment over the {comparisons} comparisons this board shows.")
 
 
 def support(table: Table, rank_runs: dict[tuple, list[RunColumn]]) -> str:

@@ -54,7 +54,9 @@ def difference_note(d: PairedDifference, reference: str) -> str:
     what = f"paired difference to {reference} over {d.seeds} seed(s)" + (f" and {d.samples} samples" if d.samples
                                                                           else " (seed means)")
     p = f"; exact McNemar p = {d.p_mcnemar:.3g}" if d.p_mcnemar is not None else ""
-    return what + p + ("; significant: the interval excludes 0" if d.significant else "; not significant")
+    if d.p_adjusted is not None:
+        p += f"; p = {d.p:.3g}, Holm-adjusted {d.p_adjusted:.3g}"
+    return what + p + ("; significant after adjustment" if d.significant else "; not significant")
 
 
 def curve(title: str, lines: dict[str, list[tuple[float, Cell]]], w: int = 360, h: int = 220) -> Markup:
@@ -89,8 +91,8 @@ def render_html(boards: list[Board], problems: Sequence[str], sources: Sequence[
 
 FIELDS = ["dataset", "profile", "rank", "tied", "method", "config_key", "seeds", "column", "kind", "metric", "mean",
           "low", "high", "interval_over", "std", "training_seeds", "attack_seeds", "samples", "reference",
-          "difference", "difference_low", "difference_high", "significant", "p_mcnemar", "flags", "selected",
-          "external", "point"]
+          "difference", "difference_low", "difference_high", "significant", "p", "p_holm", "p_mcnemar", "flags",
+          "selected", "external", "point"]
 
 
 def records(boards: list[Board]) -> list[dict[str, object]]:
@@ -112,6 +114,8 @@ def records(boards: list[Board]) -> list[dict[str, object]]:
                              "difference": _blank(d.difference) if d else "",
                              "difference_low": _blank(d.low) if d else "",
                              "difference_high": _blank(d.high) if d else "", "significant": d.significant if d else "",
+                             "p": _blank(d.p) if d else "",
+                             "p_holm": "" if d is None or d.p_adjusted is None else d.p_adjusted,
                              "p_mcnemar": "" if d is None or d.p_mcnemar is None else d.p_mcnemar,
                              "flags": ",".join(cell.flags), "selected": bool(e.selected), "external": e.external,
                              "point": e.point})
@@ -161,7 +165,8 @@ def render_markdown(boards: list[Board]) -> str:
         out.append("")
         out += relation_markdown(b, cell)
     out.append("Numbers are percentages with 95 % intervals in brackets; Δ is the paired difference to the reference "
-               "(* = significant); ⚠ marks sanity flags (see the HTML report); ✓ a configuration a sweep selected; "
+               "(* = significant after Holm's adjustment over the board's comparisons; the intervals are unadjusted); "
+               "⚠ marks sanity flags (see the HTML report); ✓ a configuration a sweep selected; "
                "(external) a model trained elsewhere (`benchmark evaluate`); "
                "= a rank shared with the leader of its group.")
     return "\n".join(out) + "\n"

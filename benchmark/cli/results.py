@@ -21,7 +21,8 @@ class Results(Command):
     def add_arguments(self, res):
         res.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
         res.add_argument("--reference", default="vanilla",
-                         help="the method every other is compared with, sample by sample (default: vanilla)")
+                         help="what every other configuration is compared with, sample by sample: a method, a "
+                         "configuration's label as the tables print it, or a config key prefix (default: vanilla)")
         res.add_argument("--relation", action="store_true",
                          help="also: does attribution agreement predict background robustness across the models?")
         add_plugin_option(res)
