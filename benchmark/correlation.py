@@ -1,19 +1,27 @@
-"""Rank correlations between models, with bootstrap intervals: the maths of the relation analysis.
+"""Rank correlations between models, with bootstrap intervals and permutation p-values: the
+maths of the relation analysis.
 
 Spearman's rho is the Pearson correlation of average ranks (ties share their mean rank). The
 partial rho given a control z removes what both variables share with z (here clean accuracy: a
 better model tends to be better at everything), from the three pairwise rhos. Intervals resample
 the models with replacement; every variable is ranked once per draw, so many pairs cost little.
+A bootstrap over a handful of models is coarse (its bounds jump with the resampling seed), so
+the p-value of "no relation" comes from permuting one variable's ranks: every permutation below
+EXACT_BELOW models (an exact test), else a seeded sample of them.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 from scipy.stats import rankdata
 
 from .stats import BOOTSTRAP_DRAWS, LEVEL
+
+EXACT_BELOW = 8  # models: below this, every permutation (7! = 5,040) is enumerated
+PERMUTATIONS = 9999  # sampled permutations from EXACT_BELOW models on
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -56,6 +64,8 @@ class ModelBootstrap:
         self.observed = rankdata(data, axis=-1)  # (variables, models)
         self.ranks = rankdata(data[:, picks], axis=-1)  # (variables, draws, models)
         self._cache: dict[tuple[str, str], np.ndarray] = {}
+        self.seed = seed
+        self._perms: np.ndarray | None = None
 
     def _draws(self, a: str, b: str) -> np.ndarray:
         key = (a, b) if a <= b else (b, a)
@@ -69,6 +79,35 @@ class ModelBootstrap:
         i, j = self.names.index(a), self.names.index(b)
         observed = float(rank_correlation(self.observed[i][None], self.observed[j][None])[0])
         return (observed, *percentiles(self._draws(a, b), level))
+
+    def permutation_p(self, a: str, b: str, control: str | None = None) -> float:
+        """Two-sided permutation p-value of rho(a, b) (or, with `control`, of the partial rho given
+        it) under no relation: a's ranks permuted against the others'."""
+        i, j = self.names.index(a), self.names.index(b)
+        x, y = self.observed[i], self.observed[j]
+        shuffled = x[self._permutations()]  # (permutations, models)
+        rho = rank_correlation(shuffled, y[None])
+        observed = float(rank_correlation(x[None], y[None])[0])
+        if control is not None:
+            z = self.observed[self.names.index(control)]
+            rho = partial_from(rho, rank_correlation(shuffled, z[None]), rank_correlation(y[None], z[None]))
+            observed = float(partial_from(observed, rank_correlation(x[None], z[None])[0],
+                                          rank_correlation(y[None], z[None])[0]))
+        if not math.isfinite(observed):
+            return math.nan
+        extreme = int(np.sum(np.abs(np.nan_to_num(rho)) >= abs(observed) - 1e-12))
+        if self.models < EXACT_BELOW:  # the enumeration holds the identity: extreme >= 1
+            return extreme / len(rho)
+        return (1 + extreme) / (1 + len(rho))
+
+    def _permutations(self) -> np.ndarray:
+        if self._perms is None:
+            if self.models < EXACT_BELOW:
+                self._perms = np.array(list(itertools.permutations(range(self.models))))
+            else:
+                rng = np.random.default_rng(self.seed + 1)
+                self._perms = np.argsort(rng.random((PERMUTATIONS, self.models)), axis=1)
+        return self._perms
 
     def partial(self, a: str, b: str, control: str, level: float = LEVEL) -> tuple[float, float, float]:
         """Spearman's rho of a and b given `control`, and its percentile interval."""

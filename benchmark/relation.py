@@ -4,9 +4,13 @@ Across models: every configuration of a dataset and profile (a method, a grid po
 model) is one point, its numbers averaged over its training seeds (seeds of one configuration
 share its effect, so counting them as separate models would overstate the evidence); for each
 explainer's agreement metric and each background robustness number, Spearman's rho over the
-configurations with a bootstrap interval over configurations, and the partial rho given clean
-accuracy, so that a relation which only says "better models are better at everything" shows as such. Explainers are
-ranked by how well their relevance mass predicts the board's main background robustness number.
+configurations with a bootstrap interval over configurations (from EXACT_BELOW configurations on; a
+bootstrap over fewer is too coarse to show) and a permutation p-value, and the partial rho given
+clean accuracy, so that a relation which only says "better models are better at everything" shows
+as such. Every p-value is Holm-adjusted within the table that shows it: the explainers' ranking
+(rho and partial rho of each) is one family, every agreement metric against every robustness
+number another. Explainers are ranked by how well their relevance mass predicts the board's
+main background robustness number; the verdict reads the ranking's adjusted p-values.
 Within a model: from the per-sample records, whether the samples whose relevance mass lies more on
 the object are more often robust (upper minus lower half by mass, with a bootstrap interval).
 """
@@ -14,14 +18,14 @@ the object are more often robust (upper minus lower half by mass, with a bootstr
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .aggregate import Cell, RunColumn, Table, cell_of
 from .columns import Column
-from .correlation import ModelBootstrap, split_half_difference
-from .stats import LEVEL
+from .correlation import EXACT_BELOW, ModelBootstrap, split_half_difference
+from .stats import ALPHA, holm
 
 AGREEMENT = ("relevance_mass_accuracy", "pixel_auroc", "pointing_game")
 MIN_CONFIGURATIONS = 5  # a rank correlation of fewer points says next to nothing
@@ -41,6 +45,10 @@ class Correlation:
     partial_low: float
     partial_high: float
     models: int
+    p: float = np.nan  # permutation p-value of rho = 0
+    p_partial: float = np.nan
+    p_adjusted: float = np.nan  # Holm-adjusted within the table that shows this correlation
+    p_partial_adjusted: float = np.nan
 
 
 @dataclass
@@ -74,9 +82,6 @@ class Relation:
     configurations: int = 0  # the points: rho is over these
     verdict: str = ""
     reason: str = ""  # why nothing was computed
-    # The best explainer's rho and partial-rho intervals at the Bonferroni-adjusted level (one test
-    # per explainer), which the verdict uses: picking the best of nine inflates it otherwise.
-    adjusted: tuple[tuple[float, float], tuple[float, float]] = ((np.nan, np.nan), (np.nan, np.nan))
 
     @property
     def best(self) -> Correlation | None:
@@ -105,13 +110,12 @@ def relation_of(table: Table, target: Column | None, label=lambda group: str(gro
                                  for group in configurations]) for name in names}
     boot = ModelBootstrap(variables, seed=seed)
     targets = [c.key for c in robust] + ([CORRUPTIONS] if CORRUPTIONS in variables else [])
-    correlations = [Correlation(c.explainer or "", c.metric, t, *boot.rho(c.key, t), *boot.partial(c.key, t, CLEAN),
-                                models=len(configurations)) for c in agreement for t in targets]
+    correlations = [correlation(boot, c, t) for c in agreement for t in targets]
     metric = "relevance_mass_accuracy" if any(c.metric == "relevance_mass_accuracy" for c in agreement) \
         else agreement[0].metric
     ranking = sorted((c for c in correlations if c.metric == metric and c.target == target.key),
                      key=lambda c: -c.rho if np.isfinite(c.rho) else np.inf)
-    relation = Relation(target.key, metric, correlations, ranking, models=len(models),
+    relation = Relation(target.key, metric, holm_family(correlations), holm_family(ranking), models=len(models),
                         configurations=len(configurations))
     best = relation.best
     if best is not None:
@@ -119,12 +123,26 @@ def relation_of(table: Table, target: Column | None, label=lambda group: str(gro
         relation.points = [Point(label(g), cell_of(table.runs[g][column.key], column),
                                  cell_of(table.runs[g][target.key], target)) for g in configurations]
         relation.within = within_models(table, column, target, configurations, label, seed)
-    if best is not None:  # the best of several explainers: its verdict is held to a Bonferroni-adjusted level
-        level = 1 - (1 - LEVEL) / len(ranking)
-        key = next(c.key for c in agreement if c.metric == metric and c.explainer == best.explainer)
-        relation.adjusted = (boot.rho(key, target.key, level)[1:], boot.partial(key, target.key, CLEAN, level)[1:])
     relation.verdict = verdict(relation)
     return relation
+
+
+def correlation(boot: ModelBootstrap, column: Column, target: str) -> Correlation:
+    """rho and partial rho of an agreement column with a robustness number, with permutation
+    p-values; bootstrap intervals only from EXACT_BELOW configurations on."""
+    rho, partial = boot.rho(column.key, target), boot.partial(column.key, target, CLEAN)
+    if boot.models < EXACT_BELOW:
+        rho, partial = (rho[0], np.nan, np.nan), (partial[0], np.nan, np.nan)
+    return Correlation(column.explainer or "", column.metric, target, *rho, *partial, models=boot.models,
+                       p=boot.permutation_p(column.key, target),
+                       p_partial=boot.permutation_p(column.key, target, CLEAN))
+
+
+def holm_family(correlations: list[Correlation]) -> list[Correlation]:
+    """Copies of the correlations with their rho and partial-rho p-values Holm-adjusted as one family."""
+    adjusted = holm([c.p for c in correlations] + [c.p_partial for c in correlations])
+    k = len(correlations)
+    return [replace(c, p_adjusted=adjusted[i], p_partial_adjusted=adjusted[k + i]) for i, c in enumerate(correlations)]
 
 
 def model_values(table: Table, columns: list[Column]) -> dict[tuple, dict[str, float]]:
@@ -170,20 +188,20 @@ def within_models(table: Table, score: Column, target: Column, groups: list[tupl
 
 def verdict(relation: Relation) -> str:
     """One plain sentence: does the agreement of the best explainer predict background robustness
-    here? (Judged on its Bonferroni-adjusted intervals.)"""
+    here? (Judged on its p-values adjusted for the ranking of every explainer.)"""
     best = relation.best
-    (low, high), (partial_low, _) = relation.adjusted
-    if best is None or not np.isfinite(low):
-        return "Not measurable here: the intervals could not be computed."
+    if best is None or not np.isfinite(best.p_adjusted):
+        return "Not measurable here: the correlations could not be computed."
     what = f"{best.explainer}'s {relation.metric.replace('_', ' ')} and {relation.target}"
-    n = (f"over {relation.configurations} configurations ({relation.models} trained models; intervals adjusted for "
-         f"choosing the best of {len(relation.ranking)} explainers)")
-    if low > 0 and np.isfinite(partial_low) and partial_low > 0:
+    n = (f"over {relation.configurations} configurations ({relation.models} trained models; permutation p-values "
+         f"Holm-adjusted over the {len(relation.ranking)} explainers' rho and partial rho)")
+    shown = best.p_adjusted < ALPHA
+    if shown and best.rho > 0 and best.p_partial_adjusted < ALPHA and best.partial > 0:
         return f"It holds here: {what} rise together {n}, beyond what clean accuracy explains."
-    if low > 0:
+    if shown and best.rho > 0:
         return (f"Only partly: {what} rise together {n}, but not beyond what clean accuracy explains (the partial "
-                "correlation's interval includes 0).")
-    if high < 0:
+                "correlation is not significant).")
+    if shown and best.rho < 0:
         return f"The opposite here: {what} move in opposite directions {n}."
     return (f"Not shown here: no explainer's {relation.metric.replace('_', ' ')} is shown to correlate with "
-            f"{relation.target} {n}; even the best, {best.explainer}, has an interval that includes 0.")
+            f"{relation.target} {n}; even the best, {best.explainer}, has adjusted p = {best.p_adjusted:.2g}.")

@@ -12,11 +12,14 @@ from rich.text import Text
 from .aggregate import Cell, paired, tabulate
 from .columns import Column
 from .labels import configuration_labels, reference_group
-from .stats import PairedDifference, holm_adjusted
+from .stats import ALPHA, PairedDifference, holm_adjusted
 from .store import reported_rows
 
 SHOWN = ("clean", "robust", "corruption", "derived")
 SHOWN_ATTRIBUTION = ("relevance_mass_accuracy", "object_area_fraction")
+INTERVAL_NOTE = ("; 95 % bootstrap intervals over configurations (unadjusted; from 8 configurations on) and "
+                 "permutation p-values (exact below 8 configurations), Holm-adjusted over this table's rho and "
+                 "partial rho; * = adjusted p < 0.05")
 
 
 def number(value: float, column: Column) -> str:
@@ -115,12 +118,12 @@ def relation_tables(frame: pd.DataFrame) -> list[Table | Text]:
         if relation.reason:
             continue
         ranked = Table(title=Text(f"Spearman's rho over {relation.configurations} configurations (means of "
-                                  f"their seeds), 95 % bootstrap interval (* = excludes 0)"))
+                                  f"their seeds){INTERVAL_NOTE}"))
         for name in ("explainer", f"rho({relation.metric}, {relation.target})", "partial rho given clean test"):
             ranked.add_column(Text(name))
         for c in relation.ranking:
-            ranked.add_row(Text(c.explainer), rho_text(c.rho, c.low, c.high),
-                           rho_text(c.partial, c.partial_low, c.partial_high))
+            ranked.add_row(Text(c.explainer), rho_text(c.rho, c.low, c.high, p_adjusted=c.p_adjusted),
+                           rho_text(c.partial, c.partial_low, c.partial_high, p_adjusted=c.p_partial_adjusted))
         out.append(ranked)
         if relation.within:
             within = Table(title=Text(f"within each model: robust accuracy of the upper minus the lower half by "
@@ -133,13 +136,17 @@ def relation_tables(frame: pd.DataFrame) -> list[Table | Text]:
     return out
 
 
-def rho_text(value: float, low: float, high: float, scale: float = 1.0) -> str:
-    """A correlation (or, with `scale` 100, a difference in points) with its interval; * when the
-    interval excludes 0, — when undefined."""
+def rho_text(value: float, low: float, high: float, scale: float = 1.0, p_adjusted: float | None = None) -> str:
+    """A correlation (or, with `scale` 100, a difference in points) with its interval where there
+    is one and its adjusted p-value where given; * when the adjusted p is below 5 % (without one:
+    when the interval excludes 0); — when undefined."""
     if not math.isfinite(value):
         return "—"
     digits = 2 if scale == 1 else 1
     text = f"{scale * value:+.{digits}f}"
-    if math.isfinite(low) and math.isfinite(high):
-        text += f" [{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]" + (" *" if low > 0 or high < 0 else "")
-    return text
+    bounded = math.isfinite(low) and math.isfinite(high)
+    if bounded:
+        text += f" [{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]"
+    if p_adjusted is not None and math.isfinite(p_adjusted):
+        return text + f" (adj. p {p_adjusted:.2g})" + (" *" if p_adjusted < ALPHA else "")
+    return text + (" *" if bounded and (low > 0 or high < 0) else "")

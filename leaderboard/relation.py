@@ -10,12 +10,12 @@ import math
 from markupsafe import Markup
 
 from benchmark.relation import Relation
-from benchmark.summary import rho_text
+from benchmark.summary import INTERVAL_NOTE, rho_text
 
 from .boards import Board
 
-FIELDS = ["dataset", "profile", "explainer", "agreement", "robustness", "rho", "rho_low", "rho_high", "partial_rho",
-          "partial_low", "partial_high", "models"]
+FIELDS = ["dataset", "profile", "explainer", "agreement", "robustness", "rho", "rho_low", "rho_high", "p", "p_holm",
+          "partial_rho", "partial_low", "partial_high", "partial_p", "partial_p_holm", "models"]
 
 
 def scatter(relation: Relation, w: int = 380, h: int = 240) -> Markup:
@@ -53,11 +53,11 @@ def markdown(board: Board, cell) -> list[str]:
     if r.reason:
         return out + [cell(r.reason) + ".", ""]
     out += [cell(r.verdict), "", f"Spearman's ρ over {r.configurations} configurations (means of their seeds; "
-            f"{r.models} trained models), 95 % bootstrap intervals over configurations; partial ρ given clean test "
-            "accuracy.", "",
+            f"{r.models} trained models){INTERVAL_NOTE}; partial ρ given clean test accuracy.", "",
             f"| explainer | ρ({cell(r.metric)}, {cell(r.target)}) | partial ρ given clean |", "|---|---|---|"]
-    out += [f"| {cell(c.explainer)} | {rho_text(c.rho, c.low, c.high)} | "
-            f"{rho_text(c.partial, c.partial_low, c.partial_high)} |" for c in r.ranking]
+    out += [f"| {cell(c.explainer)} | {rho_text(c.rho, c.low, c.high, p_adjusted=c.p_adjusted)} | "
+            f"{rho_text(c.partial, c.partial_low, c.partial_high, p_adjusted=c.p_partial_adjusted)} |"
+            for c in r.ranking]
     if r.within:
         out += ["", f"Within each model, upper minus lower half by {cell(r.best.explainer if r.best else '')} "
                 f"relevance mass, robust accuracy in points:", "", "| configuration | difference | runs |",
@@ -78,6 +78,8 @@ def render_relation_csv(boards: list[Board]) -> str:
         for c in (b.relation.correlations if b.relation else []):
             writer.writerow({k: spreadsheet_safe(v) for k, v in {
                 "dataset": b.dataset, "profile": b.profile, "explainer": c.explainer, "agreement": c.metric,
-                "robustness": c.target, "rho": c.rho, "rho_low": c.low, "rho_high": c.high, "partial_rho": c.partial,
-                "partial_low": c.partial_low, "partial_high": c.partial_high, "models": c.models}.items()})
+                "robustness": c.target, "rho": c.rho, "rho_low": c.low, "rho_high": c.high, "p": c.p,
+                "p_holm": c.p_adjusted, "partial_rho": c.partial, "partial_low": c.partial_low,
+                "partial_high": c.partial_high, "partial_p": c.p_partial, "partial_p_holm": c.p_partial_adjusted,
+                "models": c.models}.items()})
     return buffer.getvalue()

@@ -18,7 +18,7 @@ from markupsafe import Markup
 from benchmark.aggregate import Cell
 from benchmark.columns import Column, eps_label
 from benchmark.stats import PairedDifference
-from benchmark.summary import cell_text, difference_text, number, rho_text
+from benchmark.summary import INTERVAL_NOTE, cell_text, difference_text, number, rho_text
 
 from .boards import Board
 from .relation import markdown as relation_markdown
@@ -86,7 +86,7 @@ def render_html(boards: list[Board], problems: Sequence[str], sources: Sequence[
         folders=", ".join(sorted({str(Path(s).parent) for s in sources})),
         css=Markup((TEMPLATES / "style.css").read_text()), sort_js=Markup((TEMPLATES / "sort.js").read_text()),
         value=value, bounds=bounds, sort_value=sort_value, difference=difference_text, scatter=scatter, rho=rho_text,
-        difference_note=difference_note, curve=curve)
+        difference_note=difference_note, curve=curve, interval_note=INTERVAL_NOTE.lstrip("; "))
 
 
 FIELDS = ["dataset", "profile", "rank", "tied", "method", "config_key", "seeds", "column", "kind", "metric", "mean",

@@ -115,3 +115,29 @@ def test_the_page_and_exports_show_the_relation_with_thirty_configurations_and_a
     assert "no relation: it needs at least 5 configurations" in single and "relevance mass accuracy (x)" not in single
     code, out, _ = cli_in_process(capsys, "results", "--out", str(many), "--relation")
     assert code == 0 and "It holds here" in out and "partial rho given clean test" in out
+
+
+def test_below_eight_models_rho_comes_with_an_exact_permutation_p_and_no_bootstrap_interval():
+    rng = np.random.default_rng(2)
+    x = rng.random(6)
+    y, z = x + rng.random(6) * 0.5, rng.random(6)
+    boot = ModelBootstrap({"x": x, "y": y, "z": z})
+    exact = stats.permutation_test((x,), lambda a: stats.spearmanr(a, y).statistic, permutation_type="pairings",
+                                   n_resamples=np.inf)
+    assert boot.permutation_p("x", "y") == pytest.approx(exact.pvalue, rel=1e-12)
+    partial = stats.permutation_test((x,), lambda a: partial_spearman(a, y, z), permutation_type="pairings",
+                                     n_resamples=np.inf)
+    assert boot.permutation_p("x", "y", "z") == pytest.approx(partial.pvalue, rel=1e-12)
+
+
+def test_a_six_configuration_board_reports_permutation_p_values_adjusted_within_each_table(tmp_path):
+    write_relation_folder(tmp_path, 6, seeds=2, follows="agreement", seed=4)
+    relation = relation_for(tmp_path)
+    assert relation.configurations == 6 and relation.ranking
+    for c in relation.ranking + relation.correlations:
+        assert np.isnan(c.low) and np.isnan(c.high) and np.isnan(c.partial_low)  # no coarse bootstrap below 8
+        assert 1 / 720 <= c.p <= 1 and c.p_adjusted >= c.p and c.p_partial_adjusted >= c.p_partial
+    family = [c.p for c in relation.ranking] + [c.p_partial for c in relation.ranking]
+    smallest = min(family)
+    best_adjusted = min([c.p_adjusted for c in relation.ranking] + [c.p_partial_adjusted for c in relation.ranking])
+    assert best_adjusted == pytest.approx(min(1.0, len(family) * smallest))  # Holm's first step
