@@ -17,10 +17,17 @@ class Reporter:
     log line and task name as plain text (a sweep forwards them to its progress table)."""
 
     def __init__(self, console: Console | None = None, quiet: bool = False,
-                 listener: Callable[[str], None] | None = None):
+                 listener: Callable[[str], None] | None = None, warnings: bool = True):
         self.console = console or Console(stderr=True)
         self.quiet = quiet
         self.listener = listener
+        self.warnings = warnings  # False only where another process speaks for this one (torchrun ranks)
+
+    def warn(self, message: str) -> None:
+        """One line that `quiet` does not silence: quiet stops progress, never a warning."""
+        self._tell(message)
+        if self.warnings:
+            self.console.print(Text.assemble(("warning", "yellow"), f": {message}"), highlight=False, soft_wrap=True)
 
     def log(self, message: str | Text) -> None:
         """A line for the user: a str is plain text (names and paths are never read as markup),

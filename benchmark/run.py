@@ -111,7 +111,7 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any] | AsGiven, 
     world = World.from_env(dev)
     if world.size > 1:  # torchrun: one device per rank; only rank 0 talks, locks and writes
         dev = torch.device("cuda", world.local_rank) if dev.type == "cuda" else dev
-        reporter = reporter if world.main else Reporter(quiet=True)
+        reporter = reporter if world.main else Reporter(quiet=True, warnings=False)
     created = provenance.now()
     with seeded(config.seed, dev):
         ds, method_obj, model = build(config, data_root, model=given.model if given else None)
@@ -145,9 +145,9 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any] | AsGiven, 
             history = result.history if result else payload.get("history", [])
             diverged = TrainResult(history, 0.0, []).diverged
             if diverged:
-                reporter.log(Text.assemble("  ", ("warning", "yellow"), f": the final training loss is over "
-                                           f"{DIVERGENCE_RATIO:g} times the first; every row of this run is flagged "
-                                           "`diverged`"))
+                reporter.warn(f"{config.method_name} on {config.dataset} (seed {config.seed}) diverged: the final "
+                              f"training loss is over {DIVERGENCE_RATIO:g} times the first; every row is flagged "
+                              "`diverged`, and boards show it without ranking it")
             produces = {s: SUITES.get(s).row_suites() for s in config.eval.suites}
             reusable = world.main and (training is None or training.resume)
             kept = finished_suites(files.results, key, produces) if reusable else {}

@@ -23,6 +23,7 @@ from .stats import bootstrap_interval, wilson_interval
 
 SCHEMA_VERSION = 2
 FAILED = "failed"  # metric of the row that records a failed suite; extra.error holds the reason
+WORST_CASE = "worst_case"  # the `attack` of rows that count a sample robust only if it survives every attack
 
 
 @dataclass

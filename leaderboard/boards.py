@@ -11,7 +11,7 @@ the reference method on the same samples.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +25,7 @@ from benchmark.metrics import agreement_metrics
 from benchmark.registry import DATASETS
 from benchmark.relation import Relation, relation_of
 from benchmark.stats import PairedDifference, holm_adjusted
-from benchmark.store import FAILED, reported_rows
+from benchmark.store import FAILED, WORST_CASE, reported_rows
 
 from .notes import RANK, caution, rule, schedule_changes, support
 
@@ -48,6 +48,7 @@ class Entry:
     external: str = ""  # where a model trained elsewhere came from (`benchmark evaluate`; "" for methods)
     point: str = ""  # the sweep grid point of this configuration, e.g. "lambda_s=0 rho_x=0" ("" when none)
     failures: list[str] = field(default_factory=list)  # "suite: reason"
+    diverged: bool = False  # a training of this configuration diverged: shown, never ranked (rank 0)
 
 
 @dataclass
@@ -72,31 +73,46 @@ def ranking_of(dataset: str) -> Ranking | None:
 
 def ranking_column(rows: pd.DataFrame, ranking: Ranking | None, table: Table,
                    load) -> tuple[Column, dict[tuple, list[RunColumn]]]:
-    """The column entries are ranked by: the dataset's declared rows averaged per run (the existing
-    column when they are exactly one), else the first robust column that is not full-image, else
-    clean test accuracy."""
-    exact = [c for c in table.columns.values() if ranking is not None and ranking.eps is not None
-             and (c.metric, c.attack, c.region) == (ranking.metric, ranking.attack, ranking.region)
-             and c.eps is not None and abs(c.eps - ranking.eps) < 1e-9]
-    if exact:
-        key = exact[0].key
-        return exact[0], {g: cols[key] for g, cols in table.runs.items() if key in cols}
-    if ranking is not None:
-        matched = rows[rows.apply(ranking.matches, axis=1)] if len(rows) else rows
-        runs: dict[tuple, list[RunColumn]] = {}
-        for group, part in matched.groupby(["dataset", "profile", "method", "config_key"], sort=False):
-            runs[group] = [run_column(r.to_dict("records"), load) for _, r in part.groupby("run_key", sort=False)]
-        if runs:
-            first = matched.iloc[0]
-            column = Column(f"{RANK} {ranking.label or ranking.metric}", "robust", ranking.metric,
-                            f"ranked by {ranking.label or ranking.metric}", attack=ranking.attack,
-                            region=ranking.region, eps=ranking.eps if ranking.eps is not None else first["eps"])
-            return column, runs
+    """The column entries are ranked by: where the runs have a `worst_case` row at the dataset's
+    declared robust setting (every attack and the noise baseline at that region and eps), that;
+    else the declared rows averaged per run (the existing column when they are exactly one); else
+    the first robust column that is not full-image, else clean test accuracy."""
+    if ranking is not None and ranking.metric == "robust_accuracy" and ranking.attack != WORST_CASE:
+        worst = replace(ranking, attack=WORST_CASE, label=f"worst case over attacks ({ranking.label or 'robust'})")
+        found = declared_column(rows, worst, table, load)
+        if found is not None:
+            return found
+    found = declared_column(rows, ranking, table, load) if ranking is not None else None
+    if found is not None:
+        return found
     candidates = sorted(table.columns.values(), key=lambda c: c.order)
     column = next((c for c in candidates if c.kind == "robust" and c.region != "full"), None) or next(
         (c for c in candidates if c.kind == "robust"), None) or next(
         (c for c in candidates if c.key == "clean test"), None) or candidates[0]
     return column, {g: cols[column.key] for g, cols in table.runs.items() if column.key in cols}
+
+
+def declared_column(rows: pd.DataFrame, ranking: Ranking, table: Table,
+                    load) -> tuple[Column, dict[tuple, list[RunColumn]]] | None:
+    """The rows a ranking declares, as a column: the existing one when it is exactly one
+    (attack, region, eps), else its matching rows averaged per run; None when no row matches."""
+    exact = [c for c in table.columns.values() if ranking.eps is not None
+             and (c.metric, c.attack, c.region) == (ranking.metric, ranking.attack, ranking.region)
+             and c.eps is not None and abs(c.eps - ranking.eps) < 1e-9]
+    if exact:
+        key = exact[0].key
+        return exact[0], {g: cols[key] for g, cols in table.runs.items() if key in cols}
+    matched = rows[rows.apply(ranking.matches, axis=1)] if len(rows) else rows
+    runs: dict[tuple, list[RunColumn]] = {}
+    for group, part in matched.groupby(["dataset", "profile", "method", "config_key"], sort=False):
+        runs[group] = [run_column(r.to_dict("records"), load) for _, r in part.groupby("run_key", sort=False)]
+    if not runs:
+        return None
+    first = matched.iloc[0]
+    column = Column(f"{RANK} {ranking.label or ranking.metric}", "robust", ranking.metric,
+                    f"ranked by {ranking.label or ranking.metric}", attack=ranking.attack,
+                    region=ranking.region, eps=ranking.eps if ranking.eps is not None else first["eps"])
+    return column, runs
 
 
 def ranked(entries: list[Entry], key: str, higher_is_better: bool | None) -> list[Entry]:
@@ -152,10 +168,11 @@ def build_boards(frame: pd.DataFrame, reference: str = "vanilla") -> list[Board]
                                  {k: v for k, v in cells.items() if v is not None},
                                  {k: v for k, v in comparisons.items() if v is not None}, provenance(sub),
                                  heatmaps=heatmaps(sub), selected=chosen.get(group[3], ""), failures=failures(sub),
-                                 external=tag(sub, "external"),
+                                 external=tag(sub, "external"), diverged=diverged(sub),
                                  point=tag(sub, "sweep_point") or names[group][len(group[2]):].strip()))
         family = adjust_comparisons(entries)
-        entries = ranked(entries, rank_column.key, rank_column.declaration.higher_is_better)
+        entries = ranked([e for e in entries if not e.diverged], rank_column.key,
+                         rank_column.declaration.higher_is_better) + [e for e in entries if e.diverged]
         columns = [rank_column, *(c for c in columns if c.key != rank_column.key)]
         shown_reference = names[ref_group] if ref_group else reference
         board = Board(dataset, profile, shown_reference, columns, entries, rule(rank_column, reference, family),
@@ -233,6 +250,12 @@ def tag(rows: pd.DataFrame, key: str) -> str:
     by `benchmark evaluate`), `sweep_point` (the grid point of a sweep's run)."""
     values = {json.loads(e or "{}").get(key) for e in rows["extra"]} - {None}
     return ", ".join(sorted(map(str, values)))
+
+
+def diverged(rows: pd.DataFrame) -> bool:
+    """Whether any run of the entry carries the `diverged` flag (its final training loss is over
+    ten times its first)."""
+    return bool(rows["flags"].fillna("").str.split(",").apply(lambda flags: "diverged" in flags).any())
 
 
 def failures(rows: pd.DataFrame) -> list[str]:

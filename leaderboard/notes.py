@@ -23,7 +23,10 @@ RANK = "ranked by"  # the prefix of the ranking column's label
 def rule(column: Column, reference: str, comparisons: int = 0) -> str:
     direction = {True: "higher is better", False: "lower is better", None: "no direction"}[
         column.declaration.higher_is_better]
-    return (f"Ranked by {column.key.removeprefix(RANK + ' ')} ({direction}). Each number is the mean over "
+    worst = (" (per sample the worst case over every attack and the noise baseline run at that region, eps and "
+             "attack seed: robust only if it survives all of them; docs/ATTACKS.md)") if column.attack == "worst_case" \
+        else ""
+    return (f"Ranked by {column.key.removeprefix(RANK + ' ')}{worst} ({direction}). Each number is the mean over "
             "training seeds with its 95 % interval: over seeds and the test samples they share when there are "
             "several seeds (a crossed bootstrap, widened to the seeds' Student-t interval), else over samples "
             "(Wilson for accuracies, bootstrap for means); attack seeds are averaged within a run. Intervals are "

@@ -92,7 +92,7 @@ def render_html(boards: list[Board], problems: Sequence[str], sources: Sequence[
 FIELDS = ["dataset", "profile", "rank", "tied", "method", "config_key", "seeds", "column", "kind", "metric", "mean",
           "low", "high", "interval_over", "std", "training_seeds", "attack_seeds", "samples", "reference",
           "difference", "difference_low", "difference_high", "significant", "p", "p_holm", "p_mcnemar", "flags",
-          "selected", "external", "point"]
+          "selected", "external", "diverged", "point"]
 
 
 def records(boards: list[Board]) -> list[dict[str, object]]:
@@ -118,7 +118,7 @@ def records(boards: list[Board]) -> list[dict[str, object]]:
                              "p_holm": "" if d is None or d.p_adjusted is None else d.p_adjusted,
                              "p_mcnemar": "" if d is None or d.p_mcnemar is None else d.p_mcnemar,
                              "flags": ",".join(cell.flags), "selected": bool(e.selected), "external": e.external,
-                             "point": e.point})
+                             "diverged": e.diverged, "point": e.point})
     return rows
 
 
@@ -159,7 +159,8 @@ def render_markdown(boards: list[Board]) -> str:
                 values.append(text)
             method = f"{e.method} ✓" if e.selected else e.method
             method += (" (external)" if e.external else "") + (f" [{e.point}]" if e.point else "")
-            rank = f"{e.rank}=" if e.tied else str(e.rank)
+            rank = "—" if e.diverged else f"{e.rank}=" if e.tied else str(e.rank)
+            method += " (diverged, not ranked)" if e.diverged else ""
             out.append("| " + " | ".join(cell(v) for v in [rank, method, e.config_key[:8], str(len(e.seeds)),
                                                            *values]) + " |")
         out.append("")

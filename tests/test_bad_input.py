@@ -19,6 +19,8 @@ from benchmark.errors import BenchmarkError
 from benchmark.prepared import safe_extract
 from benchmark.run import evaluate_checkpoint, run
 from benchmark.store import read_results
+from benchmark_leaderboard.render import render_markdown
+from benchmark_leaderboard.report import build_report
 from conftest import BENCHMARK_CLI, cli_env, run_cli
 
 TINY = ["--set", "train.samples=64", "--set", "train.epochs=1", "--set", "eval.samples=32",
@@ -212,15 +214,20 @@ def test_an_update_that_makes_the_weights_non_finite_is_never_saved(tmp_path, mo
     assert not list((tmp_path / "out").rglob("*.pt")) and not list((tmp_path / "out").rglob("*.parquet"))
 
 
-def test_a_finite_but_exploded_loss_flags_every_row_diverged(tmp_path):
+def test_a_finite_but_exploded_loss_flags_every_row_diverged_warns_under_quiet_and_is_never_ranked(tmp_path):
     proc = run_cli("run", "--method", "vanilla", "--out", tmp_path, *TINY, "--set", "train.lr=10",
-                   "--set", "train.samples=256", "--set", "train.batch_size=128")
+                   "--set", "train.samples=256", "--set", "train.batch_size=128", "--quiet")
     assert proc.returncode == 0, proc.stderr
-    assert "the final training loss is over 10 times the first" in proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "the final training loss is over 10 times the first" in warnings[0], proc.stderr
     frame, _ = read_results([tmp_path])
     assert frame["flags"].str.contains("diverged").all()
     first = frame[frame.metric == "first_loss_ce"].value.iloc[0]
     assert frame[frame.metric == "final_loss_ce"].value.iloc[0] > 10 * first
+    (board,) = build_report([tmp_path])[0]
+    (entry,) = board.entries
+    assert entry.diverged and entry.rank == 0  # shown, never ranked
+    assert "| — | vanilla" in render_markdown([board]) and "(diverged, not ranked)" in render_markdown([board])
 
 
 def test_a_finished_checkpoint_with_non_finite_weights_is_trained_again_not_reused(tmp_path):

@@ -1,12 +1,15 @@
 """The command line end to end: run, results, list, and one-line errors with exit status 2."""
 
+import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
 
+from benchmark.records import read_records
 from benchmark.store import SCHEMA, read_results
 from benchmark.suites.attribution import BUILTIN_EXPLAINERS as ALL_EXPLAINERS
 from benchmark.suites.attribution import default_metrics
@@ -48,12 +51,13 @@ def test_written_files_match_the_documented_schema(tiny_results):
     assert set(frame.seed) == {0, 1}
     robust = frame[frame.metric.isin(["robust_accuracy", "baseline_accuracy"])]
     assert set(zip(robust.attack, robust.region, robust.eps)) == {
-        ("pgd", "right_digit", 1.0), ("pgd", "full", 0.1), ("noise", "right_digit", 1.0), ("noise", "full", 0.1)}
+        (a, "right_digit", 1.0) for a in ("pgd", "noise", "worst_case")} | {
+        (a, "full", 0.1) for a in ("pgd", "noise", "worst_case")}
     assert set(robust[robust.attack == "noise"].metric) == {"baseline_accuracy"}
     assert (frame[frame.metric == "accuracy"].ci_low.notna()).all()
     assert (robust.n == 16).all() and (robust.area_fraction > 0).all()
     assert (robust[robust.attack == "pgd"].steps == 2).all()
-    assert robust[robust.attack == "noise"].steps.isna().all()
+    assert robust[robust.attack.isin(["noise", "worst_case"])].steps.isna().all()
     corrupted = frame[frame.metric == "corrupted_accuracy"]
     assert set(zip(corrupted.attack, corrupted.severity)) == {
         (c, s) for c in ("brightness", "defocus_blur", "snow") for s in (1, 3, 5)}
@@ -109,13 +113,32 @@ def test_attack_command_reproduces_the_run_and_adds_attacks(tiny_results, tmp_pa
     trained, _ = read_results([next(out.glob(ckpt.stem + ".parquet"))])
     assert problems == [] and set(frame.suite) == {"robustness"} and frame.method.unique().tolist() == ["vanilla"]
     robust = frame[frame.metric.isin(["robust_accuracy", "baseline_accuracy"])]
-    assert set(zip(robust.attack, robust.region)) == {(a, r) for a in ("pgd", "apgd-ce", "noise")
+    assert set(zip(robust.attack, robust.region)) == {(a, r) for a in ("pgd", "apgd-ce", "noise", "worst_case")
                                                       for r in ("right_digit", "full")}
     assert (frame.extra.str.contains(trained.run_key.iloc[0])).all()  # tied to the training run
     # The saved grid, samples and seeds give back the training run's own numbers.
     key = ["attack", "region", "eps", "attack_seed"]
     before = trained[trained.metric.isin(["robust_accuracy", "baseline_accuracy"])].set_index(key).value
     after = robust[robust.attack.isin(["pgd", "noise"])].set_index(key).value
-    assert after.sort_index().equals(before.sort_index())
+    assert after.sort_index().equals(before.sort_index().drop("worst_case", level="attack"))
+
+
+def test_attack_writes_worst_case_rows_no_higher_than_any_attack_on_the_same_samples(tiny_results, tmp_path):
+    out, _ = tiny_results
+    ckpt = next((out / "checkpoints").glob("vanilla*seed0*.pt"))
+    proc = cli("attack", "--checkpoint", str(ckpt), "--attack", "pgd,noise", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    frame, _ = read_results([tmp_path])
+    records = read_records(frame.source_file.iloc[0])
+    robust = frame[frame.metric.isin(["robust_accuracy", "baseline_accuracy"])]
+    for (region, eps, seed), rows in robust.groupby(["region", "eps", "attack_seed"]):
+        worst = rows[rows.attack == "worst_case"]
+        assert len(worst) == 1 and json.loads(worst.extra.iloc[0])["over"] == ["noise", "pgd"]
+        per_sample = {a: records[records.row == r].set_index("sample").value for a, r in zip(rows.attack, rows.row)}
+        literal = np.minimum(per_sample["pgd"], per_sample["noise"])  # robust only if it survives both
+        assert per_sample["worst_case"].sort_index().equals(literal.sort_index())
+        assert worst.value.iloc[0] == pytest.approx(literal.mean())
+        assert worst.value.iloc[0] <= rows[rows.attack != "worst_case"].value.min()
+    assert "worst_case right_digit 1" in cli("results", "--out", str(tmp_path)).stdout
 
 
