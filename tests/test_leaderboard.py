@@ -202,3 +202,38 @@ def test_page_opens_in_headless_chromium_without_errors_and_sorts_on_click(resul
         assert [entry for entry in logs if entry["level"] == "SEVERE"] == []
     finally:
         browser.close()
+
+
+def test_a_single_seed_board_over_ten_thousand_samples_gives_binomtest_s_mcnemar_p(tmp_path, capsys):
+    """Two methods, one seed, 10,000 shared samples, over 7,000 discordant pairs: the exact McNemar
+    p-value in `benchmark results`' numbers and the report's CSV is scipy's binomial test."""
+    import csv
+    import io
+
+    import numpy as np
+    from scipy.stats import binomtest
+
+    from benchmark.records import Records
+    from conftest import cli_in_process
+
+    rng = np.random.default_rng(0)
+    samples = np.arange(10_000)
+    u = rng.random(10_000)
+    outcomes = {"vanilla": u < 0.5, "weight_decay": u > 0.22}  # they disagree where u < 0.22 or u > 0.5
+    for method, correct in outcomes.items():
+        config = resolve(method, "cmnist", seed=0)
+        row = Measurement.of_records("accuracy", "accuracy", Records.of(samples, correct.astype(float)),
+                                     eval_set="test")
+        write_results([row], config, datetime(2026, 12, 6, tzinfo=timezone.utc), torch.device("cpu"), "fixture",
+                      tmp_path / f"{method}.parquet", train_commit="fixture")
+    m, r = outcomes["weight_decay"], outcomes["vanilla"]
+    b, c = int((m & ~r).sum()), int((~m & r).sum())
+    assert b + c >= 7_000  # 72 % of the 10,000 pairs disagree
+    expected = binomtest(b, b + c, 0.5).pvalue
+    code, out, _ = cli_in_process(capsys, "results", "--out", str(tmp_path))
+    assert code == 0 and "difference to vanilla" in out
+    paths, problems = write_report([tmp_path], tmp_path / "lb.html", "now")
+    rows = [row for row in csv.DictReader(io.StringIO((tmp_path / "lb.csv").read_text()))
+            if row["method"] == "weight_decay" and row["column"] == "clean test"]
+    assert float(rows[0]["p_mcnemar"]) == pytest.approx(expected, rel=1e-9)
+    assert "exact McNemar p" in (tmp_path / "lb.html").read_text()
