@@ -237,3 +237,29 @@ def test_a_single_seed_board_over_ten_thousand_samples_gives_binomtest_s_mcnemar
             if row["method"] == "weight_decay" and row["column"] == "clean test"]
     assert float(rows[0]["p_mcnemar"]) == pytest.approx(expected, rel=1e-9)
     assert "exact McNemar p" in (tmp_path / "lb.html").read_text()
+
+
+def test_reference_can_be_a_configuration_label_or_a_config_key_prefix(tmp_path, capsys):
+    from conftest import cli_in_process
+
+    fake_run(tmp_path, "vanilla", 0, 0.9, [0.5])
+    fake_run(tmp_path, "hsplid", 0, 0.9, [0.3]).rename(tmp_path / "hsplid_defaults.parquet")
+    other = fake_run(tmp_path, "hsplid", 0, 0.8, [0.7], overrides=["method.lambda_s=0.5"])
+    key = json.loads(pq_config_key(other))
+    for reference in ("hsplid lambda_s=0.5", key[:6]):
+        (board,) = build_report([tmp_path], reference=reference)[0]
+        assert board.reference == "hsplid lambda_s=0.5"
+        compared = {e.point or e.method: e.comparisons["pgd right_digit 1"].difference for e in board.entries
+                    if e.comparisons}
+        assert compared == {"vanilla": pytest.approx(0.5 - 0.7), "hsplid": pytest.approx(0.3 - 0.7)}
+    (board,) = build_report([tmp_path], reference="hsplid")[0]
+    assert board.reference == "hsplid"  # a method name: its configuration at the defaults
+    code, out, _ = cli_in_process(capsys, "results", "--out", str(tmp_path), "--reference", "hsplid lambda_s=0.5")
+    assert code == 0 and "difference to hsplid" in out and "lambda_s=0.5" in out
+    assert "│  -40.0 │   -20.0 │" in out  # hsplid and vanilla against it, in points
+
+
+def pq_config_key(path: Path) -> str:
+    import pyarrow.parquet as pq
+
+    return json.dumps(pq.read_table(path, columns=["config_key"]).column(0)[0].as_py())
