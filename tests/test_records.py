@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from benchmark.config import resolve
-from benchmark.evaluate import evaluate
+from benchmark.engine.evaluate import evaluate
 from benchmark.metrics import agreement_metrics, agreement_scores
-from benchmark.records import read_records, records_path
-from benchmark.store import COLUMNS, SCHEMA, read_results
+from benchmark.results.records import read_records, records_path
+from benchmark.results.store import COLUMNS, SCHEMA, read_results
 from conftest import TINY_RUN, run_cli
 
 
@@ -56,7 +56,7 @@ def test_robust_never_exceeds_clean_for_any_sample_or_attack(trained_lenet, cmni
     clean = next(r for r in rows if r.metric == "clean_accuracy").records
     clean_of = dict(zip(clean.sample, clean.value))
     attacked = [r for r in rows if r.metric in ("robust_accuracy", "baseline_accuracy")]
-    assert {r.attack for r in attacked} == {"pgd", "apgd-ce", "autoattack-rand", "square", "noise"}
+    assert {r.attack for r in attacked} == {"pgd", "apgd-ce", "autoattack-rand", "square", "noise", "worst_case"}
     for r in attacked:
         assert all(v <= clean_of[s] for s, v in zip(r.records.sample, r.records.value)), r.attack
         assert r.value <= next(c for c in rows if c.metric == "clean_accuracy").value
