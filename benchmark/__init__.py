@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     """`benchmark.evaluate_model`, imported on first use (the package itself stays light to import)."""
     if name == "evaluate_model":
-        from .external import evaluate_model
+        from benchmark.engine.external_evaluation import evaluate_model
 
         return evaluate_model
     raise AttributeError(f"module 'benchmark' has no attribute {name!r}")

@@ -14,9 +14,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
-from .errors import ConfigError
-from .models import ModelConfig
-from .values import build_section, check, merge_layers, parse_overrides, plain
+from benchmark.errors import ConfigError
+from benchmark.models import ModelConfig
+from benchmark.values import build_section, check, merge_layers, parse_overrides, plain
 
 PROFILES = ("quick", "paper")
 
@@ -164,7 +164,7 @@ def resolve(
     With `train.init_from`, the starting weights' training key joins the config: computed from the
     starting run's config for `run:<method>`, read from the file for a checkpoint, or `start`
     when the caller knows it (a saved config)."""
-    from .registry import DATASETS, ENCODERS, METHODS, SUITES
+    from benchmark.registry import DATASETS, ENCODERS, METHODS, SUITES
 
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
@@ -232,7 +232,7 @@ def start_layers(init_from: str, dataset: str, profile: str,
     of the run that starts from it (`shared`; never its method.* settings), then the dataset's
     starting protocol (e.g. COCO's 100 vanilla epochs), trained from scratch and evaluated on
     nothing (its checkpoint is what is used)."""
-    from .registry import DATASETS, METHODS
+    from benchmark.registry import DATASETS, METHODS
 
     method = init_from[len(RUN_PREFIX):].strip()
     METHODS.get(method)
@@ -253,14 +253,14 @@ def start_key(init_from: str, dataset: str, profile: str, seed: int,
               shared: Mapping[str, Mapping[str, Any]]) -> str:
     if init_from.startswith(RUN_PREFIX):
         return start_config(init_from, dataset, profile, seed, shared).training_key()
-    from .start import checkpoint_start
+    from benchmark.engine.start import checkpoint_start
 
     return checkpoint_start(init_from, dataset).training_key
 
 
 def check_presets(method: str, presets: Mapping[str, Any]) -> None:
     """A method's presets are keyed by registered dataset names; any other key is refused."""
-    from .registry import DATASETS
+    from benchmark.registry import DATASETS
 
     unknown = [name for name in presets if name not in DATASETS]
     if unknown:

@@ -15,8 +15,8 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import Tensor
 
-from .data import Batch, DataInfo, EvalSet, Split, TensorSplit, iterate
-from .errors import DataError
+from benchmark.data.split import Batch, DataInfo, EvalSet, Split, TensorSplit, iterate
+from benchmark.errors import DataError
 
 RegionFn = Callable[[Batch], Tensor]
 
@@ -102,7 +102,7 @@ class BenchmarkDataset:
     def prepare(self, *, download: bool = False, force: bool = False) -> list[str]:
         """`benchmark prepare`: check the files, fetching the public `downloads` first when allowed
         and the check fails; returns lines that describe what is there."""
-        from .prepared import download as fetch
+        from benchmark.data.prepared import download as fetch
 
         try:
             self.check()
@@ -186,19 +186,19 @@ class InMemoryDataset(BenchmarkDataset, ABC):
         return self._loaded[name]
 
     def cache_folder(self) -> Path | None:
-        from .prepared import cache_folder
+        from benchmark.data.prepared import cache_folder
 
         return cache_folder(self.data_root, self.name, self.params) if self.data_root is not None else None
 
     def stale_sources(self, folder: Path) -> list[str]:
         """Source files that changed since the cache in `folder` was built ([] when it matches)."""
-        from .prepared import changed_sources, fingerprint, read_source
+        from benchmark.data.prepared import changed_sources, fingerprint, read_source
 
         now = fingerprint(self.root(), self.source_files())
         return changed_sources(read_source(folder).get("fingerprint", {}), now)
 
     def _cached(self) -> dict[str, TensorSplit] | None:
-        from .prepared import load_splits, read_source
+        from benchmark.data.prepared import load_splits, read_source
 
         folder = self.cache_folder()
         if folder is None or self._skip_cache or not folder.is_dir():
@@ -217,7 +217,7 @@ class InMemoryDataset(BenchmarkDataset, ABC):
     def prepare(self, *, download: bool = False, force: bool = False) -> list[str]:
         """Check (and fetch) the raw files, decode them and write the prepared cache with the
         fingerprint of its sources; a cache of the same settings and sources is kept unless `force`."""
-        from .prepared import fingerprint, save_splits
+        from benchmark.data.prepared import fingerprint, save_splits
 
         folder = self.cache_folder()
         if folder is None:

@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import TrainConfig
-from .data import Batch, DataInfo, Split
-from .distributed import World
-from .errors import ConfigError
-from .models import Classifier, Encoder
+from benchmark.config import TrainConfig
+from benchmark.data.split import Batch, DataInfo, Split
+from benchmark.engine.distributed import World
+from benchmark.errors import ConfigError
+from benchmark.models import Classifier, Encoder
 
 
 @dataclass
@@ -47,7 +47,7 @@ class TrainState:
         """Un-augmented training batches in a fixed order: the first ceil(fraction * N) samples
         (this rank's part of each when several processes train: sum what you compute over them
         with `world.sum`)."""
-        from .loader import load_batches
+        from benchmark.data.loader import load_batches
 
         indices = self.train_indices if self.train_indices is not None else torch.arange(len(self.train_split))
         indices = indices[: math.ceil(fraction * len(indices))]
@@ -62,7 +62,7 @@ class StepOutput:
     losses: dict[str, Tensor]
     logits: Tensor  # of this rank's samples
     # "local": each loss is a mean over this rank's samples; "global": computed on the batch of
-    # every rank gathered (benchmark/distributed.py), the same on each rank.
+    # every rank gathered (benchmark/engine/distributed.py), the same on each rank.
     scope: str = "local"
 
     @property

@@ -67,7 +67,7 @@ def device_name(device: torch.device, ranks: int = 1) -> str:
 
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks CUDA when present; 'cpu' and 'cuda[:i]' are taken as given."""
-    from .errors import ConfigError
+    from benchmark.errors import ConfigError
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -22,7 +22,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
-from .errors import BenchmarkError, UnknownNameError
+from benchmark.errors import BenchmarkError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -195,7 +195,8 @@ SUITES: Registry = Registry("suite", builtin="benchmark.suites", group="benchmar
 ATTACKS: Registry = Registry("attack", builtin="benchmark.attacks", group="benchmark.attacks")
 EXPLAINERS: Registry = Registry("explainer", builtin="benchmark.attribution", group="benchmark.explainers")
 METRICS: Registry = Registry("metric", builtin="benchmark.metrics", group="benchmark.metrics")
-CORRUPTIONS: Registry = Registry("corruption", builtin="benchmark.corruptions", group="benchmark.corruptions")
+CORRUPTIONS: Registry = Registry("corruption", builtin="benchmark.data.image_corruptions",
+                                 group="benchmark.corruptions")
 REGIONS: Registry = Registry("region", builtin="benchmark.attacks.regions", group="benchmark.regions")
 PERF_CASES: Registry = Registry("perf case", builtin="benchmark.perf_cases", group="benchmark.perf_cases")
 COMMANDS: Registry = Registry("command", builtin="benchmark.cli", group="benchmark.commands")

@@ -12,7 +12,7 @@ import types
 import typing
 from typing import Any, Literal, Mapping, Sequence
 
-from .errors import ConfigError
+from benchmark.errors import ConfigError
 
 
 def parse_overrides(assignments: Sequence[str]) -> dict[str, dict[str, str]]:

@@ -20,8 +20,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from benchmark.augment import random_affine
-from benchmark.data import Batch, DataInfo, TensorSplit
+from benchmark.data.augment import random_affine
+from benchmark.data.split import Batch, DataInfo, TensorSplit
 from benchmark.dataset import BenchmarkDataset, Ranking
 from benchmark.errors import ConfigError, DataError
 from benchmark.registry import DATASETS

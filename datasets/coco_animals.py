@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.augment import flipped
-from benchmark.data import Batch, DataInfo, TensorSplit
+from benchmark.data.augment import flipped
+from benchmark.data.images import decode_split
+from benchmark.data.split import Batch, DataInfo, TensorSplit
 from benchmark.dataset import InMemoryDataset, Ranking
 from benchmark.errors import ConfigError, DataError
-from benchmark.images import decode_split
 from benchmark.registry import DATASETS
 from benchmark.suites.attribution import quick_explainer_options
 

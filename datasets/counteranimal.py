@@ -12,10 +12,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.data import EvalSet
+from benchmark.data.images import FileSplit
+from benchmark.data.split import EvalSet
 from benchmark.dataset import EvalSource
 from benchmark.errors import DataError
-from benchmark.images import FileSplit
 from benchmark.registry import EVAL_SETS
 from benchmark_datasets.imagenet import IMAGENET_WNIDS, images_in
 

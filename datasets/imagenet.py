@@ -21,11 +21,11 @@ from typing import Literal
 
 import torch
 
-from benchmark.augment import flipped
-from benchmark.data import Batch, DataInfo, EvalSet, Split
+from benchmark.data.augment import flipped
+from benchmark.data.images import FileSplit
+from benchmark.data.split import Batch, DataInfo, EvalSet, Split
 from benchmark.dataset import BenchmarkDataset, Download, EvalSource, Ranking
 from benchmark.errors import ConfigError, DataError
-from benchmark.images import FileSplit
 from benchmark.registry import DATASETS, EVAL_SETS
 from benchmark.suites.attribution import quick_explainer_options
 

@@ -25,10 +25,10 @@ from typing import Literal
 import numpy as np
 import torch
 
-from benchmark.data import EvalSet
+from benchmark.data.images import FileSplit, check_mask_size, image_size
+from benchmark.data.split import EvalSet
 from benchmark.dataset import EvalSource
 from benchmark.errors import DataError
-from benchmark.images import FileSplit, check_mask_size, image_size
 from benchmark.registry import EVAL_SETS
 from benchmark_datasets.imagenet import BG_REPOSITORY, VARIANTS, imagenet_index, images_in
 

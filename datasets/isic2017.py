@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data import DataInfo, TensorSplit
+from benchmark.data.images import decode_split, read_mask
+from benchmark.data.split import DataInfo, TensorSplit
 from benchmark.dataset import InMemoryDataset, Ranking
 from benchmark.errors import ConfigError, DataError
-from benchmark.images import decode_split, read_mask
 from benchmark.registry import DATASETS
 from benchmark.suites.attribution import quick_explainer_options
 

@@ -3,7 +3,7 @@ ranked tables with intervals, paired comparisons, curves and provenance. Nothing
 
 A board is one (dataset, profile); an entry one configuration (a config key: the resolved config
 without its seed), its numbers the mean over its training seeds with a 95 % interval
-(benchmark/aggregate.py). Entries are ranked by the dataset's declared ranking metric; entries
+(benchmark/results/aggregate.py). Entries are ranked by the dataset's declared ranking metric; entries
 whose interval overlaps the leader's share its rank. Each entry carries its paired difference to
 the reference method on the same samples.
 """
@@ -16,18 +16,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.aggregate import Cell, RunColumn, Table, cell_of, paired, records_loader, run_column, tabulate
-from benchmark.columns import Column
 from benchmark.dataset import Ranking
-from benchmark.labels import configuration_labels, reference_group
-from benchmark.layout import RunFiles
 from benchmark.metrics import agreement_metrics
 from benchmark.registry import DATASETS
-from benchmark.relation import Relation, relation_of
-from benchmark.stats import PairedDifference, holm_adjusted
-from benchmark.store import FAILED, WORST_CASE, reported_rows
-
-from .notes import RANK, caution, rule, schedule_changes, support
+from benchmark.results.aggregate import Cell, RunColumn, Table, cell_of, paired, records_loader, run_column, tabulate
+from benchmark.results.columns import Column
+from benchmark.results.labels import configuration_labels, reference_group
+from benchmark.results.layout import RunFiles
+from benchmark.results.store import FAILED, WORST_CASE, reported_rows
+from benchmark.stats.intervals import PairedDifference, holm_adjusted
+from benchmark.stats.relation import Relation, relation_of
+from benchmark_leaderboard.notes import RANK, caution, rule, schedule_changes, support
 
 MAIN_KINDS = ("clean", "robust", "corruption", "derived")
 HEATMAP_EXPLAINERS = ("saliency", "integrated_gradients", "grad_cam", "pixel_mask")

@@ -29,8 +29,7 @@ class Report(Command):
 
     def run(self, args, console: Console) -> int:
         from benchmark.provenance import now
-
-        from .report import write_report
+        from benchmark_leaderboard.report import write_report
 
         load_plugins(args.plugin)  # plugin metrics bring their labels and directions
         results = args.results or [Path("results")]

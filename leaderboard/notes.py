@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 
-from benchmark.aggregate import RunColumn, Table
-from benchmark.columns import Column
 from benchmark.config import resolve
 from benchmark.errors import BenchmarkError
+from benchmark.results.aggregate import RunColumn, Table
+from benchmark.results.columns import Column
 
 if TYPE_CHECKING:
-    from .boards import Entry
+    from benchmark_leaderboard.boards import Entry
 
 RANK = "ranked by"  # the prefix of the ranking column's label
 

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from benchmark.config import resolve
-from benchmark.perf import PerfCase
-from benchmark.records import Records
-from benchmark.results_writer import write_results
-from benchmark.store import Measurement, read_results
+from benchmark.perf_cases.harness import PerfCase
+from benchmark.results.records import Records
+from benchmark.results.store import Measurement, read_results
+from benchmark.results.write import write_results
 
 METHODS = ("vanilla", "weight_decay", "hsplid")
 EXPLAINERS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "guided_backprop", "grad_cam",
@@ -64,7 +64,7 @@ def write_quick_folder(folder: Path) -> None:
 def report_intervals(device: torch.device) -> PerfCase:
     """The page's boards (every cell's interval, every paired comparison, the ranking) of a C-MNIST
     quick folder of 3 methods x 3 seeds, from its Parquet files and records."""
-    from .boards import build_boards
+    from benchmark_leaderboard.boards import build_boards
 
     folder = Path(tempfile.mkdtemp(prefix="benchmark-perf-report-"))
     atexit.register(shutil.rmtree, folder, True)
@@ -115,9 +115,9 @@ def relabel(row: Measurement, rng: np.random.Generator, level: float, continuous
 def relation(device: torch.device) -> PerfCase:
     """The relation section of a board (correlations over models with bootstrap intervals, partial
     correlations, the within-model halves) for 30 configurations x 3 seeds of C-MNIST quick rows."""
-    from benchmark.aggregate import tabulate
-    from benchmark.relation import relation_of
-    from benchmark.store import reported_rows
+    from benchmark.results.aggregate import tabulate
+    from benchmark.results.store import reported_rows
+    from benchmark.stats.relation import relation_of
 
     folder = Path(tempfile.mkdtemp(prefix="benchmark-perf-relation-"))
     atexit.register(shutil.rmtree, folder, True)

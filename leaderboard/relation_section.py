@@ -1,4 +1,4 @@
-"""The relation section of each board (benchmark/relation.py): an inline SVG scatter, HTML through
+"""The relation section of each board (benchmark/stats/relation.py): an inline SVG scatter, HTML through
 the templates, a Markdown section and CSV rows with the same numbers."""
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ import math
 
 from markupsafe import Markup
 
-from benchmark.relation import Relation
-from benchmark.summary import INTERVAL_NOTE, rho_text
-
-from .boards import Board
+from benchmark.results.summary import INTERVAL_NOTE, rho_text
+from benchmark.stats.relation import Relation
+from benchmark_leaderboard.boards import Board
 
 FIELDS = ["dataset", "profile", "explainer", "agreement", "robustness", "rho", "rho_low", "rho_high", "p", "p_holm",
           "partial_rho", "partial_low", "partial_high", "partial_p", "partial_p_holm", "models"]
@@ -21,7 +20,7 @@ FIELDS = ["dataset", "profile", "explainer", "agreement", "robustness", "rho", "
 def scatter(relation: Relation, w: int = 380, h: int = 240) -> Markup:
     """Agreement (x) against background robust accuracy (y), one point per configuration, 95 %
     intervals over seeds as bars; drawn without JavaScript."""
-    from .render import PALETTE, environment
+    from benchmark_leaderboard.render import PALETTE, environment
 
     points = relation.points
     values = [v for p in points for c in (p.x, p.y) for v in (c.mean, c.low, c.high) if math.isfinite(v)]
@@ -69,7 +68,7 @@ def markdown(board: Board, cell) -> list[str]:
 
 def render_relation_csv(boards: list[Board]) -> str:
     """Every correlation of every board as CSV rows."""
-    from .render import spreadsheet_safe
+    from benchmark_leaderboard.render import spreadsheet_safe
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")

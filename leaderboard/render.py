@@ -15,14 +15,13 @@ from typing import Sequence
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from benchmark.aggregate import Cell
-from benchmark.columns import Column, eps_label
-from benchmark.stats import PairedDifference
-from benchmark.summary import INTERVAL_NOTE, cell_text, difference_text, number, rho_text
-
-from .boards import Board
-from .relation import markdown as relation_markdown
-from .relation import scatter
+from benchmark.results.aggregate import Cell
+from benchmark.results.columns import Column, eps_label
+from benchmark.results.summary import INTERVAL_NOTE, cell_text, difference_text, number, rho_text
+from benchmark.stats.intervals import PairedDifference
+from benchmark_leaderboard.boards import Board
+from benchmark_leaderboard.relation_section import markdown as relation_markdown
+from benchmark_leaderboard.relation_section import scatter
 
 TEMPLATES = Path(__file__).with_name("templates")
 PALETTE = ("#1b6ac9", "#d1495b", "#2e933c", "#edae49", "#6c4ab6", "#00798c", "#8d6a52", "#444444")

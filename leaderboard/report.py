@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Sequence
 
 from benchmark.files import write_atomically
-from benchmark.store import read_results
-
-from .boards import Board, build_boards
-from .relation import render_relation_csv
-from .render import render_csv, render_html, render_markdown
+from benchmark.results.store import read_results
+from benchmark_leaderboard.boards import Board, build_boards
+from benchmark_leaderboard.relation_section import render_relation_csv
+from benchmark_leaderboard.render import render_csv, render_html, render_markdown
 
 
 def build_report(results: Sequence[Path], reference: str = "vanilla") -> tuple[list[Board], list[str], list[str]]:

@@ -12,7 +12,7 @@ no gradient stopped on either branch.
 
 from dataclasses import dataclass
 
-from benchmark.data import Batch
+from benchmark.data.split import Batch
 from benchmark.errors import ConfigError
 from benchmark.method import Method, StepOutput, TrainState
 from benchmark.models import Classifier

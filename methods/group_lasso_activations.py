@@ -4,8 +4,8 @@ A sparsity baseline of the H-SPLID paper (section 7 of its baselines). C-MNIST h
 strength; it uses the COCO value (the other from-scratch setting), this project's choice.
 """
 
+from benchmark.losses.penalties import group_lasso_activations
 from benchmark.method import PenalisedMethod, method_presets
-from benchmark.penalties import group_lasso_activations
 from benchmark.registry import METHODS
 
 

@@ -4,7 +4,7 @@
 
 Each layer should forget the input and keep the label. The hidden layers are those the encoder
 declares (`Encoder.hidden_layers`: LeNet's two pooled conv blocks and fc1; ResNet's stem, four
-stages and pooled features). nHSIC is the same NOCCO estimator as H-SPLID's (`benchmark.hsic`),
+stages and pooled features). nHSIC is the same NOCCO estimator as H-SPLID's (`benchmark.losses.hsic`),
 with Gaussian kernels of bandwidth sigma on X (the [0,1] image) and h_l, and the one-hot label
 kernel on Y. Presets are the H-SPLID paper's configurations (its Table 10 lists them swapped).
 """
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from benchmark.data import Batch
+from benchmark.data.split import Batch
 from benchmark.errors import ConfigError
-from benchmark.hsic import gaussian_kernel, label_kernel, nhsic_from_operators, normalised_operator
+from benchmark.losses.hsic import gaussian_kernel, label_kernel, nhsic_from_operators, normalised_operator
 from benchmark.method import Method, StepOutput, TrainState, method_presets
 from benchmark.models import Classifier, capture
 from benchmark.registry import METHODS

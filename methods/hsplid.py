@@ -22,11 +22,8 @@ import torch
 from torch import Tensor
 
 from benchmark.errors import ConfigError
-from benchmark.hsic import gaussian_kernel, label_kernel, nhsic, nhsic_from_operators, normalised_operator
-from benchmark.method import Method, StepOutput, TrainState
-from benchmark.models import Encoder
-from benchmark.registry import METHODS
-from benchmark.subspaces import (
+from benchmark.losses.hsic import gaussian_kernel, label_kernel, nhsic, nhsic_from_operators, normalised_operator
+from benchmark.losses.subspaces import (
     HSplidClassifier,
     ScatterSums,
     beta_paper,
@@ -38,6 +35,9 @@ from benchmark.subspaces import (
     scatter,
     update_centres,
 )
+from benchmark.method import Method, StepOutput, TrainState
+from benchmark.models import Encoder
+from benchmark.registry import METHODS
 
 
 # -- the method ------------------------------------------------------------------------------

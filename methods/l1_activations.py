@@ -5,8 +5,8 @@ embedding z (LeNet's fc1 output, ResNet's pooled features). C-MNIST has no publi
 uses the COCO value (the other from-scratch setting), this project's choice.
 """
 
+from benchmark.losses.penalties import l1_activations
 from benchmark.method import PenalisedMethod, method_presets
-from benchmark.penalties import l1_activations
 from benchmark.registry import METHODS
 
 

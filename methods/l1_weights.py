@@ -5,8 +5,8 @@ parameters are not penalised. C-MNIST has no published strength; it uses the COC
 other from-scratch setting), this project's choice.
 """
 
+from benchmark.losses.penalties import l1_weights
 from benchmark.method import PenalisedMethod, method_presets
-from benchmark.penalties import l1_weights
 from benchmark.registry import METHODS
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmark.data import Batch
+from benchmark.data.split import Batch
 from benchmark.errors import ConfigError
 from benchmark.method import Method, StepOutput, TrainState
 from benchmark.models import Classifier

@@ -29,7 +29,7 @@ def cmnist():
 @pytest.fixture(scope="session")
 def trained_lenet(cmnist):
     """LeNet-3 after one pass over 1,600 C-MNIST pairs (about 85% clean accuracy), in eval mode."""
-    from benchmark.data import iterate
+    from benchmark.data.split import iterate
     from benchmark.models import Classifier, create_encoder
 
     with torch.random.fork_rng():
@@ -48,7 +48,7 @@ def trained_lenet(cmnist):
 
 @pytest.fixture(scope="session")
 def test_batch(cmnist):
-    from benchmark.data import iterate
+    from benchmark.data.split import iterate
 
     return next(iterate(cmnist.split("test"), 128))
 

@@ -7,10 +7,10 @@ import torchattacks
 from benchmark.attacks.apgd import checkpoints, dlr_loss
 from benchmark.attacks.regions import make_region
 from benchmark.config import resolve
-from benchmark.corruptions import CORRUPTIONS, corrupt
-from benchmark.evaluate import evaluate
+from benchmark.data.image_corruptions import CORRUPTIONS, corrupt
+from benchmark.engine.evaluate import evaluate
 from benchmark.registry import ATTACKS
-from benchmark.store import Measurement
+from benchmark.results.store import Measurement
 from benchmark.suites.robustness import sanity_flags
 
 SMALL = {  # attack -> (norm, options): budgets small enough for a test, every code path taken

@@ -2,7 +2,7 @@
 
 import torch
 
-from benchmark.augment import affine_matrices, random_affine, warp
+from benchmark.data.augment import affine_matrices, random_affine, warp
 
 
 def test_identity_parameters_leave_images_unchanged():
@@ -34,7 +34,7 @@ def test_image_and_mask_move_together_and_are_seeded():
 
 
 def test_random_hflip_mirrors_image_and_mask_of_the_drawn_samples_only():
-    from benchmark.augment import random_hflip
+    from benchmark.data.augment import random_hflip
 
     images, masks = torch.rand(64, 3, 5, 7), (torch.rand(64, 1, 5, 7) > 0.5).float()
     before = images.clone()

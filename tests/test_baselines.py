@@ -8,15 +8,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import benchmark.hsic as hsic
+import benchmark.losses.hsic as hsic
 from benchmark.config import resolve
-from benchmark.data import Batch
+from benchmark.data.split import Batch
+from benchmark.engine.run import run
+from benchmark.engine.trained import build
+from benchmark.losses.penalties import group_lasso_activations, group_lasso_weights, l1_activations, l1_weights
 from benchmark.method import TrainState
-from benchmark.penalties import group_lasso_activations, group_lasso_weights, l1_activations, l1_weights
 from benchmark.registry import METHODS
-from benchmark.run import run
 from benchmark.sweep.plan import grid_points
-from benchmark.trained import build
 from benchmark_methods import hbar as hbar_module
 from benchmark_methods import hsplid as hsplid_module
 from benchmark_methods.hbar import hbar_terms
@@ -96,7 +96,7 @@ def test_rrr_penalty_is_zero_when_gradients_vanish_outside_the_mask_and_positive
 
 
 def test_hbar_terms_use_the_shared_nocco_estimator():
-    # One implementation: both methods call benchmark.hsic, neither defines its own.
+    # One implementation: both methods call benchmark.losses.hsic, neither defines its own.
     for name in ("normalised_operator", "nhsic_from_operators", "gaussian_kernel", "label_kernel"):
         assert getattr(hbar_module, name) is getattr(hsic, name)
         assert getattr(hsplid_module, name) is getattr(hsic, name)
@@ -126,7 +126,7 @@ def test_penalised_methods_add_strength_times_penalty_to_cross_entropy(test_batc
     for name, on_weights in (("l1_weights", True), ("group_lasso_weights", True), ("l1_activations", False),
                              ("group_lasso_activations", False)):
         method, model, out = step_terms(name, batch, strength=0.25)
-        penalty = getattr(__import__("benchmark.penalties", fromlist=[name]), name)
+        penalty = getattr(__import__("benchmark.losses.penalties", fromlist=[name]), name)
         value = penalty(model) if on_weights else penalty(model.embed(batch.x))
         torch.testing.assert_close(out.losses[name], 0.25 * value)
         torch.testing.assert_close(out.losses["ce"], F.cross_entropy(out.logits, batch.y))

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from benchmark.records import read_records
-from benchmark.store import SCHEMA, read_results
+from benchmark.results.records import read_records
+from benchmark.results.store import SCHEMA, read_results
 from benchmark.suites.attribution import BUILTIN_EXPLAINERS as ALL_EXPLAINERS
 from benchmark.suites.attribution import default_metrics
 from conftest import BENCHMARK_CLI, TINY_RUN, cli_env, cli_in_process, run_cli

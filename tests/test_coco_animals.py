@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.data import DataInfo
+from benchmark.data.split import DataInfo
 from benchmark.errors import DataError
 from benchmark.models import create_encoder
 from benchmark_datasets.coco_animals import COCOAnimals, COCOAnimalsParams, split_positions

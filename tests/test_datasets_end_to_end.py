@@ -17,7 +17,7 @@ from test_coco_animals import write_coco_fixture
 from test_in9 import write_in9_fixture
 from test_isic2017 import write_isic_fixture
 
-from benchmark.store import FAILED, read_results
+from benchmark.results.store import FAILED, read_results
 from benchmark.suites.attribution import BUILTIN_EXPLAINERS as ALL_EXPLAINERS
 from benchmark_datasets.imagenet import VARIANTS
 from conftest import REPO, cli_env, run_cli

@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.images import FileSplit
-from benchmark.loader import load_batches
+from benchmark.data.images import FileSplit
+from benchmark.data.loader import load_batches
 from benchmark.provenance import cpu_model
 from benchmark_methods.hsplid import CMNIST_TERMS
 from conftest import cli_env
@@ -73,7 +73,7 @@ class OnlyInWorkers:
 
 def test_evaluation_decodes_file_backed_splits_in_eval_workers(jpeg_split):
     from benchmark.config import resolve
-    from benchmark.evaluate import EvalContext
+    from benchmark.engine.evaluate import EvalContext
 
     config = resolve("vanilla", "cmnist", overrides=["eval.workers=2", "eval.batch_size=5"])
     ctx = EvalContext(None, None, config, torch.device("cpu"), None)  # batches need no model
@@ -169,9 +169,9 @@ def test_a_lower_precision_step_follows_the_fp32_step_and_attacks_stay_fp32(prec
     import copy
 
     from benchmark.config import resolve
+    from benchmark.engine.step import Stepper
+    from benchmark.engine.trained import build
     from benchmark.method import TrainState
-    from benchmark.step import Stepper
-    from benchmark.trained import build
 
     config = resolve("hsplid", "cmnist", overrides=[f"train.samples={n}", f"train.batch_size={n}",
                                                    "method.warmup_epochs=0", f"train.precision={precision}",
@@ -237,14 +237,14 @@ def test_a_sweep_runs_each_job_as_a_group_of_ranks(tmp_path):
 
 
 def test_each_rank_takes_every_nth_piece_of_work():
-    from benchmark.distributed import World
+    from benchmark.engine.distributed import World
 
     assert World().mine(3) == [0, 1, 2]
     assert [World(rank, 3).mine(7) for rank in range(3)] == [[0, 3, 6], [1, 4], [2, 5]]
 
 
 def test_default_workers_share_the_cores_among_a_machines_ranks(monkeypatch):
-    from benchmark import loader
+    from benchmark.data import loader
 
     monkeypatch.setattr(loader, "available_cores", lambda: 16)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)

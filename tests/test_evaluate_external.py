@@ -15,9 +15,9 @@ from torch import nn
 from torchvision import models
 
 import benchmark
+from benchmark.engine.run import evaluate_checkpoint, run
+from benchmark.engine.trained import restore
 from benchmark.errors import DataError
-from benchmark.run import evaluate_checkpoint, run
-from benchmark.trained import restore
 from conftest import cli_in_process
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

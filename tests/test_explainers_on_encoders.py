@@ -14,7 +14,7 @@ from captum.attr import DeepLift
 from torch import nn
 
 from benchmark.attribution.hookable import calls_per_module, hookable_copy
-from benchmark.data import DataInfo
+from benchmark.data.split import DataInfo
 from benchmark.models import Classifier, create_encoder
 from benchmark.registry import EXPLAINERS
 from benchmark.suites.attribution import BUILTIN_EXPLAINERS

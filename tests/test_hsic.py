@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from benchmark.hsic import gaussian_kernel, label_kernel, nhsic, nhsic_from_operators, normalised_operator
+from benchmark.losses.hsic import gaussian_kernel, label_kernel, nhsic, nhsic_from_operators, normalised_operator
 
 F64 = torch.float64
 

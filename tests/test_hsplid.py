@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from benchmark.config import resolve
-from benchmark.data import first_of_shuffle
+from benchmark.data.split import first_of_shuffle
+from benchmark.engine.run import run
+from benchmark.engine.train import train
+from benchmark.engine.trained import build, restore
 from benchmark.errors import ConfigError
-from benchmark.method import TrainState
-from benchmark.progress import Reporter
-from benchmark.run import run
-from benchmark.subspaces import (
+from benchmark.losses.subspaces import (
     ScatterSums,
     beta_paper,
     beta_reference,
@@ -20,8 +20,8 @@ from benchmark.subspaces import (
     scatter,
     update_centres,
 )
-from benchmark.train import train
-from benchmark.trained import build, restore
+from benchmark.method import TrainState
+from benchmark.progress import Reporter
 from benchmark_methods.hsplid import CMNIST_TERMS, HSplid, HSplidParams
 
 F64 = torch.float64

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
-import benchmark.run as run_module
-from benchmark.checkpoint import load_checkpoint
+import benchmark.engine.run as run_module
 from benchmark.config import resolve
-from benchmark.run import run
-from benchmark.start import start_run
+from benchmark.engine.checkpoint import load_checkpoint
+from benchmark.engine.run import run
+from benchmark.engine.start import start_run
 from conftest import BENCHMARK_CLI, cli_env, cli_in_process
 
 FAST = ["train.samples=64", "train.epochs=1", "eval.samples=32", "eval.suites=accuracy"]

@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from benchmark.labels import configuration_labels
+from benchmark.results.labels import configuration_labels
 
 
 def rows_of(configs: dict[str, dict]) -> pd.DataFrame:

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from benchmark.config import resolve
-from benchmark.results_writer import write_results
-from benchmark.stats import wilson_interval
-from benchmark.store import Measurement
+from benchmark.results.store import Measurement
+from benchmark.results.write import write_results
+from benchmark.stats.intervals import wilson_interval
 from benchmark_leaderboard.render import render_csv, render_html
 from benchmark_leaderboard.report import build_report, write_report
 from conftest import BENCHMARK_CLI, cli_env
@@ -213,7 +213,7 @@ def test_a_single_seed_board_over_ten_thousand_samples_gives_binomtest_s_mcnemar
     import numpy as np
     from scipy.stats import binomtest
 
-    from benchmark.records import Records
+    from benchmark.results.records import Records
     from conftest import cli_in_process
 
     rng = np.random.default_rng(0)

@@ -6,7 +6,7 @@ import torchattacks
 
 from benchmark.attacks.pgd import MaskedPGD
 from benchmark.attacks.regions import block, make_region
-from benchmark.data import Batch
+from benchmark.data.split import Batch
 from benchmark.errors import ConfigError
 
 REGIONS = ["full", "background", "foreground", "block", "right_digit"]

@@ -5,7 +5,7 @@ report` use all of them without any other edit."""
 import re
 import subprocess
 
-from benchmark.store import read_results
+from benchmark.results.store import read_results
 from conftest import BENCHMARK_CLI, cli_env
 
 PLUGIN = '''
@@ -15,7 +15,7 @@ import torch
 
 from benchmark.attacks import Attack, AttackParams
 from benchmark.attribution import Explainer
-from benchmark.data import DataInfo, TensorSplit
+from benchmark.data.split import DataInfo, TensorSplit
 from benchmark.dataset import BenchmarkDataset
 from benchmark.metrics import AgreementMetric
 from benchmark.registry import ATTACKS, CORRUPTIONS, DATASETS, EXPLAINERS, METRICS, REGIONS

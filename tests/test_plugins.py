@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from benchmark.store import read_results
+from benchmark.results.store import read_results
 from conftest import TINY_TRAINING_RUN, cli_env
 
 PLUGIN_PYPROJECT = """

@@ -11,8 +11,8 @@ from test_coco_animals import write_coco_fixture
 from test_in9 import write_in9_fixture
 from test_isic2017 import write_isic_fixture
 
+from benchmark.data.prepared import CACHE, download, safe_extract
 from benchmark.errors import DataError
-from benchmark.prepared import CACHE, download, safe_extract
 from benchmark_datasets.coco_animals import COCOAnimals, COCOAnimalsParams
 from benchmark_datasets.isic2017 import ISIC2017, ISICParams
 from conftest import run_cli

@@ -10,9 +10,9 @@ import torch
 from test_isic2017 import write_isic_fixture
 
 from benchmark.config import resolve
-from benchmark.evaluate import evaluate
+from benchmark.engine.evaluate import evaluate
 from benchmark.registry import SUITES
-from benchmark.store import FAILED, read_results
+from benchmark.results.store import FAILED, read_results
 from conftest import BENCHMARK_CLI, TINY_RUN, cli_env, run_cli
 
 FLAKY = '''
@@ -121,8 +121,8 @@ def test_an_interrupted_suite_keeps_its_finished_pieces_and_a_rerun_measures_onl
     """Ctrl-C in the middle of the robustness suite (a paper-profile AutoAttack can take many
     minutes): the attack settings measured before it are kept beside the results, the rerun
     measures only the others, and the rows equal those of an evaluation that was never stopped."""
-    from benchmark.layout import RunFiles
-    from benchmark.run import AsGiven, execute
+    from benchmark.engine.run import AsGiven, execute
+    from benchmark.results.layout import RunFiles
 
     config = resolve("vanilla", "cmnist", overrides=["eval.suites=accuracy,robustness", "eval.samples=16",
                                                      "robustness.samples=8", "robustness.steps=1"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from benchmark.stats import (
+from benchmark.stats.intervals import (
     PairedDifference,
     bootstrap_interval,
     crossed_means,

@@ -6,7 +6,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from benchmark.store import (
+from benchmark.results.store import (
     COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,

@@ -18,8 +18,8 @@ import pytest
 from benchmark.config import resolve
 from benchmark.errors import ConfigError
 from benchmark.files import exclusive
-from benchmark.kept import completed_run_id
-from benchmark.store import Measurement, read_results, write_run
+from benchmark.results.kept import completed_run_id
+from benchmark.results.store import Measurement, read_results, write_run
 from benchmark.sweep.plan import SweepSpec, final_jobs, plain_config, plan, point_layer
 from benchmark.sweep.select import select, write_selection
 from conftest import BENCHMARK_CLI, TINY_TRAINING_RUN, cli_env, cli_in_process
@@ -159,7 +159,7 @@ def test_progress_table_shows_every_state_and_the_reason_of_a_failure(tmp_path):
 
 
 def test_a_failing_job_becomes_a_one_line_reason_and_an_unexpected_one_leaves_its_traceback(tmp_path, monkeypatch):
-    from benchmark import run as run_module
+    from benchmark.engine import run as run_module
     from benchmark.sweep.worker import WorkerSettings, execute
 
     spec = SweepSpec(("vanilla",), ("cmnist",), (0,))

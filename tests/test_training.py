@@ -3,13 +3,13 @@
 import pandas as pd
 import torch
 
-from benchmark.checkpoint import load_checkpoint
 from benchmark.config import resolve
+from benchmark.engine.checkpoint import load_checkpoint
+from benchmark.engine.run import run
+from benchmark.engine.train import train
+from benchmark.engine.trained import build, restore
 from benchmark.method import Method, StepOutput
 from benchmark.progress import Reporter
-from benchmark.run import run
-from benchmark.train import train
-from benchmark.trained import build, restore
 from benchmark_methods.weight_decay import WeightDecay, WeightDecayParams
 
 
@@ -94,7 +94,7 @@ def test_a_version_bump_retrains_while_other_code_changes_reuse_the_checkpoint(t
     """The config key holds the method's version, not the commit: a new commit (say, a docs change)
     reuses the finished checkpoint and its rows still name the commit that trained it; bumping
     `Method.version` makes a new key, so the weights are trained again."""
-    import benchmark.run as run_module
+    import benchmark.engine.run as run_module
     from benchmark import provenance
     from benchmark_methods.vanilla import Vanilla
 

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError
-from ..registry import ATTACKS
-from . import Attack, AttackParams, uniform_like
+from benchmark.attacks import Attack, AttackParams, uniform_like
+from benchmark.errors import ConfigError
+from benchmark.registry import ATTACKS
 
 
 def dlr_loss(logits: Tensor, y: Tensor) -> Tensor:

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
-from ..registry import ATTACKS
-from . import Attack, AttackParams, uniform_like
-from .apgd import APGDCE, APGDDLR, APGDTargeted
-from .square import Square
+from benchmark.attacks import Attack, AttackParams, uniform_like
+from benchmark.attacks.apgd import APGDCE, APGDDLR, APGDTargeted
+from benchmark.attacks.square import Square
+from benchmark.errors import ConfigError
+from benchmark.registry import ATTACKS
 
 
 @dataclass

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..registry import ATTACKS
-from . import Attack, normal_like, uniform_like
+from benchmark.attacks import Attack, normal_like, uniform_like
+from benchmark.registry import ATTACKS
 
 
 def input_gradient(model: torch.nn.Module, x: Tensor, y: Tensor) -> Tensor:

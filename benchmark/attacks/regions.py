@@ -12,9 +12,9 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor
 
-from ..data import Batch
-from ..errors import ConfigError
-from ..registry import REGIONS
+from benchmark.data.split import Batch
+from benchmark.errors import ConfigError
+from benchmark.registry import REGIONS
 
 
 @REGIONS.register("full")

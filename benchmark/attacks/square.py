@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
-from ..registry import ATTACKS
-from . import Attack, AttackParams
-from .regions import boxes
+from benchmark.attacks import Attack, AttackParams
+from benchmark.attacks.regions import boxes
+from benchmark.errors import ConfigError
+from benchmark.registry import ATTACKS
 
 
 def margin(logits: Tensor, y: Tensor) -> Tensor:

@@ -25,10 +25,10 @@ from captum.attr import (
 )
 from torch import nn
 
-from ..errors import ConfigError
-from ..registry import EXPLAINERS
-from . import Explainer
-from .hookable import hookable_copy
+from benchmark.attribution import Explainer
+from benchmark.attribution.hookable import hookable_copy
+from benchmark.errors import ConfigError
+from benchmark.registry import EXPLAINERS
 
 
 def cam_layer(model: nn.Module) -> nn.Module:

@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from ..registry import EXPLAINERS
-from . import Explainer
-from .scoring import average_ranks
+from benchmark.attribution import Explainer
+from benchmark.attribution.scoring import average_ranks
+from benchmark.errors import ConfigError
+from benchmark.registry import EXPLAINERS
 
 INITS = ("ones", "uniform", "start_grad")
 

@@ -16,15 +16,15 @@ from typing import Sequence
 
 from rich.console import Console
 
-from ..distributed import leave
-from ..errors import BenchmarkError
-from ..provenance import git_commit
-from ..runtime import tune_allocator
-from .base import OneLineParser
+from benchmark.cli.base import OneLineParser
+from benchmark.engine.distributed import leave
+from benchmark.errors import BenchmarkError
+from benchmark.provenance import git_commit
+from benchmark.runtime import tune_allocator
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..registry import COMMANDS
+    from benchmark.registry import COMMANDS
 
     parser = OneLineParser(prog="benchmark", description="Saliency-robustness benchmark: train, attack, explain, "
                            "report.")
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def command(argv: Sequence[str] | None = None) -> int:
     """Run one `benchmark` command; bad input is one line on stderr and status 2."""
-    from ..registry import COMMANDS
+    from benchmark.registry import COMMANDS
 
     args = build_parser().parse_args(argv)
     # Logs and pipes get wide tables instead of rich's 80-column fallback.

@@ -6,8 +6,16 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..registry import COMMANDS
-from .base import Command, add_common_options, check_out_folder, load_plugins, names, print_summary, report_failures
+from benchmark.cli.base import (
+    Command,
+    add_common_options,
+    check_out_folder,
+    load_plugins,
+    names,
+    print_summary,
+    report_failures,
+)
+from benchmark.registry import COMMANDS
 
 
 @COMMANDS.register("attack")
@@ -29,9 +37,9 @@ class Attack(Command):
         add_common_options(att)
 
     def run(self, args, console: Console) -> int:
-        from ..files import data_root_from
-        from ..progress import Reporter
-        from ..run import evaluate_checkpoint
+        from benchmark.engine.run import evaluate_checkpoint
+        from benchmark.files import data_root_from
+        from benchmark.progress import Reporter
 
         load_plugins(args.plugin)
         suites = names(args.suite or ["robustness"], "--suite")

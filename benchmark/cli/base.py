@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Sequence
 
 from rich.console import Console
 
-from ..errors import BenchmarkError
+from benchmark.errors import BenchmarkError
 
 DEFAULT_METHODS = ("vanilla", "weight_decay", "hsplid")
 DEFAULT_DATASET = "cmnist"
@@ -67,7 +67,7 @@ def add_plugin_option(p: argparse.ArgumentParser) -> None:
 
 
 def load_plugins(paths: Sequence[str | Path]) -> None:
-    from ..registry import load_plugin_file
+    from benchmark.registry import load_plugin_file
 
     for path in paths:
         load_plugin_file(path)
@@ -109,8 +109,8 @@ def check_out_folder(path: Path, option: str = "--out") -> None:
 
 def print_summary(console: Console, paths: Sequence[Path], **options: Any) -> None:
     """The summary tables of freshly written result files."""
-    from ..store import read_results
-    from ..summary import run_tables
+    from benchmark.results.store import read_results
+    from benchmark.results.summary import run_tables
 
     frame, _ = read_results(paths)
     for table in run_tables(frame, **options):

@@ -6,10 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..errors import BenchmarkError
-from ..registry import COMMANDS
-from ..values import parse_float
-from .base import (
+from benchmark.cli.base import (
     DEFAULT_DATASET,
     Command,
     add_common_options,
@@ -19,6 +16,9 @@ from .base import (
     print_summary,
     report_failures,
 )
+from benchmark.errors import BenchmarkError
+from benchmark.registry import COMMANDS
+from benchmark.values import parse_float
 
 
 @COMMANDS.register("evaluate")
@@ -46,9 +46,9 @@ class Evaluate(Command):
         add_common_options(ev)
 
     def run(self, args, console: Console) -> int:
-        from ..external import evaluate_spec
-        from ..files import data_root_from
-        from ..progress import Reporter
+        from benchmark.engine.external_evaluation import evaluate_spec
+        from benchmark.files import data_root_from
+        from benchmark.progress import Reporter
 
         load_plugins(args.plugin)
         suites = names(args.suite, "--suite") if args.suite else None

@@ -6,9 +6,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .. import registry
-from ..registry import COMMANDS
-from .base import Command, add_plugin_option, load_plugins
+from benchmark import registry
+from benchmark.cli.base import Command, add_plugin_option, load_plugins
+from benchmark.registry import COMMANDS
 
 KINDS = {
     "methods": "METHODS", "datasets": "DATASETS", "eval-sets": "EVAL_SETS", "encoders": "ENCODERS",

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..errors import BenchmarkError
-from ..registry import COMMANDS
-from .base import Command
+from benchmark.cli.base import Command
+from benchmark.errors import BenchmarkError
+from benchmark.registry import COMMANDS
 
 
 @COMMANDS.register("perf")
@@ -26,7 +26,7 @@ class Perf(Command):
         perf.add_argument("--json", type=Path, help="also write the results as JSON")
 
     def run(self, args, console: Console) -> int:
-        from ..perf import run_cases
+        from benchmark.perf_cases.harness import run_cases
 
         if args.repeats < 1 or args.warmup < 0:
             raise BenchmarkError("--repeats must be >= 1 and --warmup >= 0")

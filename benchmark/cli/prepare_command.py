@@ -6,9 +6,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..errors import BenchmarkError
-from ..registry import COMMANDS
-from .base import Command, add_plugin_option, load_plugins
+from benchmark.cli.base import Command, add_plugin_option, load_plugins
+from benchmark.errors import BenchmarkError
+from benchmark.registry import COMMANDS
 
 
 @COMMANDS.register("prepare")
@@ -30,9 +30,9 @@ class Prepare(Command):
         add_plugin_option(prep)
 
     def run(self, args, console: Console) -> int:
-        from ..config import resolve
-        from ..files import data_root_from
-        from ..registry import DATASETS
+        from benchmark.config import resolve
+        from benchmark.files import data_root_from
+        from benchmark.registry import DATASETS
 
         load_plugins(args.plugin)
         other = [o for o in args.overrides if not o.strip().startswith("dataset.")]

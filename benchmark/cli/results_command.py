@@ -6,9 +6,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..errors import BenchmarkError
-from ..registry import COMMANDS
-from .base import Command, add_plugin_option, load_plugins, print_problems
+from benchmark.cli.base import Command, add_plugin_option, load_plugins, print_problems
+from benchmark.errors import BenchmarkError
+from benchmark.registry import COMMANDS
 
 
 @COMMANDS.register("results")
@@ -28,8 +28,8 @@ class Results(Command):
         add_plugin_option(res)
 
     def run(self, args, console: Console) -> int:
-        from ..store import read_results
-        from ..summary import run_tables
+        from benchmark.results.store import read_results
+        from benchmark.results.summary import run_tables
 
         load_plugins(args.plugin)
         if not args.out.exists():
@@ -45,7 +45,7 @@ class Results(Command):
         for table in run_tables(frame, reference=args.reference):
             console.print(table)
         if args.relation:
-            from ..summary import relation_tables
+            from benchmark.results.summary import relation_tables
 
             for item in relation_tables(frame):
                 console.print(item)

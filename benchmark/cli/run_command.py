@@ -7,8 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..registry import COMMANDS
-from .base import (
+from benchmark.cli.base import (
     DEFAULT_DATASET,
     DEFAULT_METHODS,
     Command,
@@ -22,6 +21,7 @@ from .base import (
     report_failures,
     seeds,
 )
+from benchmark.registry import COMMANDS
 
 
 @COMMANDS.register("run")
@@ -44,10 +44,10 @@ class Run(Command):
         add_common_options(parser)
 
     def run(self, args, console: Console) -> int:
-        from ..config import resolve
-        from ..files import data_root_from
-        from ..progress import Reporter
-        from ..run import run
+        from benchmark.config import resolve
+        from benchmark.engine.run import run
+        from benchmark.files import data_root_from
+        from benchmark.progress import Reporter
 
         load_plugins(args.plugin)
         methods = names(args.method or [",".join(DEFAULT_METHODS)], "--method")

@@ -10,10 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import BenchmarkError
-from ..registry import COMMANDS
-from ..values import parse_float
-from .base import (
+from benchmark.cli.base import (
     DEFAULT_DATASET,
     DEFAULT_METHODS,
     Command,
@@ -26,6 +23,9 @@ from .base import (
     print_problems,
     seeds,
 )
+from benchmark.errors import BenchmarkError
+from benchmark.registry import COMMANDS
+from benchmark.values import parse_float
 
 
 @COMMANDS.register("sweep")
@@ -68,9 +68,9 @@ class Sweep(Command):
         add_common_options(sw)
 
     def run(self, args, console: Console) -> int:
-        from ..files import data_root_from
-        from ..sweep import SweepSpec, WorkerSettings, make_executor, sweep
-        from ..sweep.table import SweepProgress
+        from benchmark.files import data_root_from
+        from benchmark.sweep import SweepSpec, WorkerSettings, make_executor, sweep
+        from benchmark.sweep.table import SweepProgress
 
         plugins = tuple(str(Path(p).resolve()) for p in args.plugin)
         load_plugins(plugins)
@@ -127,9 +127,9 @@ def axes(items: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
 
 def print_sweep(console: Console, outcome, out_dir: Path) -> None:
     """Counts, the selected configuration of each group, then the summary of the final evaluations."""
-    from ..store import read_results
-    from ..summary import run_tables
-    from ..sweep.plan import point_label
+    from benchmark.results.store import read_results
+    from benchmark.results.summary import run_tables
+    from benchmark.sweep.plan import point_label
 
     counts = outcome.counts
     console.print(f"sweep: {counts.get('done', 0)} run, {counts.get('skipped', 0)} already done, "

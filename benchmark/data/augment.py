@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .data import Batch
+from benchmark.data.split import Batch
 
 
 def affine_matrices(angle_deg: Tensor, shear_deg: Tensor, translate_px: Tensor) -> Tensor:

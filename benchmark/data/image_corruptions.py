@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .registry import CORRUPTIONS
+from benchmark.registry import CORRUPTIONS
 
 BRIGHTNESS = (0.1, 0.2, 0.3, 0.4, 0.5)
 DEFOCUS = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))  # disk radius, anti-alias sigma

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .data import Batch, StoredBatch, TensorSplit
-from .errors import DataError
+from benchmark.data.split import Batch, StoredBatch, TensorSplit
+from benchmark.errors import DataError
 
 
 def read_rgb(path: Path, size: int, with_size: bool = False):

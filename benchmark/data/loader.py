@@ -17,8 +17,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .data import Batch, Split, StoredBatch, TensorSplit
-from .distributed import World
+from benchmark.data.split import Batch, Split, StoredBatch, TensorSplit
+from benchmark.engine.distributed import World
 
 
 def available_cores() -> int:

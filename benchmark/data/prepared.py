@@ -27,8 +27,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .data import TensorSplit
-from .errors import DataError
+from benchmark.data.split import TensorSplit
+from benchmark.errors import DataError
 
 CACHE = ".benchmark-cache"
 SOURCE = "source.json"

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator, Protocol
 import torch
 from torch import Tensor
 
-from .errors import DataError
+from benchmark.errors import DataError
 
 
 @dataclass
@@ -122,8 +122,8 @@ def iterate(
     device: torch.device | str = "cpu",
 ) -> Iterator[Batch]:
     """Batches of a split on `device`, in order or shuffled by `generator`, optionally over a subset,
-    decoded by `workers` processes for file-backed splits (benchmark/loader.py)."""
-    from .loader import load_batches
+    decoded by `workers` processes for file-backed splits (benchmark/data/loader.py)."""
+    from benchmark.data.loader import load_batches
 
     order = torch.arange(len(split)) if indices is None else indices
     if shuffle:

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from .errors import DataError
-from .files import write_atomically
+from benchmark.errors import DataError
+from benchmark.files import write_atomically
 
 FORMAT = 1
 

@@ -16,17 +16,17 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 import torch
 from rich.text import Text
 
-from .config import RunConfig
-from .data import Batch, EvalSet, Split, first_of_shuffle, iterate
-from .dataset import BenchmarkDataset
-from .distributed import World
-from .errors import ConfigError
-from .files import write_bytes
-from .loader import resolve_workers
-from .models import Classifier
-from .progress import Reporter
-from .registry import SUITES
-from .store import FAILED, Measurement
+from benchmark.config import RunConfig
+from benchmark.data.loader import resolve_workers
+from benchmark.data.split import Batch, EvalSet, Split, first_of_shuffle, iterate
+from benchmark.dataset import BenchmarkDataset
+from benchmark.engine.distributed import World
+from benchmark.errors import ConfigError
+from benchmark.files import write_bytes
+from benchmark.models import Classifier
+from benchmark.progress import Reporter
+from benchmark.registry import SUITES
+from benchmark.results.store import FAILED, Measurement
 
 
 @dataclass

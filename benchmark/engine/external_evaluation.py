@@ -15,14 +15,14 @@ from typing import Any, Mapping, Sequence
 
 from torch import nn
 
-from .config import RunConfig, resolve
-from .errors import ConfigError
-from .models import Classifier
-from .models.external import file_sha256, module_sha256, wrap
-from .progress import Reporter
-from .registry import DATASETS
-from .run import AsGiven, RunOutcome, execute
-from .values import merge_layers, parse_overrides
+from benchmark.config import RunConfig, resolve
+from benchmark.engine.run import AsGiven, RunOutcome, execute
+from benchmark.errors import ConfigError
+from benchmark.models import Classifier
+from benchmark.models.third_party import file_sha256, module_sha256, wrap
+from benchmark.progress import Reporter
+from benchmark.registry import DATASETS
+from benchmark.values import merge_layers, parse_overrides
 
 
 def evaluate_model(model: nn.Module, dataset: str, *, name: str, suites: Sequence[str] | None = None,

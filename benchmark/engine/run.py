@@ -11,24 +11,24 @@ from typing import Any, Mapping, Sequence
 import torch
 from rich.text import Text
 
-from . import provenance
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import RUN_PREFIX, RunConfig, from_dict, resolve
-from .dataset import BenchmarkDataset
-from .distributed import World
-from .errors import DataError
-from .evaluate import check_suites, evaluate
-from .kept import completed_run_id, finished_pieces, finished_suites
-from .layout import RunFiles
-from .method import Method
-from .models import Classifier
-from .progress import Reporter
-from .registry import SUITES
-from .results_writer import ResultsWriter, log_tracebacks, training_measurements, write_results
-from .start import StartPoint, find_start, load_start, start_run
-from .store import Measurement
-from .train import DIVERGENCE_RATIO, Checkpointing, TrainResult, train
-from .trained import build, checkpoint_config, load_trained, seeded, trained_by, trained_earlier
+from benchmark import provenance
+from benchmark.config import RUN_PREFIX, RunConfig, from_dict, resolve
+from benchmark.dataset import BenchmarkDataset
+from benchmark.engine.checkpoint import load_checkpoint, save_checkpoint
+from benchmark.engine.distributed import World
+from benchmark.engine.evaluate import check_suites, evaluate
+from benchmark.engine.start import StartPoint, find_start, load_start, start_run
+from benchmark.engine.train import DIVERGENCE_RATIO, Checkpointing, TrainResult, train
+from benchmark.engine.trained import build, checkpoint_config, load_trained, seeded, trained_by, trained_earlier
+from benchmark.errors import DataError
+from benchmark.method import Method
+from benchmark.models import Classifier
+from benchmark.progress import Reporter
+from benchmark.registry import SUITES
+from benchmark.results.kept import completed_run_id, finished_pieces, finished_suites
+from benchmark.results.layout import RunFiles
+from benchmark.results.store import Measurement
+from benchmark.results.write import ResultsWriter, log_tracebacks, training_measurements, write_results
 
 
 @dataclass

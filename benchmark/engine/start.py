@@ -17,9 +17,9 @@ from typing import Any, Mapping
 
 import torch
 
-from .checkpoint import load_checkpoint
-from .config import CARRIED_SECTIONS, RUN_PREFIX, RunConfig, start_config, training_key
-from .errors import DataError
+from benchmark.config import CARRIED_SECTIONS, RUN_PREFIX, RunConfig, start_config, training_key
+from benchmark.engine.checkpoint import load_checkpoint
+from benchmark.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import TrainConfig
-from .errors import DivergedError
-from .method import Method, StepOutput, TrainState
-from .models import Classifier
+from benchmark.config import TrainConfig
+from benchmark.errors import DivergedError
+from benchmark.method import Method, StepOutput, TrainState
+from benchmark.models import Classifier
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -12,17 +12,17 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import Position, load_resume, save_resume, to_device
-from .config import RunConfig
-from .data import first_of_shuffle, shuffled
-from .dataset import BenchmarkDataset
-from .distributed import World
-from .errors import DataError, DivergedError
-from .loader import load_batches, resolve_workers
-from .method import Method, TrainState
-from .models import Classifier
-from .progress import Reporter
-from .step import Stepper
+from benchmark.config import RunConfig
+from benchmark.data.loader import load_batches, resolve_workers
+from benchmark.data.split import first_of_shuffle, shuffled
+from benchmark.dataset import BenchmarkDataset
+from benchmark.engine.checkpoint import Position, load_resume, save_resume, to_device
+from benchmark.engine.distributed import World
+from benchmark.engine.step import Stepper
+from benchmark.errors import DataError, DivergedError
+from benchmark.method import Method, TrainState
+from benchmark.models import Classifier
+from benchmark.progress import Reporter
 
 DIVERGENCE_RATIO = 10.0  # a final loss this many times the first one flags the run `diverged`
 

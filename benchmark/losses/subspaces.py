@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .models import Classifier, Encoder
+from benchmark.models import Classifier, Encoder
 
 
 def scatter(z: Tensor, y: Tensor, centres: Tensor, global_centre: Tensor) -> tuple[Tensor, Tensor]:

@@ -13,8 +13,8 @@ from typing import ClassVar, Literal, Sequence
 
 from torch import Tensor
 
-from ..attribution.scoring import Ranked, rank_rows
-from ..registry import METRICS
+from benchmark.attribution.scoring import Ranked, rank_rows
+from benchmark.registry import METRICS
 
 Samples = Literal["proportion", "mean", "none"]
 

@@ -3,9 +3,9 @@ pure function in benchmark/attribution/scoring.py."""
 
 from __future__ import annotations
 
-from ..attribution import scoring
-from ..registry import METRICS
-from . import AgreementMetric
+from benchmark.attribution import scoring
+from benchmark.metrics import AgreementMetric
+from benchmark.registry import METRICS
 
 
 @METRICS.register("pointing_game")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..registry import METRICS
-from . import Metric
+from benchmark.metrics import Metric
+from benchmark.registry import METRICS
 
 
 @METRICS.register("accuracy")

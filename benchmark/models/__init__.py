@@ -17,9 +17,9 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..data import DataInfo
-from ..errors import ConfigError, DataError
-from ..registry import ENCODERS
+from benchmark.data.split import DataInfo
+from benchmark.errors import ConfigError, DataError
+from benchmark.registry import ENCODERS
 
 
 @dataclass

@@ -6,9 +6,9 @@ from collections import OrderedDict
 
 from torch import nn
 
-from ..data import DataInfo
-from ..registry import ENCODERS
-from . import Encoder
+from benchmark.data.split import DataInfo
+from benchmark.models import Encoder
+from benchmark.registry import ENCODERS
 
 
 class LeNet3(Encoder):

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import DataInfo
-from ..errors import DataError
-from ..registry import ENCODERS
-from . import Encoder
+from benchmark.data.split import DataInfo
+from benchmark.errors import DataError
+from benchmark.models import Encoder
+from benchmark.registry import ENCODERS
 
 
 class ResNetEncoder(Encoder):

@@ -24,10 +24,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import DataInfo
-from ..errors import ConfigError, DataError
-from ..registry import ENCODERS
-from . import Encoder
+from benchmark.data.split import DataInfo
+from benchmark.errors import ConfigError, DataError
+from benchmark.models import Encoder
+from benchmark.registry import ENCODERS
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

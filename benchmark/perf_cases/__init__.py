@@ -7,10 +7,10 @@ from typing import Callable
 
 import torch
 
-from ..config import TrainConfig
-from ..data import Batch, DataInfo
-from ..method import Method, TrainState
-from ..models import Classifier, create_encoder
+from benchmark.config import TrainConfig
+from benchmark.data.split import Batch, DataInfo
+from benchmark.method import Method, TrainState
+from benchmark.models import Classifier, create_encoder
 
 CMNIST_INFO = DataInfo(10, tuple("0123456789"), (1, 64, 64), (0.05,), (0.2009,))
 
@@ -25,7 +25,7 @@ def cmnist_batch(device: torch.device, size: int = 256) -> Batch:
 
 def engine_step(method: Method, model: Classifier, optimizer, batch: Batch, state: TrainState,
                 clip: float | None = 1000.0) -> None:
-    """One training step exactly as benchmark.train runs it."""
+    """One training step exactly as benchmark.engine.train runs it."""
     out = method.training_step(model, batch, state)
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()

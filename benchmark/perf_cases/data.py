@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..perf import PerfCase
-from ..registry import PERF_CASES
+from benchmark.perf_cases.harness import PerfCase
+from benchmark.registry import PERF_CASES
 
 
 def write_isic_like(root, count: int, width: int = 1024, height: int = 768) -> None:
@@ -61,7 +61,7 @@ def prepared_cache(device: torch.device) -> PerfCase:
     import tempfile
     from pathlib import Path
 
-    from ..registry import DATASETS
+    from benchmark.registry import DATASETS
 
     root = Path(tempfile.mkdtemp(prefix="benchmark-perf-"))
     atexit.register(shutil.rmtree, root, True)
@@ -89,9 +89,9 @@ def data_pipeline(device: torch.device) -> PerfCase:
     import tempfile
     from pathlib import Path
 
-    from ..augment import flipped
-    from ..images import FileSplit
-    from ..loader import available_cores, load_batches
+    from benchmark.data.augment import flipped
+    from benchmark.data.images import FileSplit
+    from benchmark.data.loader import available_cores, load_batches
 
     root = Path(tempfile.mkdtemp(prefix="benchmark-perf-"))
     atexit.register(shutil.rmtree, root, True)

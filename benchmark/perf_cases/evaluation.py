@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import BenchmarkError
-from ..models import Classifier, create_encoder
-from ..perf import PerfCase
-from ..registry import PERF_CASES
-from . import CMNIST_INFO, cmnist_batch
+from benchmark.errors import BenchmarkError
+from benchmark.models import Classifier, create_encoder
+from benchmark.perf_cases import CMNIST_INFO, cmnist_batch
+from benchmark.perf_cases.harness import PerfCase
+from benchmark.registry import PERF_CASES
 
 
 @PERF_CASES.register("pgd_masked")
@@ -16,7 +16,7 @@ def pgd_masked(device: torch.device) -> PerfCase:
     """Masked L-inf PGD on the right half against torchattacks' plain PGD: same model, batch 256, 10 steps."""
     import torchattacks
 
-    from ..attacks.pgd import MaskedPGD
+    from benchmark.attacks.pgd import MaskedPGD
 
     batch = cmnist_batch(device)
     model = Classifier(create_encoder("lenet3", CMNIST_INFO), CMNIST_INFO.mean, CMNIST_INFO.std).to(device).eval()
@@ -32,8 +32,8 @@ def pgd_masked(device: torch.device) -> PerfCase:
 def external_pgd(device: torch.device) -> PerfCase:
     """Masked PGD on a model wrapped as a model trained elsewhere (`benchmark evaluate`) against the
     same weights as a project model: what the wrapper costs."""
-    from ..attacks.pgd import MaskedPGD
-    from ..models.external import wrap
+    from benchmark.attacks.pgd import MaskedPGD
+    from benchmark.models.third_party import wrap
 
     batch = cmnist_batch(device)
     model = Classifier(create_encoder("lenet3", CMNIST_INFO), CMNIST_INFO.mean, CMNIST_INFO.std).eval()
@@ -55,7 +55,7 @@ def agreement_metrics(device: torch.device) -> PerfCase:
 
     import numpy as np
 
-    from ..metrics import agreement_scores
+    from benchmark.metrics import agreement_scores
 
     try:
         import quantus

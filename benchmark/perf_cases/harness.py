@@ -22,8 +22,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from .provenance import device_name, git_commit, now, resolve_device
-from .registry import PERF_CASES
+from benchmark.provenance import device_name, git_commit, now, resolve_device
+from benchmark.registry import PERF_CASES
 
 
 @dataclass

@@ -7,12 +7,12 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..config import TrainConfig
-from ..method import Method, TrainState
-from ..models import Classifier, create_encoder
-from ..perf import PerfCase, gpu_case
-from ..registry import PERF_CASES
-from . import CMNIST_INFO, BatchSplit, cmnist_batch, engine_step, method_stepper
+from benchmark.config import TrainConfig
+from benchmark.method import Method, TrainState
+from benchmark.models import Classifier, create_encoder
+from benchmark.perf_cases import CMNIST_INFO, BatchSplit, cmnist_batch, engine_step, method_stepper
+from benchmark.perf_cases.harness import PerfCase, gpu_case
+from benchmark.registry import PERF_CASES
 
 
 @PERF_CASES.register("train_step_vanilla")
@@ -60,9 +60,8 @@ def resume_checkpoint(device: torch.device) -> PerfCase:
     import tempfile
     from pathlib import Path
 
+    from benchmark.engine.checkpoint import Position, save_resume
     from benchmark_methods.hsplid import HSplid, HSplidParams
-
-    from ..checkpoint import Position, save_resume
 
     batch = cmnist_batch(device)
     method = HSplid(HSplidParams(), CMNIST_INFO)
@@ -99,12 +98,12 @@ def resnet50_training(device: torch.device) -> PerfCase:
     import tempfile
     from pathlib import Path
 
-    from ..augment import flipped
-    from ..data import DataInfo
-    from ..images import FileSplit
-    from ..loader import load_batches, resolve_workers
-    from ..step import Stepper
-    from .data import photo_like_jpegs
+    from benchmark.data.augment import flipped
+    from benchmark.data.images import FileSplit
+    from benchmark.data.loader import load_batches, resolve_workers
+    from benchmark.data.split import DataInfo
+    from benchmark.engine.step import Stepper
+    from benchmark.perf_cases.data import photo_like_jpegs
 
     batch_size, batches, files = (256, 8, 512) if device.type == "cuda" else (4, 2, 8)
     root = Path(tempfile.mkdtemp(prefix="benchmark-perf-"))

@@ -4,7 +4,7 @@ One accounting for every reader: within a run, attack seeds are averaged (per sa
 run has per-sample records); across training seeds a cell is the mean with an interval over seeds
 and the test samples they share; with one seed the interval is over samples (Wilson for a
 proportion, a bootstrap of the per-sample values otherwise). A comparison is the paired difference to a
-reference configuration on the same samples and seeds (benchmark/stats.py).
+reference configuration on the same samples and seeds (benchmark/stats/intervals.py).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from .columns import Column, column_of
-from .records import Records, records_by_row
-from .stats import (
+from benchmark.results.columns import Column, column_of
+from benchmark.results.records import Records, records_by_row
+from benchmark.stats.intervals import (
     PairedDifference,
     bootstrap_interval,
     paired_bootstrap,
@@ -127,7 +127,7 @@ def run_column(rows: list[dict], load: Callable[[str], dict[int, Records]]) -> R
 
 def cell_of(runs: list[RunColumn], column: Column) -> Cell:
     """Mean over seeds with an interval that carries both sources of error: over seeds and the
-    test samples they share (the crossed bootstrap of benchmark/stats.py, widened to the seeds'
+    test samples they share (the crossed bootstrap of benchmark/stats/intervals.py, widened to the seeds'
     t-interval) when the runs have records; without records the t-interval over seeds widened
     to the sample error of one seed's number. One seed: the interval over its samples. Bounds
     are never clipped: a t-interval may reach past [0, 1]."""

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .metrics import Metric, metric_of
+from benchmark.metrics import Metric, metric_of
 
 KINDS = ("clean", "robust", "corruption", "derived", "attribution", "faithfulness", "baseline", "diagnostic")
 

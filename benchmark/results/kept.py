@@ -11,8 +11,8 @@ from typing import Mapping, Sequence
 import pandas as pd
 import pyarrow.parquet as pq
 
-from .records import records_by_row, records_path
-from .store import FAILED, Measurement, measurements_of
+from benchmark.results.records import records_by_row, records_path
+from benchmark.results.store import FAILED, Measurement, measurements_of
 
 
 def remove_run(path: Path) -> None:

@@ -38,8 +38,8 @@ def flat_settings(config_json: str) -> dict[str, str]:
 def default_settings(dataset: str, profile: str, method: str) -> dict[str, str]:
     """The flat settings `benchmark run` would use for this method, or nothing when it cannot be
     resolved here (a plugin not installed, an external model)."""
-    from .config import resolve
-    from .errors import BenchmarkError
+    from benchmark.config import resolve
+    from benchmark.errors import BenchmarkError
 
     try:
         return flat_settings(resolve(method, dataset, profile=profile).to_json())

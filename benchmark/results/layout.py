@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .files import exclusive, remove_temporaries
-from .progress import Reporter
+from benchmark.files import exclusive, remove_temporaries
+from benchmark.progress import Reporter
 
 
 def run_file_name(method: str, dataset: str, profile: str, seed: int, run_key: str) -> str:

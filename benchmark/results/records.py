@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from .files import write_atomically
+from benchmark.files import write_atomically
 
 RECORDS_SCHEMA = pa.schema([("row", pa.int32()), ("sample", pa.int64()), ("value", pa.float32())])
 FOLDER = "samples"

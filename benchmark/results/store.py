@@ -17,9 +17,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .files import write_atomically
-from .records import Records, write_records
-from .stats import bootstrap_interval, wilson_interval
+from benchmark.files import write_atomically
+from benchmark.results.records import Records, write_records
+from benchmark.stats.intervals import bootstrap_interval, wilson_interval
 
 SCHEMA_VERSION = 2
 FAILED = "failed"  # metric of the row that records a failed suite; extra.error holds the reason
@@ -112,7 +112,7 @@ def columns_of(version: int) -> tuple[str, ...]:
 def interval(m: Measurement) -> tuple[float, float]:
     """The 95 % interval of a row over its samples, as its metric declares: Wilson for a
     proportion, a percentile bootstrap of its records for a mean, none otherwise."""
-    from .metrics import metric_of
+    from benchmark.metrics import metric_of
 
     kind = metric_of(m.metric).samples
     if kind == "proportion" and m.n and not math.isnan(m.value):

@@ -1,5 +1,5 @@
 """Summary tables of the results store, one per (dataset, profile): every number with its 95 %
-interval, then each configuration's paired difference to a reference method (benchmark/aggregate.py)."""
+interval, then each configuration's paired difference to a reference method (benchmark/results/aggregate.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pandas as pd
 from rich.table import Table
 from rich.text import Text
 
-from .aggregate import Cell, paired, tabulate
-from .columns import Column
-from .labels import configuration_labels, reference_group
-from .stats import ALPHA, PairedDifference, holm_adjusted
-from .store import reported_rows
+from benchmark.results.aggregate import Cell, paired, tabulate
+from benchmark.results.columns import Column
+from benchmark.results.labels import configuration_labels, reference_group
+from benchmark.results.store import reported_rows
+from benchmark.stats.intervals import ALPHA, PairedDifference, holm_adjusted
 
 SHOWN = ("clean", "robust", "corruption", "derived")
 SHOWN_ATTRIBUTION = ("relevance_mass_accuracy", "object_area_fraction")
@@ -100,9 +100,9 @@ def run_tables(frame: pd.DataFrame, reference: str = "vanilla") -> list[Table]:
 
 def relation_tables(frame: pd.DataFrame) -> list[Table | Text]:
     """Per dataset and profile: does attribution agreement predict background robustness across
-    the models (benchmark/relation.py)? The verdict, the explainers ranked, the within-model halves."""
-    from .registry import DATASETS
-    from .relation import relation_of
+    the models (benchmark/stats/relation.py)? The verdict, the explainers ranked, the within-model halves."""
+    from benchmark.registry import DATASETS
+    from benchmark.stats.relation import relation_of
 
     frame = reported_rows(frame)
     out: list[Table | Text] = []

@@ -11,13 +11,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from . import provenance
-from .config import RunConfig
-from .evaluate import NOT_RUN, Evaluation, failure_row
-from .kept import piece_rows, remove_run
-from .layout import RunFiles
-from .store import Measurement, write_run
-from .train import TrainResult
+from benchmark import provenance
+from benchmark.config import RunConfig
+from benchmark.engine.evaluate import NOT_RUN, Evaluation, failure_row
+from benchmark.engine.train import TrainResult
+from benchmark.results.kept import piece_rows, remove_run
+from benchmark.results.layout import RunFiles
+from benchmark.results.store import Measurement, write_run
 
 
 @dataclass

@@ -18,7 +18,7 @@ import math
 import numpy as np
 from scipy.stats import rankdata
 
-from .stats import BOOTSTRAP_DRAWS, LEVEL
+from benchmark.stats.intervals import BOOTSTRAP_DRAWS, LEVEL
 
 EXACT_BELOW = 8  # models: below this, every permutation (7! = 5,040) is enumerated
 PERMUTATIONS = 9999  # sampled permutations from EXACT_BELOW models on

@@ -136,7 +136,8 @@ def bootstrap_p(stats: np.ndarray) -> float:
     exactly when 0 lies outside the 95 % percentile interval."""
     if len(stats) == 0:
         return math.nan
-    return float(min(1.0, 2 * min(np.mean(stats <= 0), np.mean(stats >= 0))))
+    below, above = float(np.mean(stats <= 0)), float(np.mean(stats >= 0))
+    return min(1.0, 2 * min(below, above))
 
 
 def bootstrap_interval(values: np.ndarray, seed: int = 0, draws: int = BOOTSTRAP_DRAWS,

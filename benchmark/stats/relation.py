@@ -22,10 +22,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .aggregate import Cell, RunColumn, Table, cell_of
-from .columns import Column
-from .correlation import EXACT_BELOW, ModelBootstrap, split_half_difference
-from .stats import ALPHA, holm
+from benchmark.results.aggregate import Cell, RunColumn, Table, cell_of
+from benchmark.results.columns import Column
+from benchmark.stats.correlation import EXACT_BELOW, ModelBootstrap, split_half_difference
+from benchmark.stats.intervals import ALPHA, holm
 
 AGREEMENT = ("relevance_mass_accuracy", "pixel_auroc", "pointing_game")
 MIN_CONFIGURATIONS = 5  # a rank correlation of fewer points says next to nothing

@@ -7,10 +7,10 @@ from functools import partial
 
 import torch
 
-from ..evaluate import EvalContext, Piece, Suite
-from ..records import Records
-from ..registry import SUITES
-from ..store import Measurement
+from benchmark.engine.evaluate import EvalContext, Piece, Suite
+from benchmark.registry import SUITES
+from benchmark.results.records import Records
+from benchmark.results.store import Measurement
 
 
 @torch.no_grad()

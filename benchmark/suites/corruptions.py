@@ -8,13 +8,13 @@ from functools import partial
 
 import torch
 
-from ..attacks.regions import check_region, make_region
-from ..corruptions import corrupt
-from ..errors import ConfigError
-from ..evaluate import EvalContext, Piece, Suite, check_split
-from ..records import Records
-from ..registry import CORRUPTIONS, SUITES
-from ..store import Measurement
+from benchmark.attacks.regions import check_region, make_region
+from benchmark.data.image_corruptions import corrupt
+from benchmark.engine.evaluate import EvalContext, Piece, Suite, check_split
+from benchmark.errors import ConfigError
+from benchmark.registry import CORRUPTIONS, SUITES
+from benchmark.results.records import Records
+from benchmark.results.store import Measurement
 
 
 @dataclass

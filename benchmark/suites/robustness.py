@@ -19,13 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..attacks import settings_of
-from ..attacks.regions import check_region, make_region
-from ..errors import ConfigError
-from ..evaluate import EvalContext, Piece, Suite, check_split
-from ..records import Records
-from ..registry import ATTACKS, SUITES
-from ..store import WORST_CASE, Measurement
+from benchmark.attacks import settings_of
+from benchmark.attacks.regions import check_region, make_region
+from benchmark.engine.evaluate import EvalContext, Piece, Suite, check_split
+from benchmark.errors import ConfigError
+from benchmark.registry import ATTACKS, SUITES
+from benchmark.results.records import Records
+from benchmark.results.store import WORST_CASE, Measurement
 
 BASELINE_METRIC = "baseline_accuracy"  # a random baseline attack's rows (never ranked)
 SANITY_BASELINE = "noise"  # the random attack every gradient attack must beat (its class sets `baseline`)

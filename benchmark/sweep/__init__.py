@@ -18,12 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..kept import completed_run_id
-from .executors import Executor, make_executor
-from .plan import Group, Job, SweepSpec, final_jobs, plain_config, plan
-from .select import Selection, select, write_selection
-from .table import SweepProgress
-from .worker import WorkerSettings
+from benchmark.results.kept import completed_run_id
+from benchmark.sweep.executors import Executor, make_executor
+from benchmark.sweep.plan import Group, Job, SweepSpec, final_jobs, plain_config, plan
+from benchmark.sweep.select import Selection, select, write_selection
+from benchmark.sweep.table import SweepProgress
+from benchmark.sweep.worker import WorkerSettings
 
 __all__ = ["SweepSpec", "WorkerSettings", "SweepOutcome", "make_executor", "sweep"]
 

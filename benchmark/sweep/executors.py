@@ -24,9 +24,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from typing import Any
 
-from ..errors import BenchmarkError
-from .plan import Job
-from .worker import Notifier, Update, WorkerSettings, execute
+from benchmark.errors import BenchmarkError
+from benchmark.sweep.plan import Job
+from benchmark.sweep.worker import Notifier, Update, WorkerSettings, execute
 
 
 class Executor(ABC):
@@ -161,7 +161,7 @@ def make_executor(name: str, settings: WorkerSettings, *, workers: int | None = 
                   cpus: float = 1, gpus: float = 0, retries: int = 1) -> Executor:
     """The executor a sweep asked for; `workers` None sizes the local pool to the machine."""
     if name == "ray":
-        from .ray_executor import RayExecutor
+        from benchmark.sweep.ray_executor import RayExecutor
 
         return RayExecutor(settings, address=address, cpus=cpus, gpus=gpus, local_cpus=workers and int(workers * cpus),
                            retries=retries)

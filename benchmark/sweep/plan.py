@@ -11,12 +11,12 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
-from ..config import RUN_PREFIX, RunConfig, merge_layers, parse_overrides, resolve, start_layers
-from ..errors import ConfigError
-from ..layout import RunFiles
-from ..registry import DATASETS, METHODS
-from ..start import carried
-from ..trained import checkpoint_config
+from benchmark.config import RUN_PREFIX, RunConfig, merge_layers, parse_overrides, resolve, start_layers
+from benchmark.engine.start import carried
+from benchmark.engine.trained import checkpoint_config
+from benchmark.errors import ConfigError
+from benchmark.registry import DATASETS, METHODS
+from benchmark.results.layout import RunFiles
 
 TRAINED_SECTIONS = ("run", "train", "method", "dataset")  # what a final evaluation keeps from its candidate
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import BenchmarkError
-from .executors import Executor
-from .plan import Job
-from .worker import Notifier, Update, WorkerSettings, execute
+from benchmark.errors import BenchmarkError
+from benchmark.sweep.executors import Executor
+from benchmark.sweep.plan import Job
+from benchmark.sweep.worker import Notifier, Update, WorkerSettings, execute
 
 
 class RayInbox:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import provenance
-from ..kept import completed_run_id
-from ..store import Measurement, read_results, write_run
-from .plan import Group, point_label
+from benchmark import provenance
+from benchmark.results.kept import completed_run_id
+from benchmark.results.store import Measurement, read_results, write_run
+from benchmark.sweep.plan import Group, point_label
 
 RULE = "highest mean robust val accuracy under full-image L-inf PGD over training seeds; ties: clean val accuracy"
 

@@ -14,8 +14,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .plan import Job
-from .worker import Update
+from benchmark.sweep.plan import Job
+from benchmark.sweep.worker import Update
 
 STYLES = {"queued": "dim", "running": "cyan", "done": "green", "skipped": "blue", "failed": "bold red"}
 SHOWN_FINISHED = 12  # finished rows kept on screen (failed ones always are)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from ..errors import BenchmarkError
-from .plan import Job
+from benchmark.errors import BenchmarkError
+from benchmark.sweep.plan import Job
 
 Status = Literal["running", "done", "skipped", "failed"]
 
@@ -63,9 +63,9 @@ def execute(job: Job, settings: WorkerSettings, notify: Callable[[str], None]) -
         return execute_ranked(job, settings, notify)
     import torch
 
-    from ..progress import Reporter
-    from ..registry import load_plugin_file
-    from ..run import evaluate_checkpoint, run
+    from benchmark.engine.run import evaluate_checkpoint, run
+    from benchmark.progress import Reporter
+    from benchmark.registry import load_plugin_file
 
     started = time.perf_counter()
     notify("started")
