@@ -15,7 +15,8 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import Tensor
 
-from benchmark.data.split import Batch, DataInfo, EvalSet, Split, TensorSplit, iterate
+from benchmark.data.loader import iterate
+from benchmark.data.split import Batch, DataInfo, EvalSet, Split, TensorSplit
 from benchmark.errors import DataError
 
 RegionFn = Callable[[Batch], Tensor]

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from benchmark.config import TrainConfig
 from benchmark.data.split import Batch, DataInfo, Split
-from benchmark.engine.distributed import World
+from benchmark.distributed import World
 from benchmark.errors import ConfigError
 from benchmark.models import Classifier, Encoder
 
@@ -62,7 +62,7 @@ class StepOutput:
     losses: dict[str, Tensor]
     logits: Tensor  # of this rank's samples
     # "local": each loss is a mean over this rank's samples; "global": computed on the batch of
-    # every rank gathered (benchmark/engine/distributed.py), the same on each rank.
+    # every rank gathered (benchmark/distributed.py), the same on each rank.
     scope: str = "local"
 
     @property

@@ -23,9 +23,9 @@ from benchmark.results.aggregate import Cell, RunColumn, Table, cell_of, paired,
 from benchmark.results.columns import Column
 from benchmark.results.labels import configuration_labels, reference_group
 from benchmark.results.layout import RunFiles
+from benchmark.results.relation import Relation, relation_of
 from benchmark.results.store import FAILED, WORST_CASE, reported_rows
 from benchmark.stats.intervals import PairedDifference, holm_adjusted
-from benchmark.stats.relation import Relation, relation_of
 from benchmark_leaderboard.notes import RANK, caution, rule, schedule_changes, support
 
 MAIN_KINDS = ("clean", "robust", "corruption", "derived")
@@ -176,11 +176,17 @@ def build_boards(frame: pd.DataFrame, reference: str = "vanilla") -> list[Board]
         shown_reference = names[ref_group] if ref_group else reference
         board = Board(dataset, profile, shown_reference, columns, entries, rule(rank_column, reference, family),
                       support(table, rank_runs),
-                      caution(profile, entries, rank_column.key, schedule_changes(rows, profile)),
+                      caution(profile, separated(entries, rank_column.key), len(entries),
+                              schedule_changes(rows, profile)),
                       curves(table, groups, names), *attribution_tables(table, groups, names))
         board.relation = relation_of(table, rank_column, label=lambda g: names[g])
         boards.append(board)
     return boards
+
+
+def separated(entries: list[Entry], key: str) -> bool:
+    """Whether some entry differs significantly from the reference on the ranking number."""
+    return any(e.comparisons.get(key) is not None and e.comparisons[key].significant for e in entries)
 
 
 def adjust_comparisons(entries: list[Entry]) -> int:

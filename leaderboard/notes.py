@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import pandas as pd
 
@@ -13,9 +13,6 @@ from benchmark.config import resolve
 from benchmark.errors import BenchmarkError
 from benchmark.results.aggregate import RunColumn, Table
 from benchmark.results.columns import Column
-
-if TYPE_CHECKING:
-    from benchmark_leaderboard.boards import Entry
 
 RANK = "ranked by"  # the prefix of the ranking column's label
 
@@ -64,10 +61,9 @@ def schedule_changes(rows: pd.DataFrame, profile: str) -> list[str]:
     return list(changes)
 
 
-def caution(profile: str, entries: list[Entry], key: str, changes: Sequence[str] = ()) -> str:
+def caution(profile: str, separated: bool, entries: int, changes: Sequence[str] = ()) -> str:
     """What the board can support: the quick profile is a smoke test unless its intervals separate
     or its runs changed the training schedule (then the board says which settings it reflects)."""
-    separated = any(e.comparisons.get(key) is not None and e.comparisons[key].significant for e in entries)
     if profile == "quick" and changes:
         return (f"Runs of the quick profile with its training changed ({', '.join(changes)}): the numbers hold for "
                 "that schedule; read the intervals" + ("." if separated else
@@ -77,4 +73,4 @@ def caution(profile: str, entries: list[Entry], key: str, changes: Sequence[str]
                 "comparison" + (": here some differences to the reference are significant on the ranking number, "
                                 "but they hold for this short schedule only." if separated else
                                 "; no difference on the ranking number is significant."))
-    return "" if separated or len(entries) < 2 else "No difference on the ranking number is significant."
+    return "" if separated or entries < 2 else "No difference on the ranking number is significant."

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from benchmark.config import resolve
+from benchmark.engine.saving import write_results
 from benchmark.perf_cases.harness import PerfCase
 from benchmark.results.records import Records
 from benchmark.results.store import Measurement, read_results
-from benchmark.results.write import write_results
 
 METHODS = ("vanilla", "weight_decay", "hsplid")
 EXPLAINERS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "guided_backprop", "grad_cam",
@@ -116,8 +116,8 @@ def relation(device: torch.device) -> PerfCase:
     """The relation section of a board (correlations over models with bootstrap intervals, partial
     correlations, the within-model halves) for 30 configurations x 3 seeds of C-MNIST quick rows."""
     from benchmark.results.aggregate import tabulate
+    from benchmark.results.relation import relation_of
     from benchmark.results.store import reported_rows
-    from benchmark.stats.relation import relation_of
 
     folder = Path(tempfile.mkdtemp(prefix="benchmark-perf-relation-"))
     atexit.register(shutil.rmtree, folder, True)

@@ -1,4 +1,4 @@
-"""The relation section of each board (benchmark/stats/relation.py): an inline SVG scatter, HTML through
+"""The relation section of each board (benchmark/results/relation.py): an inline SVG scatter, HTML through
 the templates, a Markdown section and CSV rows with the same numbers."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import math
 
 from markupsafe import Markup
 
+from benchmark.results.relation import Relation
 from benchmark.results.summary import INTERVAL_NOTE, rho_text
-from benchmark.stats.relation import Relation
 from benchmark_leaderboard.boards import Board
+from benchmark_leaderboard.shared import PALETTE, environment, spreadsheet_safe
 
 FIELDS = ["dataset", "profile", "explainer", "agreement", "robustness", "rho", "rho_low", "rho_high", "p", "p_holm",
           "partial_rho", "partial_low", "partial_high", "partial_p", "partial_p_holm", "models"]
@@ -20,8 +21,6 @@ FIELDS = ["dataset", "profile", "explainer", "agreement", "robustness", "rho", "
 def scatter(relation: Relation, w: int = 380, h: int = 240) -> Markup:
     """Agreement (x) against background robust accuracy (y), one point per configuration, 95 %
     intervals over seeds as bars; drawn without JavaScript."""
-    from benchmark_leaderboard.render import PALETTE, environment
-
     points = relation.points
     values = [v for p in points for c in (p.x, p.y) for v in (c.mean, c.low, c.high) if math.isfinite(v)]
     lo, hi = max(0.0, min(values, default=0.0) - 0.05), min(1.0, max(values, default=1.0) + 0.05)
@@ -68,8 +67,6 @@ def markdown(board: Board, cell) -> list[str]:
 
 def render_relation_csv(boards: list[Board]) -> str:
     """Every correlation of every board as CSV rows."""
-    from benchmark_leaderboard.render import spreadsheet_safe
-
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()

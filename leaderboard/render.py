@@ -4,7 +4,6 @@ Markdown's inline HTML and against spreadsheet formulas)."""
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import math
@@ -12,7 +11,6 @@ from html import escape
 from pathlib import Path
 from typing import Sequence
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from benchmark.results.aggregate import Cell
@@ -22,16 +20,7 @@ from benchmark.stats.intervals import PairedDifference
 from benchmark_leaderboard.boards import Board
 from benchmark_leaderboard.relation_section import markdown as relation_markdown
 from benchmark_leaderboard.relation_section import scatter
-
-TEMPLATES = Path(__file__).with_name("templates")
-PALETTE = ("#1b6ac9", "#d1495b", "#2e933c", "#edae49", "#6c4ab6", "#00798c", "#8d6a52", "#444444")
-
-
-def environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
-                      trim_blocks=True, lstrip_blocks=True)
-    env.filters["b64"] = lambda data: base64.b64encode(data).decode("ascii")
-    return env
+from benchmark_leaderboard.shared import PALETTE, TEMPLATES, environment, spreadsheet_safe
 
 
 def value(cell: Cell | None, column: Column | None) -> str:
@@ -127,14 +116,6 @@ def render_csv(boards: list[Board]) -> str:
     writer.writeheader()
     writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in records(boards))
     return buffer.getvalue()
-
-
-def spreadsheet_safe(value: object) -> object:
-    """A text cell that a spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets a
-    leading apostrophe (OWASP's advice against CSV injection); numbers stay numbers."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 def render_markdown(boards: list[Board]) -> str:

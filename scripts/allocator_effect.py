@@ -1,4 +1,4 @@
-"""Measure the effect of benchmark.runtime.tune_allocator on a LeNet-3 training step.
+"""Measure the effect of benchmark.cli.runtime.tune_allocator on a LeNet-3 training step.
 
 Runs child processes alternately with and without the tuning (the setting is process-wide, so
 it cannot be toggled inside one process) and prints the median milliseconds per sample and the
@@ -12,7 +12,7 @@ import sys
 
 CHILD = r"""
 import json, resource, sys, time, torch
-from benchmark.runtime import tune_allocator
+from benchmark.cli.runtime import tune_allocator
 if sys.argv[1] == "tuned":
     tune_allocator()
 from benchmark.perf_cases import CMNIST_INFO, cmnist_batch, method_stepper

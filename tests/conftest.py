@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.runtime import tune_allocator
+from benchmark.cli.runtime import tune_allocator
 
 tune_allocator()
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ def cmnist():
 @pytest.fixture(scope="session")
 def trained_lenet(cmnist):
     """LeNet-3 after one pass over 1,600 C-MNIST pairs (about 85% clean accuracy), in eval mode."""
-    from benchmark.data.split import iterate
+    from benchmark.data.loader import iterate
     from benchmark.models import Classifier, create_encoder
 
     with torch.random.fork_rng():
@@ -48,7 +48,7 @@ def trained_lenet(cmnist):
 
 @pytest.fixture(scope="session")
 def test_batch(cmnist):
-    from benchmark.data.split import iterate
+    from benchmark.data.loader import iterate
 
     return next(iterate(cmnist.split("test"), 128))
 

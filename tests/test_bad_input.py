@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import benchmark.files
+from benchmark.checkpoint import load_checkpoint
 from benchmark.config import resolve
 from benchmark.data.prepared import safe_extract
-from benchmark.engine.checkpoint import load_checkpoint
 from benchmark.engine.run import evaluate_checkpoint, run
 from benchmark.errors import BenchmarkError
 from benchmark.results.store import read_results
@@ -248,7 +248,7 @@ def test_a_finished_checkpoint_with_non_finite_weights_is_trained_again_not_reus
 # -- faults of the file system ------------------------------------------------------------------
 def test_a_full_disk_is_one_line_and_keeps_the_last_resume_checkpoint(tmp_path, monkeypatch):
     """The final checkpoint's write fails the way torch.save fails on a full disk."""
-    import benchmark.engine.checkpoint as checkpoint
+    import benchmark.checkpoint as checkpoint
 
     real_save = torch.save
 

@@ -3,8 +3,8 @@
 import pytest
 
 from benchmark.config import RunConfig, from_dict, resolve
+from benchmark.config.values import coerce, parse_overrides
 from benchmark.errors import ConfigError, UnknownNameError
-from benchmark.values import coerce, parse_overrides
 
 
 def test_profile_dataset_and_method_layers_apply_in_order():

@@ -237,7 +237,7 @@ def test_a_sweep_runs_each_job_as_a_group_of_ranks(tmp_path):
 
 
 def test_each_rank_takes_every_nth_piece_of_work():
-    from benchmark.engine.distributed import World
+    from benchmark.distributed import World
 
     assert World().mine(3) == [0, 1, 2]
     assert [World(rank, 3).mine(7) for rank in range(3)] == [[0, 3, 6], [1, 4], [2, 5]]

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import benchmark.engine.run as run_module
+from benchmark.checkpoint import load_checkpoint
 from benchmark.config import resolve
-from benchmark.engine.checkpoint import load_checkpoint
 from benchmark.engine.run import run
 from benchmark.engine.start import start_run
 from conftest import BENCHMARK_CLI, cli_env, cli_in_process

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from benchmark.config import resolve
+from benchmark.engine.saving import write_results
 from benchmark.results.store import Measurement
-from benchmark.results.write import write_results
 from benchmark.stats.intervals import wilson_interval
 from benchmark_leaderboard.render import render_csv, render_html
 from benchmark_leaderboard.report import build_report, write_report

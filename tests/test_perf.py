@@ -81,7 +81,7 @@ def test_allocator_script_runs(tmp_path):
 def test_resume_checkpoint_case_writes_a_checkpoint_that_restores_adam(monkeypatch, tmp_path):
     import tempfile
 
-    from benchmark.engine.checkpoint import load_resume
+    from benchmark.checkpoint import load_resume
     from benchmark.perf_cases.training import resume_checkpoint
 
     monkeypatch.setattr(tempfile, "mkdtemp", lambda **kw: str(tmp_path))

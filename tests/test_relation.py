@@ -8,9 +8,9 @@ import pytest
 from scipy import stats
 
 from benchmark.results.aggregate import tabulate
+from benchmark.results.relation import relation_of
 from benchmark.results.store import read_results, reported_rows
 from benchmark.stats.correlation import ModelBootstrap, partial_spearman, spearman, split_half_difference
-from benchmark.stats.relation import relation_of
 from benchmark_leaderboard.perf_cases import write_relation_folder
 from benchmark_leaderboard.report import write_report
 from conftest import cli_in_process

@@ -3,8 +3,8 @@
 import pandas as pd
 import torch
 
+from benchmark.checkpoint import load_checkpoint
 from benchmark.config import resolve
-from benchmark.engine.checkpoint import load_checkpoint
 from benchmark.engine.run import run
 from benchmark.engine.train import train
 from benchmark.engine.trained import build, restore

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from benchmark.config.values import build_section
 from benchmark.errors import ConfigError
-from benchmark.values import build_section
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from benchmark.values import build_section
+from benchmark.config.values import build_section
 
 
 @dataclass

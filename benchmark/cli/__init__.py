@@ -17,10 +17,10 @@ from typing import Sequence
 from rich.console import Console
 
 from benchmark.cli.base import OneLineParser
-from benchmark.engine.distributed import leave
+from benchmark.cli.runtime import tune_allocator
+from benchmark.distributed import leave
 from benchmark.errors import BenchmarkError
 from benchmark.provenance import git_commit
-from benchmark.runtime import tune_allocator
 
 
 def build_parser() -> argparse.ArgumentParser:

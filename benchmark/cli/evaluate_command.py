@@ -16,9 +16,9 @@ from benchmark.cli.base import (
     print_summary,
     report_failures,
 )
+from benchmark.config.values import parse_float
 from benchmark.errors import BenchmarkError
 from benchmark.registry import COMMANDS
-from benchmark.values import parse_float
 
 
 @COMMANDS.register("evaluate")

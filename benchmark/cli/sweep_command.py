@@ -23,9 +23,9 @@ from benchmark.cli.base import (
     print_problems,
     seeds,
 )
+from benchmark.config.values import parse_float
 from benchmark.errors import BenchmarkError
 from benchmark.registry import COMMANDS
-from benchmark.values import parse_float
 
 
 @COMMANDS.register("sweep")

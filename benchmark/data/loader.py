@@ -15,10 +15,11 @@ import os
 from typing import Any, Iterable, Iterator, Sequence
 
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from benchmark.data.split import Batch, Split, StoredBatch, TensorSplit
-from benchmark.engine.distributed import World
+from benchmark.data.split import Batch, Split, StoredBatch, TensorSplit, shuffled
+from benchmark.distributed import World
 
 
 def available_cores() -> int:
@@ -91,3 +92,21 @@ def _can_fork() -> bool:
     import multiprocessing
 
     return "fork" in multiprocessing.get_all_start_methods()
+
+
+def iterate(
+    split: Split,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    indices: Tensor | None = None,
+    workers: int = 0,
+    device: torch.device | str = "cpu",
+) -> Iterator[Batch]:
+    """Batches of a split on `device`, in order or shuffled by `generator`, optionally over a subset,
+    decoded by `workers` processes for file-backed splits (benchmark/data/loader.py)."""
+    order = torch.arange(len(split)) if indices is None else indices
+    if shuffle:
+        order = shuffled(order, generator)
+    yield from load_batches(split, order, batch_size, workers=workers, device=device)

@@ -6,7 +6,7 @@ Mask convention everywhere: 1 = salient object (protected), 0 = background (atta
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import Tensor
@@ -109,26 +109,6 @@ class MapSplit:
             mask=torch.stack([item[2] for item in items]).float(),
             index=index,
         )
-
-
-def iterate(
-    split: Split,
-    batch_size: int,
-    *,
-    shuffle: bool = False,
-    generator: torch.Generator | None = None,
-    indices: Tensor | None = None,
-    workers: int = 0,
-    device: torch.device | str = "cpu",
-) -> Iterator[Batch]:
-    """Batches of a split on `device`, in order or shuffled by `generator`, optionally over a subset,
-    decoded by `workers` processes for file-backed splits (benchmark/data/loader.py)."""
-    from benchmark.data.loader import load_batches
-
-    order = torch.arange(len(split)) if indices is None else indices
-    if shuffle:
-        order = shuffled(order, generator)
-    yield from load_batches(split, order, batch_size, workers=workers, device=device)
 
 
 def shuffled(order: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -1,4 +1,4 @@
 """The engine: one run from a configuration to its results file (`run`), training and its step,
-checkpoints and resuming, the warm-start point, reusing trained weights, evaluating a model
-trained elsewhere, and the torchrun process group. It calls data, models, methods and suites,
-and writes through `benchmark.results`."""
+evaluation and the suite contract, saving what a run measured (`saving`), starting weights and
+reusing trained ones, and evaluating a model trained elsewhere. It calls data, models, methods and
+suites through the registries and writes through `benchmark.results`."""

@@ -17,10 +17,10 @@ import torch
 from rich.text import Text
 
 from benchmark.config import RunConfig
-from benchmark.data.loader import resolve_workers
-from benchmark.data.split import Batch, EvalSet, Split, first_of_shuffle, iterate
+from benchmark.data.loader import iterate, resolve_workers
+from benchmark.data.split import Batch, EvalSet, Split, first_of_shuffle
 from benchmark.dataset import BenchmarkDataset
-from benchmark.engine.distributed import World
+from benchmark.distributed import World
 from benchmark.errors import ConfigError
 from benchmark.files import write_bytes
 from benchmark.models import Classifier

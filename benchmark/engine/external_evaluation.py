@@ -16,13 +16,13 @@ from typing import Any, Mapping, Sequence
 from torch import nn
 
 from benchmark.config import RunConfig, resolve
+from benchmark.config.values import merge_layers, parse_overrides
 from benchmark.engine.run import AsGiven, RunOutcome, execute
 from benchmark.errors import ConfigError
 from benchmark.models import Classifier
 from benchmark.models.third_party import file_sha256, module_sha256, wrap
 from benchmark.progress import Reporter
 from benchmark.registry import DATASETS
-from benchmark.values import merge_layers, parse_overrides
 
 
 def evaluate_model(model: nn.Module, dataset: str, *, name: str, suites: Sequence[str] | None = None,

@@ -12,11 +12,12 @@ import torch
 from rich.text import Text
 
 from benchmark import provenance
+from benchmark.checkpoint import load_checkpoint, save_checkpoint
 from benchmark.config import RUN_PREFIX, RunConfig, from_dict, resolve
 from benchmark.dataset import BenchmarkDataset
-from benchmark.engine.checkpoint import load_checkpoint, save_checkpoint
-from benchmark.engine.distributed import World
+from benchmark.distributed import World
 from benchmark.engine.evaluate import check_suites, evaluate
+from benchmark.engine.saving import ResultsWriter, log_tracebacks, training_measurements, write_results
 from benchmark.engine.start import StartPoint, find_start, load_start, start_run
 from benchmark.engine.train import DIVERGENCE_RATIO, Checkpointing, TrainResult, train
 from benchmark.engine.trained import build, checkpoint_config, load_trained, seeded, trained_by, trained_earlier
@@ -28,7 +29,6 @@ from benchmark.registry import SUITES
 from benchmark.results.kept import completed_run_id, finished_pieces, finished_suites
 from benchmark.results.layout import RunFiles
 from benchmark.results.store import Measurement
-from benchmark.results.write import ResultsWriter, log_tracebacks, training_measurements, write_results
 
 
 @dataclass

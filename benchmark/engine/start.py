@@ -17,8 +17,8 @@ from typing import Any, Mapping
 
 import torch
 
+from benchmark.checkpoint import finished_checkpoint, load_checkpoint
 from benchmark.config import CARRIED_SECTIONS, RUN_PREFIX, RunConfig, start_config, training_key
-from benchmark.engine.checkpoint import load_checkpoint
 from benchmark.errors import DataError
 
 
@@ -44,19 +44,8 @@ class StartPoint:
 
 def checkpoint_start(path: str | Path, dataset: str) -> StartPoint:
     """A checkpoint file named by `train.init_from`, refused in one line unless it is a finished
-    checkpoint trained on `dataset`."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise DataError(f"train.init_from: no checkpoint file {str(file)!r}; expected run:<method> or the path of a "
-                        "finished run's checkpoint (OUT/checkpoints/*.pt)")
-    start = StartPoint(file, load_checkpoint(file))
-    if start.payload.get("kind") != "final":
-        raise DataError(f"train.init_from: {str(file)!r} is a resume checkpoint of an unfinished run; "
-                        "name the finished run's checkpoint")
-    if start.trained["dataset"] != dataset:
-        raise DataError(f"train.init_from: {str(file)!r} was trained on {start.trained['dataset']!r}, not "
-                        f"{dataset!r}; a run starts from weights trained on its own dataset")
-    return start
+    checkpoint trained on `dataset` (benchmark.checkpoint.finished_checkpoint)."""
+    return StartPoint(Path(path).expanduser(), finished_checkpoint(path, dataset))
 
 
 def find_start(config: RunConfig, out_dir: Path) -> StartPoint:

@@ -12,12 +12,12 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 
+from benchmark.checkpoint import Position, load_resume, save_resume, to_device
 from benchmark.config import RunConfig
 from benchmark.data.loader import load_batches, resolve_workers
 from benchmark.data.split import first_of_shuffle, shuffled
 from benchmark.dataset import BenchmarkDataset
-from benchmark.engine.checkpoint import Position, load_resume, save_resume, to_device
-from benchmark.engine.distributed import World
+from benchmark.distributed import World
 from benchmark.engine.step import Stepper
 from benchmark.errors import DataError, DivergedError
 from benchmark.method import Method, TrainState

@@ -12,16 +12,16 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from benchmark import provenance
+from benchmark.checkpoint import load_checkpoint
 from benchmark.config import RunConfig, from_dict, resolve
+from benchmark.config.values import merge_layers, parse_overrides
 from benchmark.dataset import BenchmarkDataset
-from benchmark.engine.checkpoint import load_checkpoint
 from benchmark.engine.train import TrainResult, non_finite
 from benchmark.errors import ConfigError, DataError
 from benchmark.method import Method
 from benchmark.models import Classifier, build_model_encoder
 from benchmark.progress import Reporter
 from benchmark.registry import ATTACKS, DATASETS, METHODS, SUITES
-from benchmark.values import merge_layers, parse_overrides
 
 
 def build(config: RunConfig, data_root: Path | None,

@@ -1,5 +1,6 @@
 """The built-in performance cases of `benchmark perf`, one module per area (training, evaluation,
-data); shared helpers here."""
+data), the timing harness (`harness`: warm-up, interleaved runs, medians, ratios), and shared
+helpers here."""
 
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ def resume_checkpoint(device: torch.device) -> PerfCase:
     import tempfile
     from pathlib import Path
 
-    from benchmark.engine.checkpoint import Position, save_resume
+    from benchmark.checkpoint import Position, save_resume
     from benchmark_methods.hsplid import HSplid, HSplidParams
 
     batch = cmnist_batch(device)

@@ -100,9 +100,9 @@ def run_tables(frame: pd.DataFrame, reference: str = "vanilla") -> list[Table]:
 
 def relation_tables(frame: pd.DataFrame) -> list[Table | Text]:
     """Per dataset and profile: does attribution agreement predict background robustness across
-    the models (benchmark/stats/relation.py)? The verdict, the explainers ranked, the within-model halves."""
+    the models (benchmark/results/relation.py)? The verdict, the explainers ranked, the within-model halves."""
     from benchmark.registry import DATASETS
-    from benchmark.stats.relation import relation_of
+    from benchmark.results.relation import relation_of
 
     frame = reported_rows(frame)
     out: list[Table | Text] = []

@@ -22,13 +22,13 @@ from PIL import Image
 from benchmark.attribution import options_of
 from benchmark.attribution.pixel_mask import INITS, optimise_masks
 from benchmark.attribution.scoring import cp_pixel, deletion_insertion, pixel_map
+from benchmark.config.values import plain
 from benchmark.engine.evaluate import EvalContext, Piece, Suite, check_split
 from benchmark.errors import ConfigError
 from benchmark.metrics import AgreementMetric, agreement_metrics, agreement_scores
 from benchmark.registry import EXPLAINERS, METRICS, SUITES
 from benchmark.results.records import Records
 from benchmark.results.store import Measurement
-from benchmark.values import plain
 
 # The built-in explainers in the order the suite runs them (plugins marked `default` follow).
 BUILTIN_EXPLAINERS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "guided_backprop",

@@ -4,7 +4,7 @@ A run's configuration is resolved in layers, later ones winning:
 engine defaults < the dataset's default model < dataset defaults for the profile < method presets
 for (dataset, profile) < the user's overrides. Every layer is a nested mapping
 {section: {key: value}}; values from the command line arrive as strings and are parsed by the
-field's declared type (benchmark/values.py).
+field's declared type (benchmark/config/values.py).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
+from benchmark.config.values import build_section, check, merge_layers, parse_overrides, plain
 from benchmark.errors import ConfigError
 from benchmark.models import ModelConfig
-from benchmark.values import build_section, check, merge_layers, parse_overrides, plain
 
 PROFILES = ("quick", "paper")
 
@@ -253,9 +253,9 @@ def start_key(init_from: str, dataset: str, profile: str, seed: int,
               shared: Mapping[str, Mapping[str, Any]]) -> str:
     if init_from.startswith(RUN_PREFIX):
         return start_config(init_from, dataset, profile, seed, shared).training_key()
-    from benchmark.engine.start import checkpoint_start
+    from benchmark.checkpoint import finished_checkpoint
 
-    return checkpoint_start(init_from, dataset).training_key
+    return training_key(finished_checkpoint(init_from, dataset)["config"])
 
 
 def check_presets(method: str, presets: Mapping[str, Any]) -> None:

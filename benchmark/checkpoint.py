@@ -129,3 +129,21 @@ def to_device(obj: Any, device: torch.device) -> Any:
 
 def _cpu(obj: Any) -> Any:
     return to_device(obj.detach() if isinstance(obj, torch.Tensor) else obj, torch.device("cpu"))
+
+
+def finished_checkpoint(path: str | Path, dataset: str) -> dict[str, Any]:
+    """The payload of a finished checkpoint trained on `dataset`, named by `train.init_from`;
+    anything else is refused in one line."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DataError(f"train.init_from: no checkpoint file {str(file)!r}; expected run:<method> or the path of a "
+                        "finished run's checkpoint (OUT/checkpoints/*.pt)")
+    payload = load_checkpoint(file)
+    if payload.get("kind") != "final":
+        raise DataError(f"train.init_from: {str(file)!r} is a resume checkpoint of an unfinished run; "
+                        "name the finished run's checkpoint")
+    trained = payload["config"]["run"]["dataset"]
+    if trained != dataset:
+        raise DataError(f"train.init_from: {str(file)!r} was trained on {trained!r}, not "
+                        f"{dataset!r}; a run starts from weights trained on its own dataset")
+    return payload
