@@ -93,17 +93,25 @@ def instances_problem(data) -> str:
                 or not all(isinstance(image.get(k), int) for k in ("id", "height", "width")):
             return f"image entry {_short(image)} lacks an integer id, height or width or a file_name"
     for ann in data["annotations"]:
-        if not isinstance(ann, dict) or not all(isinstance(ann.get(k), int) for k in ("id", "image_id", "category_id")):
-            return f"annotation {_short(ann)} lacks an integer id, image_id or category_id"
-        seg = ann.get("segmentation")
-        polygons = isinstance(seg, list) and all(isinstance(p, list) for p in seg)
-        rle = isinstance(seg, dict) and "counts" in seg and isinstance(seg.get("size"), list)
-        if not (polygons or rle):
-            return (f"annotation {ann['id']} has a segmentation of type {type(seg).__name__}; expected a list of "
-                    "polygons or an RLE object with counts and size")
+        problem = annotation_problem(ann)
+        if problem:
+            return problem
     for cat in data["categories"]:
         if not isinstance(cat, dict) or not isinstance(cat.get("id"), int) or not isinstance(cat.get("name"), str):
             return f"category {_short(cat)} lacks an integer id or a name"
+    return ""
+
+
+def annotation_problem(ann) -> str:
+    """What makes one annotation unreadable ('' when nothing does)."""
+    if not isinstance(ann, dict) or not all(isinstance(ann.get(k), int) for k in ("id", "image_id", "category_id")):
+        return f"annotation {_short(ann)} lacks an integer id, image_id or category_id"
+    seg = ann.get("segmentation")
+    polygons = isinstance(seg, list) and all(isinstance(p, list) for p in seg)
+    rle = isinstance(seg, dict) and "counts" in seg and isinstance(seg.get("size"), list)
+    if not (polygons or rle):
+        return (f"annotation {ann['id']} has a segmentation of type {type(seg).__name__}; expected a list of "
+                "polygons or an RLE object with counts and size")
     return ""
 
 

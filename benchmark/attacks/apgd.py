@@ -72,6 +72,7 @@ class APGD(Attack):
     """APGD with a per-sample loss; subclasses choose the loss (and targets)."""
 
     Params = APGDParams
+    params: APGDParams
     norms = ("linf",)
     momentum = 0.75
     rho = 0.75
@@ -183,6 +184,7 @@ class APGDTargeted(APGD):
     likely classes (9 in AutoAttack, capped at classes - 1; needs at least 4 classes)."""
 
     Params = APGDTargetedParams
+    params: APGDTargetedParams
     min_classes = 4
 
     def __init__(self, model, **settings):

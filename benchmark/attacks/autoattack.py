@@ -42,6 +42,7 @@ class Composition(Attack):
     """Worst case per sample over a list of attacks, each run only on samples not yet broken."""
 
     Params = CompositionParams
+    params: CompositionParams
     norms = ("linf",)
 
     def __init__(self, model, **settings):
@@ -77,6 +78,7 @@ class AutoAttackStandard(Composition):
     Square queries."""
 
     Params = StandardParams
+    params: StandardParams
 
     def __init__(self, model, **settings):
         super().__init__(model, **settings)
@@ -84,7 +86,7 @@ class AutoAttackStandard(Composition):
 
     def attacks(self):
         common = dict(self.kwargs, eps=self.eps, num_classes=self.num_classes)
-        out = [APGDCE(self.model, **common)]
+        out: list[Attack] = [APGDCE(self.model, **common)]
         if self.num_classes is None or self.num_classes >= APGDTargeted.min_classes:
             out.append(APGDTargeted(self.model, **common, target_classes=self.target_classes))
         out.append(Square(self.model, **dict(common, steps=self.queries)))

@@ -51,6 +51,7 @@ class Square(Attack):
     a change kept when it lowers the margin; no gradients (`steps` = queries)."""
 
     Params = SquareParams
+    params: SquareParams
     norms = ("linf",)
 
     def __init__(self, model, **settings):

@@ -10,7 +10,7 @@ import json
 import math
 import types
 import typing
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 from benchmark.errors import ConfigError
 
@@ -62,67 +62,85 @@ def build_section(cls: type | None, values: Mapping[str, Any], section: str) -> 
 
 def coerce(value: Any, tp: Any, key: str) -> Any:
     """Parse or check `value` against type `tp`; strings from the command line are parsed."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
     if tp is Any:
         return value
+    origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        errors = []
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return coerce(value, option, key)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{key}: unexpected value {value!r}")
+        return _union(value, typing.get_args(tp), key)
     if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{key} must be one of {', '.join(map(str, args))}, got {value!r}")
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, typing.get_args(tp)))}, got {value!r}")
         return value
     if origin in (tuple, list):
-        items = _as_sequence(value, key)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(items) != len(args):
-                raise ConfigError(f"{key} expects {len(args)} values, got {len(items)}")
-            return tuple(coerce(v, t, key) for v, t in zip(items, args))
-        item_type = args[0] if args else Any
-        parsed = [coerce(v, item_type, key) for v in items]
-        return tuple(parsed) if origin is tuple else parsed
+        return _sequence(value, origin, typing.get_args(tp), key)
     if origin is dict:
-        mapping = _as_json(value, key, dict, "a JSON object")
-        kt, vt = args or (Any, Any)
-        return {coerce(k, kt, key): coerce(v, vt, key) for k, v in mapping.items()}
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
-            return value.strip().lower() in ("true", "yes", "1", "on")
-        raise ConfigError(f"{key} expects true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise ConfigError(f"{key} expects an integer, got {value!r}")
-    if tp is float:
-        number: float | None = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str):
-            number = _parse_float(value)
-        if number is None or not math.isfinite(number):
-            raise ConfigError(f"{key} expects a finite number (such as 0.1, 1e-4 or 2/255), got {value!r}")
-        return number
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key} expects text, got {value!r}")
-    return value
+        kt, vt = typing.get_args(tp) or (Any, Any)
+        return {coerce(k, kt, key): coerce(v, vt, key) for k, v in _as_json(value, key, dict, "a JSON object").items()}
+    scalar = _SCALARS.get(tp)
+    return scalar(value, key) if scalar is not None else value
+
+
+def _union(value: Any, args: tuple, key: str) -> Any:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
+        if type(None) in args:
+            return None
+    errors = []
+    for option in (a for a in args if a is not type(None)):
+        try:
+            return coerce(value, option, key)
+        except ConfigError as err:
+            errors.append(str(err))
+    raise ConfigError(errors[0] if errors else f"{key}: unexpected value {value!r}")
+
+
+def _sequence(value: Any, origin: Any, args: tuple, key: str) -> tuple | list:
+    items = _as_sequence(value, key)
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(items) != len(args):
+            raise ConfigError(f"{key} expects {len(args)} values, got {len(items)}")
+        return tuple(coerce(v, t, key) for v, t in zip(items, args))
+    item_type = args[0] if args else Any
+    parsed = [coerce(v, item_type, key) for v in items]
+    return tuple(parsed) if origin is tuple else parsed
+
+
+def _to_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+        return value.strip().lower() in ("true", "yes", "1", "on")
+    raise ConfigError(f"{key} expects true or false, got {value!r}")
+
+
+def _to_int(value: Any, key: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise ConfigError(f"{key} expects an integer, got {value!r}")
+
+
+def _to_float(value: Any, key: str) -> float:
+    number: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        number = _parse_float(value)
+    if number is None or not math.isfinite(number):
+        raise ConfigError(f"{key} expects a finite number (such as 0.1, 1e-4 or 2/255), got {value!r}")
+    return number
+
+
+def _to_str(value: Any, key: str) -> str:
+    if isinstance(value, str):
+        return value
+    raise ConfigError(f"{key} expects text, got {value!r}")
+
+
+_SCALARS: dict[Any, Callable[[Any, str], Any]] = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
 
 
 def parse_float(text: str) -> float | None:

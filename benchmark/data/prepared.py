@@ -22,7 +22,7 @@ import tempfile
 import urllib.request
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -133,6 +133,17 @@ def stored_array(column) -> np.ndarray:
 
 
 # -- downloads ----------------------------------------------------------------------------------
+def check_tar_entry(entry: tarfile.TarInfo, archive: Path, inside: Callable[..., None]) -> None:
+    """Refuse a tar member whose path or link lands outside the target, or a special file."""
+    inside(entry.name)
+    if entry.issym():  # relative to the link's own folder
+        inside(str(Path(entry.name).parent / entry.linkname), "symbolic link target")
+    elif entry.islnk():  # relative to the archive root
+        inside(entry.linkname, "hard link target")
+    elif not (entry.isfile() or entry.isdir()):
+        raise DataError(f"archive {str(archive)!r} has a special file {entry.name!r}; refused, nothing extracted")
+
+
 def safe_extract(archive: Path, target: Path) -> None:
     """Unpack a .zip or .tar(.gz) into target. Every member is checked before any is extracted: a
     path, symbolic link or hard link that would land outside target is refused, and so is a
@@ -159,14 +170,7 @@ def safe_extract(archive: Path, target: Path) -> None:
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive) as tf:
                 for entry in tf.getmembers():
-                    inside(entry.name)
-                    if entry.issym():  # relative to the link's own folder
-                        inside(str(Path(entry.name).parent / entry.linkname), "symbolic link target")
-                    elif entry.islnk():  # relative to the archive root
-                        inside(entry.linkname, "hard link target")
-                    elif not (entry.isfile() or entry.isdir()):
-                        raise DataError(f"archive {str(archive)!r} has a special file {entry.name!r}; refused, "
-                                        "nothing extracted")
+                    check_tar_entry(entry, archive, inside)
                 tf.extractall(staging, filter="data")
         else:
             raise DataError(f"{str(archive)!r} is neither a zip nor a tar archive")
