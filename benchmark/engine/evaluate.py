@@ -222,47 +222,12 @@ def run_pieces(suite: Suite, ctx: EvalContext, world: World, finished: Mapping[i
     pieces' artifacts. Pieces in `finished` (an earlier execution's) are taken, not run; `on_piece`
     gets the pieces finished so far after each one this process runs. Rows a piece leaves without
     a duration get the piece's time."""
-    done: dict[int, list[Measurement] | Failure] = {}
-    finished = finished or {}
-    stopped = False  # Ctrl-C while `on_piece` saved a finished piece
-    try:
-        pieces = suite.pieces(ctx) or [partial(suite.run, ctx)]
-    except KeyboardInterrupt:
-        pieces, done[0] = [], Failure(INTERRUPTED)
-    except Exception as err:  # preparing the pieces failed: the suite fails on every rank
-        pieces, done[0] = [], Failure(one_line(err), traceback.format_exc())
-    if pieces:  # (kept as they are when preparing the pieces failed)
-        finished = {i: rows for i, rows in finished.items() if i < len(pieces)}
+    pieces, done = prepared_pieces(suite, ctx)
+    finished = {i: rows for i, rows in (finished or {}).items() if not pieces or i < len(pieces)}
     if finished and pieces:
         ctx.reporter.log(f"  {suite.name}: keeping {len(finished)} of its {len(pieces)} pieces measured before")
-    for i in world.mine(len(pieces)):
-        if i in finished:
-            done[i] = list(finished[i])
-            continue
-        started = time.perf_counter()
-        try:
-            rows = pieces[i]()
-        except KeyboardInterrupt:
-            done[i] = Failure(INTERRUPTED)
-            break
-        except Exception as err:  # one piece's failure fails the suite, not the evaluation
-            done[i] = Failure(one_line(err), traceback.format_exc())
-            break
-        for m in rows:
-            if m.duration_s is None:
-                m.duration_s = time.perf_counter() - started
-        done[i] = rows
-        if on_piece is not None:
-            try:
-                on_piece({**finished, **{j: part for j, part in done.items() if not isinstance(part, Failure)}})
-            except KeyboardInterrupt:
-                stopped = True
-                break
-    shared = world.share((done, ctx.take_artifacts()))
-    if world.main and ctx.artifacts_dir is not None:
-        for relative, data in (a for _, rank_artifacts in shared for a in rank_artifacts):
-            write_bytes(ctx.artifacts_dir / relative, data)
-    merged = {i: part for rank_done, _ in shared for i, part in rank_done.items()}
+    stopped = run_mine(pieces, finished, done, world, on_piece)
+    merged = gathered(ctx, world, done)
     failures = [part for _, part in sorted(merged.items()) if isinstance(part, Failure)]
     failures += [Failure(INTERRUPTED)] if stopped else []
     if failures:
@@ -270,3 +235,59 @@ def run_pieces(suite: Suite, ctx: EvalContext, world: World, finished: Mapping[i
         kept = {**finished, **{i: part for i, part in merged.items() if not isinstance(part, Failure)}}
         return replace(first, pieces=dict(sorted(kept.items())))
     return [m for _, part in sorted(merged.items()) for m in part]  # type: ignore[union-attr]
+
+
+def prepared_pieces(suite: Suite, ctx: EvalContext) -> tuple[list[Piece], dict[int, list[Measurement] | Failure]]:
+    """The suite's pieces (the whole suite as one when it has none); preparing them may fail, and
+    then the suite fails on every rank with no piece to run."""
+    try:
+        return suite.pieces(ctx) or [partial(suite.run, ctx)], {}
+    except KeyboardInterrupt:
+        return [], {0: Failure(INTERRUPTED)}
+    except Exception as err:
+        return [], {0: Failure(one_line(err), traceback.format_exc())}
+
+
+def run_piece(piece: Piece) -> list[Measurement] | Failure:
+    """One piece's rows (each given the piece's time when it has none), or its failure."""
+    started = time.perf_counter()
+    try:
+        rows = piece()
+    except KeyboardInterrupt:
+        return Failure(INTERRUPTED)
+    except Exception as err:  # one piece's failure fails the suite, not the evaluation
+        return Failure(one_line(err), traceback.format_exc())
+    for m in rows:
+        if m.duration_s is None:
+            m.duration_s = time.perf_counter() - started
+    return rows
+
+
+def run_mine(pieces: list[Piece], finished: Mapping[int, list[Measurement]],
+             done: dict[int, list[Measurement] | Failure], world: World,
+             on_piece: Callable[[dict[int, list[Measurement]]], None] | None) -> bool:
+    """This rank's pieces into `done`, up to the first failure; True when Ctrl-C came while
+    `on_piece` saved the pieces finished so far."""
+    for i in world.mine(len(pieces)):
+        if i in finished:
+            done[i] = list(finished[i])
+            continue
+        outcome = done[i] = run_piece(pieces[i])
+        if isinstance(outcome, Failure):
+            return False
+        if on_piece is not None:
+            try:
+                on_piece({**finished, **{j: part for j, part in done.items() if not isinstance(part, Failure)}})
+            except KeyboardInterrupt:
+                return True
+    return False
+
+
+def gathered(ctx: EvalContext, world: World, done: dict[int, list[Measurement] | Failure]
+             ) -> dict[int, list[Measurement] | Failure]:
+    """Every rank's pieces on every rank; the main rank writes the artifacts they made."""
+    shared = world.share((done, ctx.take_artifacts()))
+    if world.main and ctx.artifacts_dir is not None:
+        for relative, data in (a for _, rank_artifacts in shared for a in rank_artifacts):
+            write_bytes(ctx.artifacts_dir / relative, data)
+    return {i: part for rank_done, _ in shared for i, part in rank_done.items()}

@@ -82,106 +82,151 @@ def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: 
           world: World = World()) -> TrainResult:
     """Train `model` in place; continues from `checkpointing.path` when it holds this run's state.
     With several ranks (`world`), each trains on its slice of every batch and only rank 0 saves."""
-    cfg = config.train
-    split = dataset.split("train")
-    # A fixed subset (same for every method and seed) when train.samples is set.
-    indices = first_of_shuffle(len(split), cfg.samples)
-    order = indices if indices is not None else torch.arange(len(split))
-    state = TrainState(
-        device=device,
-        epochs=cfg.epochs,
-        samples_per_epoch=len(order),
-        batch_size=cfg.batch_size,
-        train_split=split,
-        train_indices=indices,
-        class_weights=dataset.class_weights().to(device) if cfg.class_balanced else None,
-        generator=torch.Generator().manual_seed(config.seed),
-        world=world,
-        workers=resolve_workers(cfg.workers),
-    )
-    optimizer = method.optimizer(model, cfg)
-    stepper = Stepper(model, method, optimizer, cfg, state)
-    method.on_train_start(model, state)
-    run_key = config.key()
-    position = restore(checkpointing, run_key, model, optimizer, method, state, reporter)
-    resumed_from = position.step if position.step or position.epoch else None
-    started = time.perf_counter() - position.elapsed_s
-    last_save = time.perf_counter()
-
-    def save(at: Position) -> None:
-        nonlocal last_save
-        assert checkpointing.path is not None, "saving is only due with a resume checkpoint path"
-        check_finite(model, f"at step {state.step}")
-        at.step, at.samples_seen, at.elapsed_s = state.step, state.samples_seen, time.perf_counter() - started
-        if world.main:  # every rank keeps the same cadence; one writes
-            save_resume(checkpointing.path, run_key=run_key, position=at, model=model, optimizer=optimizer,
-                        method_state=method.state_dict(), generator=state.generator, device=device)
-        last_save = time.perf_counter()
-
+    trainer = Trainer(model, method, dataset, config, device, reporter, checkpointing, world)
+    position = trainer.restore()
     history = position.history
-    steps = math.ceil(len(order) / cfg.batch_size)
-    last = None  # the last batch trained on
-    for epoch in range(position.epoch, cfg.epochs):
-        model.train()
-        state.epoch = epoch
-        epoch_start = time.perf_counter()
-        first = position.batch if epoch == position.epoch else 0
-        if first:  # redraw this epoch's order, then continue the generator where it stopped
-            assert position.epoch_generator is not None, "a mid-epoch position keeps its epoch's generator"
-            now = state.generator.get_state()
-            state.generator.set_state(position.epoch_generator)
-        epoch_generator = state.generator.get_state()
-        epoch_order = shuffled(order, state.generator)
-        if first:
-            state.generator.set_state(now)
-        sums: dict[str, float] = defaultdict(float, position.sums if first else {})
-        correct, seen = (position.correct, position.seen) if first else (0, 0)
-        with reporter.task(f"train {method.name} epoch {epoch + 1}/{cfg.epochs}", steps) as update:
-            if first:
-                update(advance=first)
-            batches = load_batches(split, epoch_order, cfg.batch_size, first_batch=first, workers=state.workers,
-                                   device=device, world=world)
-            for number, batch in enumerate(batches, first + 1):
-                if cfg.augment:
-                    batch = dataset.augment(batch, state.generator)
-                global_size = min(cfg.batch_size, len(order) - (number - 1) * cfg.batch_size)
-                out = stepper(batch, global_size)
-                loss = out.loss
-                last = batch
-                if state.step == 0:  # the yardstick of divergence, in the unit every method shares
-                    sums["first_loss_ce"] = world_mean(world, float(F.cross_entropy(out.logits.detach(), batch.y)),
-                                                       len(batch))
-                state.step += 1
-                state.samples_seen += global_size
-                method.on_step_end(model, batch, out, state)
-                b = len(batch)
-                seen += b
-                correct += int((out.logits.detach().argmax(1) == batch.y).sum())
-                sums["loss"] += float(loss.detach()) * b
-                for name, term in out.losses.items():
-                    sums[f"loss_{name}"] += float(term.detach()) * b
-                update(loss=sums["loss"] / seen, acc=correct / seen)
-                if number < steps and checkpointing.due(state.step, time.perf_counter() - last_save):
-                    save(Position(epoch, number, epoch_generator=epoch_generator, history=history,
-                                  sums=dict(sums), correct=correct, seen=seen))
-                    reporter.log(f"  resume checkpoint at step {state.step}")
-        if world.size > 1:  # every rank's share of the epoch
+    for epoch in range(position.epoch, config.train.epochs):
+        history.append(trainer.epoch(epoch, position if epoch == position.epoch else None, history))
+        if epoch + 1 < config.train.epochs and checkpointing.path is not None:
+            trainer.save(Position(epoch + 1, 0, history=history))
+    return trainer.finish(history, resumed_from=position.step if position.step or position.epoch else None)
+
+
+@dataclass
+class Totals:
+    """An epoch's running sums (per-sample weighted), correct predictions and samples seen."""
+
+    sums: defaultdict
+    correct: int = 0
+    seen: int = 0
+
+    @classmethod
+    def resumed(cls, position: Position | None) -> "Totals":
+        if position is None or not position.batch:
+            return cls(defaultdict(float))
+        return cls(defaultdict(float, position.sums), position.correct, position.seen)
+
+    def record(self, epoch: int, world: World) -> dict[str, float]:
+        """The epoch's record over every rank's share (first_loss_ce is already a global mean)."""
+        sums, correct, seen = self.sums, self.correct, self.seen
+        if world.size > 1:
             sums = defaultdict(float, {k: v if k == "first_loss_ce" else world.total(v) for k, v in sums.items()})
             correct, seen = int(world.total(correct)), int(world.total(seen))
-        record = {"epoch": epoch + 1,
-                  **{k: v if k == "first_loss_ce" else v / max(seen, 1) for k, v in sums.items()},
-                  "train_accuracy": correct / max(seen, 1)}
-        record.update(method.on_epoch_end(model, state))
+        return {"epoch": epoch + 1, **{k: v if k == "first_loss_ce" else v / max(seen, 1) for k, v in sums.items()},
+                "train_accuracy": correct / max(seen, 1)}
+
+
+class Trainer:
+    """One run's training, in named phases: set up the state, restore a resume checkpoint, run
+    epochs (each in the seeded order, resumable mid-epoch), save, finish."""
+
+    def __init__(self, model: Classifier, method: Method, dataset: BenchmarkDataset, config: RunConfig,
+                 device: torch.device, reporter: Reporter, checkpointing: Checkpointing, world: World):
+        self.model, self.method, self.dataset, self.cfg = model, method, dataset, config.train
+        self.device, self.reporter, self.checkpointing, self.world = device, reporter, checkpointing, world
+        self.run_key = config.key()
+        self.split = dataset.split("train")
+        # A fixed subset (same for every method and seed) when train.samples is set.
+        indices = first_of_shuffle(len(self.split), self.cfg.samples)
+        self.order = indices if indices is not None else torch.arange(len(self.split))
+        self.steps = math.ceil(len(self.order) / self.cfg.batch_size)
+        self.state = TrainState(
+            device=device, epochs=self.cfg.epochs, samples_per_epoch=len(self.order),
+            batch_size=self.cfg.batch_size, train_split=self.split, train_indices=indices,
+            class_weights=dataset.class_weights().to(device) if self.cfg.class_balanced else None,
+            generator=torch.Generator().manual_seed(config.seed), world=world,
+            workers=resolve_workers(self.cfg.workers))
+        self.optimizer = method.optimizer(model, self.cfg)
+        self.stepper = Stepper(model, method, self.optimizer, self.cfg, self.state)
+        method.on_train_start(model, self.state)
+        self.last = None  # the last batch trained on
+        self.started = self.last_save = time.perf_counter()
+
+    def restore(self) -> Position:
+        """Where training continues: a resume checkpoint of this run, or the start."""
+        position = restore(self.checkpointing, self.run_key, self.model, self.optimizer, self.method, self.state,
+                           self.reporter)
+        self.started = time.perf_counter() - position.elapsed_s
+        return position
+
+    def save(self, at: Position) -> None:
+        assert self.checkpointing.path is not None, "saving is only due with a resume checkpoint path"
+        check_finite(self.model, f"at step {self.state.step}")
+        at.step, at.samples_seen = self.state.step, self.state.samples_seen
+        at.elapsed_s = time.perf_counter() - self.started
+        if self.world.main:  # every rank keeps the same cadence; one writes
+            save_resume(self.checkpointing.path, run_key=self.run_key, position=at, model=self.model,
+                        optimizer=self.optimizer, method_state=self.method.state_dict(),
+                        generator=self.state.generator, device=self.device)
+        self.last_save = time.perf_counter()
+        self.reporter.log(f"  resume checkpoint at step {self.state.step}")
+
+    def epoch_order(self, position: Position | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """This epoch's sample order and the generator state it was drawn from; mid-epoch, the
+        order is drawn again from the saved state and the generator continues where it stopped."""
+        generator = self.state.generator
+        if position is None or not position.batch:
+            drawn_from = generator.get_state()
+            return shuffled(self.order, generator), drawn_from
+        assert position.epoch_generator is not None, "a mid-epoch position keeps its epoch's generator"
+        now = generator.get_state()
+        generator.set_state(position.epoch_generator)
+        order = shuffled(self.order, generator)
+        generator.set_state(now)
+        return order, position.epoch_generator
+
+    def epoch(self, epoch: int, position: Position | None, history: list[dict[str, float]]) -> dict[str, float]:
+        """One epoch (from `position`'s batch when it resumes mid-epoch); its record."""
+        self.model.train()
+        self.state.epoch = epoch
+        epoch_start = time.perf_counter()
+        first = position.batch if position is not None else 0
+        order, drawn_from = self.epoch_order(position)
+        totals = Totals.resumed(position)
+        with self.reporter.task(f"train {self.method.name} epoch {epoch + 1}/{self.cfg.epochs}", self.steps) as update:
+            if first:
+                update(advance=first)
+            batches = load_batches(self.split, order, self.cfg.batch_size, first_batch=first,
+                                   workers=self.state.workers, device=self.device, world=self.world)
+            for number, batch in enumerate(batches, first + 1):
+                self.step(batch, number, totals)
+                update(loss=totals.sums["loss"] / totals.seen, acc=totals.correct / totals.seen)
+                if number < self.steps and self.checkpointing.due(self.state.step,
+                                                                  time.perf_counter() - self.last_save):
+                    self.save(Position(epoch, number, epoch_generator=drawn_from, history=history,
+                                       sums=dict(totals.sums), correct=totals.correct, seen=totals.seen))
+        record = totals.record(epoch, self.world)
+        record.update(self.method.on_epoch_end(self.model, self.state))
         record["duration_s"] = time.perf_counter() - epoch_start
-        history.append(record)
-        if epoch + 1 < cfg.epochs and checkpointing.path is not None:
-            save(Position(epoch + 1, 0, history=history))
-            reporter.log(f"  resume checkpoint at step {state.step}")
-    method.on_train_end(model, state)
-    check_finite(model, f"after the last step ({state.step})")
-    if last is not None and history:
-        history[-1]["final_loss_ce"] = world_mean(world, final_loss(model, last), len(last))
-    return TrainResult(history, time.perf_counter() - started, method.trace(), resumed_from)
+        return record
+
+    def step(self, batch, number: int, totals: Totals) -> None:
+        """One optimisation step on batch `number` of the epoch, added to the epoch's totals."""
+        if self.cfg.augment:
+            batch = self.dataset.augment(batch, self.state.generator)
+        global_size = min(self.cfg.batch_size, len(self.order) - (number - 1) * self.cfg.batch_size)
+        out = self.stepper(batch, global_size)
+        self.last = batch
+        if self.state.step == 0:  # the yardstick of divergence, in the unit every method shares
+            totals.sums["first_loss_ce"] = world_mean(
+                self.world, float(F.cross_entropy(out.logits.detach(), batch.y)), len(batch))
+        self.state.step += 1
+        self.state.samples_seen += global_size
+        self.method.on_step_end(self.model, batch, out, self.state)
+        b = len(batch)
+        totals.seen += b
+        totals.correct += int((out.logits.detach().argmax(1) == batch.y).sum())
+        totals.sums["loss"] += float(out.loss.detach()) * b
+        for name, term in out.losses.items():
+            totals.sums[f"loss_{name}"] += float(term.detach()) * b
+
+    def finish(self, history: list[dict[str, float]], resumed_from: int | None) -> TrainResult:
+        """The method's last hook, the finiteness check and the loss after the last update."""
+        self.method.on_train_end(self.model, self.state)
+        check_finite(self.model, f"after the last step ({self.state.step})")
+        if self.last is not None and history:
+            history[-1]["final_loss_ce"] = world_mean(self.world, final_loss(self.model, self.last), len(self.last))
+        return TrainResult(history, time.perf_counter() - self.started, self.method.trace(), resumed_from)
 
 
 def world_mean(world: World, value: float, weight: int) -> float:
