@@ -77,14 +77,14 @@ def test_every_import_goes_to_the_same_or_a_lower_documented_layer():
     assert upward == []
 
 
-def test_nothing_imports_in_a_cycle():
-    graph = import_graph()
+def strongly_connected(graph: dict[str, set[str]], nodes: list[str]) -> list[set[str]]:
+    """Tarjan's strongly connected components with more than one member: the import cycles."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
     cycles = []
 
-    def visit(v: str) -> None:  # Tarjan's strongly connected components
+    def visit(v: str) -> None:
         index[v] = low[v] = len(index)
         stack.append(v)
         for w in graph.get(v, ()):
@@ -94,18 +94,21 @@ def test_nothing_imports_in_a_cycle():
             elif w in stack:
                 low[v] = min(low[v], index[w])
         if low[v] == index[v]:
-            component = set()
-            while True:
-                w = stack.pop()
-                component.add(w)
-                if w == v:
-                    break
+            component = {stack.pop()}
+            while v not in component:
+                component.add(stack.pop())
             if len(component) > 1:
                 cycles.append(component)
 
-    for v in sorted(modules()):
+    for v in nodes:
         if v not in index:
             visit(v)
+    return cycles
+
+
+def test_nothing_imports_in_a_cycle():
+    cycles = strongly_connected(import_graph(), sorted(modules()))
+    assert ALLOWED_CYCLES[0] in cycles  # the check sees the one cycle it allows
     assert [c for c in cycles if c not in ALLOWED_CYCLES] == []
 
 

@@ -142,25 +142,12 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any] | AsGiven, 
             if training is not None:
                 result = obtain_weights(model, method_obj, ds, config, dev, reporter, files, training, start, world)
                 measurements += training_measurements(result)
-            history = result.history if result else payload.get("history", [])
-            diverged = TrainResult(history, 0.0, []).diverged
-            if diverged:
-                reporter.warn(f"{config.method_name} on {config.dataset} (seed {config.seed}) diverged: the final "
-                              f"training loss is over {DIVERGENCE_RATIO:g} times the first; every row is flagged "
-                              "`diverged`, and boards show it without ranking it")
-            produces = {s: SUITES.get(s).row_suites() for s in config.eval.suites}
+            diverged = warn_if_diverged(config, result.history if result else payload.get("history", []), reporter)
             reusable = world.main and (training is None or training.resume)
-            kept = finished_suites(files.results, key, produces) if reusable else {}
-            if kept:
-                reporter.log(f"  keeping the finished suites {', '.join(kept)} of {files.results}")
-            todo = world.decide([s for s in config.eval.suites if s not in kept])
-            pieces = finished_pieces(files.pieces, key) if reusable else {}
-            pieces = world.decide({s: p for s, p in pieces.items() if s in todo} if world.main else None)
+            kept, todo, pieces = what_is_left(config, files, world, reusable, reporter)
             train_commit = result.train_commit if result else (given.trained_by if given else trained_by(payload))
-            marks = {"checkpoint_key": payload.get("run_key") or from_dict(payload["config"]).key()} \
-                if training is None and checkpoint is not None else {}
-            started_from = result.init_from if result else payload.get("init_from")
-            marks.update({"init_from": started_from} if started_from else {}, **(tags or {}))
+            marks = row_marks(payload if training is None and checkpoint is not None else None,
+                              result.init_from if result else payload.get("init_from"), tags)
             writer = ResultsWriter(files, partial(write_results, config=config, created=created, device=dev,
                                                   data_source=ds.source(), train_commit=train_commit, ranks=world.size),
                                    config.eval.suites, todo, measurements, kept, marks, diverged)
@@ -178,6 +165,43 @@ def execute(config: RunConfig, weights: Training | Mapping[str, Any] | AsGiven, 
     return RunOutcome(config, provenance.run_id(key, created), path, files.checkpoint if training else None,
                       measurements, resumed_from_step=result.resumed_from_step if result else None,
                       failures=evaluation.failures, reused_suites=tuple(kept))
+
+
+def warn_if_diverged(config: RunConfig, history: list[dict[str, float]], reporter: Reporter) -> bool:
+    """Whether the training diverged (its final loss over DIVERGENCE_RATIO times its first); one
+    warning line, even under --quiet, when it did."""
+    diverged = TrainResult(history, 0.0, []).diverged
+    if diverged:
+        reporter.warn(f"{config.method_name} on {config.dataset} (seed {config.seed}) diverged: the final "
+                      f"training loss is over {DIVERGENCE_RATIO:g} times the first; every row is flagged "
+                      "`diverged`, and boards show it without ranking it")
+    return diverged
+
+
+def what_is_left(config: RunConfig, files: RunFiles, world: World, reusable: bool,
+                 reporter: Reporter) -> tuple[dict[str, list[Measurement]], list[str], dict]:
+    """The suites the results file already holds complete (kept), the suites to evaluate, and
+    the finished pieces of those; rank 0 reads the folder and tells every rank."""
+    produces = {s: SUITES.get(s).row_suites() for s in config.eval.suites}
+    kept = finished_suites(files.results, config.key(), produces) if reusable else {}
+    if kept:
+        reporter.log(f"  keeping the finished suites {', '.join(kept)} of {files.results}")
+    todo = world.decide([s for s in config.eval.suites if s not in kept])
+    pieces = finished_pieces(files.pieces, config.key()) if reusable else {}
+    pieces = world.decide({s: p for s, p in pieces.items() if s in todo} if world.main else None)
+    return kept, todo, pieces
+
+
+def row_marks(evaluated_checkpoint: Mapping[str, Any] | None, started_from: str | None,
+              tags: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What every row's `extra` carries: the run key of an evaluated checkpoint, the checkpoint
+    training started from, and the caller's tags."""
+    marks: dict[str, Any] = {}
+    if evaluated_checkpoint is not None:
+        marks["checkpoint_key"] = evaluated_checkpoint.get("run_key") or from_dict(evaluated_checkpoint["config"]).key()
+    if started_from:
+        marks["init_from"] = started_from
+    return {**marks, **(tags or {})}
 
 
 def obtain_weights(model: Classifier, method: Method, ds: BenchmarkDataset, config: RunConfig, dev: torch.device,

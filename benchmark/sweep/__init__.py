@@ -49,68 +49,76 @@ def already_done(job: Job) -> bool:
 
 def sweep(spec: SweepSpec, executor: Executor, progress: SweepProgress) -> SweepOutcome:
     """Run a planned sweep to the end on `executor`; failures are recorded, never raised."""
-    settings = executor.settings
-    out_dir = Path(settings.out_dir)
-    groups = plan(spec, out_dir)
-    outcome = SweepOutcome()
-    finished: set[str] = set()
-    settled: set[str] = set()  # done, skipped or failed
-    selected: set[int] = set()  # groups already through selection
-
-    waiting: list[Job] = []  # candidates whose starting run has not finished yet
-
-    def dispatch(job: Job) -> None:
-        if job.key in progress.rows:
-            return  # another group planned the same run
-        if job.needs is not None and job.needs not in finished:
-            if job.needs not in settled:
-                waiting.append(job)
-            else:
-                progress.add(job, "failed", "its starting run (train.init_from) failed")
-                settled.add(job.key)
-            return
-        if not settings.fresh and already_done(job):
-            progress.add(job, "skipped", "results exist")
-            finished.add(job.key)
-            settled.add(job.key)
-        else:
-            progress.add(job)
-            executor.submit(job)
-
-    def select_ready_groups() -> None:
-        for number, group in enumerate(groups):
-            if not spec.select or number in selected or not all(j.key in settled for j in group.candidates.values()):
-                continue
-            selected.add(number)
-            finals = choose(group, finished, spec, out_dir, outcome)
-            for job in finals:
-                dispatch(job)
-
-    def release_waiting() -> None:
-        ready = [job for job in waiting if job.needs in settled]
-        for job in ready:
-            waiting.remove(job)
-            dispatch(job)
-
+    scheduler = Scheduler(spec, executor, progress)
     with progress:
-        for group in groups:
-            for job in [*group.starts.values(), *group.candidates.values()]:
-                dispatch(job)
-        release_waiting()
-        select_ready_groups()
+        scheduler.start()
         while executor.busy:
-            for update in executor.wait(timeout=0.5):
-                progress.update(update)
-                if update.status != "running":
-                    settled.add(update.key)
-                    if update.status in ("done", "skipped"):
-                        finished.add(update.key)
-            release_waiting()
-            select_ready_groups()
+            scheduler.settle(executor.wait(timeout=0.5))
+    outcome = scheduler.outcome
     if not spec.select:  # every point was evaluated on test: those are the results to summarise
-        outcome.finals = [job for group in groups for job in group.candidates.values()]
+        outcome.finals = [job for group in scheduler.groups for job in group.candidates.values()]
     outcome.counts = progress.counts()
     return outcome
+
+
+class Scheduler:
+    """Which job runs when: starting runs before the candidates that need them, a group's
+    selection once all its candidates have settled, its final evaluations after that."""
+
+    def __init__(self, spec: SweepSpec, executor: Executor, progress: SweepProgress):
+        self.spec, self.executor, self.progress = spec, executor, progress
+        self.out_dir = Path(executor.settings.out_dir)
+        self.groups = plan(spec, self.out_dir)
+        self.outcome = SweepOutcome()
+        self.finished: set[str] = set()
+        self.settled: set[str] = set()  # done, skipped or failed
+        self.selected: set[int] = set()  # groups already through selection
+        self.waiting: list[Job] = []  # candidates whose starting run has not finished yet
+
+    def start(self) -> None:
+        for group in self.groups:
+            for job in [*group.starts.values(), *group.candidates.values()]:
+                self.dispatch(job)
+        self.advance()
+
+    def settle(self, updates) -> None:
+        for update in updates:
+            self.progress.update(update)
+            if update.status != "running":
+                self.settled.add(update.key)
+                if update.status in ("done", "skipped"):
+                    self.finished.add(update.key)
+        self.advance()
+
+    def advance(self) -> None:
+        """Release the candidates whose start settled, then select the groups that are ready."""
+        for job in [job for job in self.waiting if job.needs in self.settled]:
+            self.waiting.remove(job)
+            self.dispatch(job)
+        for number, group in enumerate(self.groups):
+            ready = all(j.key in self.settled for j in group.candidates.values())
+            if self.spec.select and number not in self.selected and ready:
+                self.selected.add(number)
+                for job in choose(group, self.finished, self.spec, self.out_dir, self.outcome):
+                    self.dispatch(job)
+
+    def dispatch(self, job: Job) -> None:
+        if job.key in self.progress.rows:
+            return  # another group planned the same run
+        if job.needs is not None and job.needs not in self.finished:
+            if job.needs not in self.settled:
+                self.waiting.append(job)
+            else:
+                self.progress.add(job, "failed", "its starting run (train.init_from) failed")
+                self.settled.add(job.key)
+            return
+        if not self.executor.settings.fresh and already_done(job):
+            self.progress.add(job, "skipped", "results exist")
+            self.finished.add(job.key)
+            self.settled.add(job.key)
+        else:
+            self.progress.add(job)
+            self.executor.submit(job)
 
 
 def choose(group: Group, finished: set[str], spec: SweepSpec, out_dir: Path, outcome: SweepOutcome) -> list[Job]:
