@@ -20,6 +20,7 @@ import warnings
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
+from types import ModuleType
 from typing import Callable, Generic, TypeVar
 
 from benchmark.errors import BenchmarkError, UnknownNameError
@@ -43,6 +44,23 @@ def first_sentence(text: str | None) -> str:
     paragraph = " ".join((text or "").strip().split("\n\n")[0].split())
     match = re.search(r"\.(?=\s+[A-Z]|$)", paragraph)
     return paragraph[: match.end()] if match else paragraph
+
+
+# The plugin folders of a checkout, by the import names the install gives them. An editable install
+# maps these names to the folders of the checkout it was made from; a second checkout run from its
+# own folder must see its own methods/ and datasets/ (a method file added there is the one used).
+CHECKOUT_FOLDERS = {"benchmark_methods": "methods", "benchmark_datasets": "datasets"}
+
+
+def builtin_package(name: str) -> ModuleType:
+    """The package of built-in plugins `name`, read from the checkout this `benchmark` package
+    was loaded from when it has that folder (an installed copy keeps its own)."""
+    package = importlib.import_module(name)
+    folder = CHECKOUT_FOLDERS.get(name)
+    here = Path(__file__).resolve().parents[1] / folder if folder else None
+    if here is not None and here.is_dir() and [str(here)] != [str(Path(p).resolve()) for p in package.__path__]:
+        package.__path__ = [str(here)]
+    return package
 
 
 class Registry(Generic[T]):
@@ -124,7 +142,7 @@ class Registry(Generic[T]):
             return
         self._discovered = True
         if self._builtin:
-            package = importlib.import_module(self._builtin)
+            package = builtin_package(self._builtin)
             for module in pkgutil.iter_modules(getattr(package, "__path__", [])):
                 if not module.name.startswith("_"):
                     importlib.import_module(f"{self._builtin}.{module.name}")

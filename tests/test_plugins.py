@@ -81,3 +81,26 @@ def test_installed_plugin_runs_with_its_defaults_and_overrides(plugin_site, tmp_
     assert set(frame.method) == {"label_smoothing"}
     assert '"smoothing":0.3' in frame.config.iloc[0]
     assert "loss_smoothed_ce" in set(frame.metric)
+
+
+def test_a_method_file_added_to_a_second_checkout_is_found_when_running_from_it(tmp_path):
+    """The editable install maps the plugin folders to the first checkout; a copy run from its own
+    folder must still see its own methods/ (issue 29)."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    copy = tmp_path / "copy"
+    for folder in ("benchmark", "methods", "datasets"):
+        shutil.copytree(root / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "methods" / "copy_only.py").write_text(
+        '"""A method only this checkout has."""\n\nfrom benchmark.method import Method\n'
+        'from benchmark.registry import METHODS\n\n\n@METHODS.register("copy_only")\n'
+        'class CopyOnly(Method[None]):\n    """Cross-entropy, found only in the copy."""\n')
+    listing = subprocess.run([sys.executable, "-m", "benchmark", "list", "methods"], cwd=copy, capture_output=True,
+                             text=True, timeout=120, env=cli_env(COLUMNS="200"))
+    assert listing.returncode == 0, listing.stderr
+    assert "copy_only" in listing.stdout and "vanilla" in listing.stdout
+    here = subprocess.run([sys.executable, "-m", "benchmark", "list", "methods"], cwd=root, capture_output=True,
+                          text=True, timeout=120, env=cli_env(COLUMNS="200"))
+    assert "copy_only" not in here.stdout and "vanilla" in here.stdout
