@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from benchmark.results.records import records_by_row, records_path
-from benchmark.results.store import FAILED, Measurement, measurements_of
+from benchmark.results.store import FAILED, Measurement, measurements_of, read_run
 
 
 def remove_run(path: Path) -> None:
@@ -24,23 +23,16 @@ def remove_run(path: Path) -> None:
 def completed_run_id(path: Path, run_key: str) -> str | None:
     """The run id of a readable results file at `path` written for `run_key` with no failed suite,
     else None (a missing, corrupt, foreign or partial file does not count as done)."""
-    try:
-        table = pq.read_table(path, columns=["run_key", "run_id", "metric"])
-    except Exception:
+    frame = _rows_of_run(path, run_key)
+    if frame is None or (frame["metric"] == FAILED).any() or frame["run_id"].nunique() != 1:
         return None
-    ids = set(zip(table.column("run_key").to_pylist(), table.column("run_id").to_pylist()))
-    if FAILED in set(table.column("metric").to_pylist()):
-        return None
-    return next(iter(ids))[1] if len(ids) == 1 and next(iter(ids))[0] == run_key else None
+    return str(frame["run_id"].iloc[0])
 
 
 def _rows_of_run(path: Path, run_key: str) -> pd.DataFrame | None:
     """The rows of a readable, non-empty results-format file written for `run_key`, else None."""
-    try:
-        frame = pq.read_table(path).to_pandas()
-    except Exception:
-        return None
-    return None if frame.empty or set(frame["run_key"]) != {run_key} else frame
+    frame, _ = read_run(path)
+    return None if frame is None or frame.empty or set(frame["run_key"]) != {run_key} else frame
 
 
 def finished_suites(path: Path, run_key: str, suites: Mapping[str, Sequence[str]]) -> dict[str, list[Measurement]]:

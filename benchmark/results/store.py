@@ -205,21 +205,30 @@ def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
     return False
 
 
+def read_run(file: Path | str) -> tuple[pd.DataFrame | None, str]:
+    """One results file in today's columns, checked (readable Parquet, a readable schema version,
+    every column of its version with a compatible type), or None and why not: the one reader of
+    the format, for resuming, sweeps, `benchmark results` and the leaderboard alike."""
+    try:
+        table = pq.read_table(file)
+    except Exception as err:  # corrupt, truncated or missing files are reported, never fatal
+        return None, f"{file}: not a readable Parquet file ({type(err).__name__})"
+    problem = table_problem(table)
+    if problem:
+        return None, f"{file}: {problem}"
+    frame = upgraded(table).cast(SCHEMA).to_pandas()
+    frame["source_file"] = str(file)
+    return frame, ""
+
+
 def read_results(paths: Sequence[Path | str]) -> tuple[pd.DataFrame, list[str]]:
     """All result rows under the given folders or files, and a line per file that was skipped."""
     frames, problems = [], []
     for file in _parquet_files(paths):
-        try:
-            table = pq.read_table(file)
-        except Exception as err:  # corrupt or truncated files are reported, never fatal
-            problems.append(f"{file}: not a readable Parquet file ({type(err).__name__})")
+        frame, problem = read_run(file)
+        if frame is None:
+            problems.append(problem)
             continue
-        problem = table_problem(table)
-        if problem:
-            problems.append(f"{file}: {problem}")
-            continue
-        frame = upgraded(table).cast(SCHEMA).to_pandas()
-        frame["source_file"] = str(file)
         frames.append(frame)
     if not frames:
         return pd.DataFrame(columns=[*COLUMNS, "source_file"]), problems
