@@ -131,3 +131,65 @@ class Failed(Metric):
     unit = "value"
     higher_is_better = None
     samples = "none"
+
+
+@METRICS.register("mprt_similarity")
+class MPRTSimilarity(Metric):
+    """Spearman similarity of an explainer's maps to the trained model's after the model's modules
+    were re-initialised from the top down to `extra.layer` (cascading MPRT, Adebayo et al. 2018)."""
+
+    label = "MPRT similarity"
+    unit = "value"
+    higher_is_better = None
+    samples = "mean"
+
+
+@METRICS.register("model_randomisation_similarity")
+class ModelRandomisationSimilarity(Metric):
+    """Spearman similarity of an explainer's maps to the trained model's after every module was
+    re-initialised: near 1 means the map does not depend on what the model learnt."""
+
+    label = "similarity after full randomisation"
+    unit = "value"
+    higher_is_better = False
+    samples = "mean"
+
+
+@METRICS.register("random_logit_similarity")
+class RandomLogitSimilarity(Metric):
+    """Spearman similarity of the map for the explained class and for a random other class
+    (Sixt et al. 2020's random-logit test): near 1 means the map ignores the class."""
+
+    label = "random-logit similarity"
+    unit = "value"
+    higher_is_better = False
+    samples = "mean"
+
+
+@METRICS.register("randomised_model_agreement")
+class RandomisedModelAgreement(Metric):
+    """An agreement metric (`extra.agreement`) of the fully randomised model's maps: what the
+    explainer scores without a trained model."""
+
+    label = "agreement of the randomised model"
+    higher_is_better = None
+    samples = "mean"
+
+
+@METRICS.register("agreement_above_random_model")
+class AgreementAboveRandomModel(Metric):
+    """An agreement metric (`extra.agreement`) of the trained model's maps minus the fully
+    randomised model's, per sample: the agreement the trained model adds."""
+
+    label = "agreement above the randomised model"
+    samples = "mean"
+
+
+@METRICS.register("random_map_agreement")
+class RandomMapAgreement(Metric):
+    """An agreement metric (`extra.agreement`) of uniform random maps: the floor of a map that knows
+    nothing (the tie rule puts it at chance)."""
+
+    label = "agreement of a random map"
+    higher_is_better = None
+    samples = "mean"

@@ -11,7 +11,8 @@ from typing import Any, Mapping
 
 from benchmark.metrics import Metric, metric_of
 
-KINDS = ("clean", "robust", "corruption", "derived", "attribution", "faithfulness", "baseline", "diagnostic")
+KINDS = ("clean", "robust", "corruption", "derived", "attribution", "faithfulness", "sanity", "baseline",
+         "diagnostic")
 
 
 @dataclass(frozen=True)
@@ -49,37 +50,69 @@ def column_of(row: Mapping[str, Any]) -> Column | None:
     """The column a result row feeds, or None for rows no summary shows (training, failures,
     selection, the PixelMask initialisation comparison)."""
     suite, metric = row["suite"], row["metric"]
-    declared = metric_of(metric)
     if suite == "accuracy" and metric == "accuracy":
         return Column(f"clean {row['eval_set']}", "clean", metric, f"clean accuracy on {row['eval_set']}")
     if suite == "diagnostics":
         return Column(f"{metric} {row['eval_set']}", "diagnostic", metric, "a model view, not the model")
-    if suite == "robustness" and metric == "clean_accuracy":
+    if suite == "derived":
+        declared = metric_of(metric)
+        return Column(declared.label or str(metric), "derived", metric, declared.__doc__ or "")
+    by_suite = {"robustness": robustness_column, "corruptions": corruption_column, "sanity": sanity_column,
+                "attribution": attribution_column}
+    return by_suite[suite](row) if suite in by_suite else None
+
+
+def robustness_column(row: Mapping[str, Any]) -> Column | None:
+    metric = row["metric"]
+    if metric == "clean_accuracy":
         return Column(f"clean {row['eval_set']} (attacked samples)", "clean", metric,
                       "clean accuracy on the samples the attacks use")
-    if suite == "robustness" and metric in ("robust_accuracy", "baseline_accuracy"):
-        norm = "" if row["norm"] == "linf" else f" {row['norm']}"
-        eps = row["eps"]
-        label = f"{row['attack']}{norm} {row['region']} {eps_label(eps)}"
-        kind = "robust" if metric == "robust_accuracy" else "baseline"
-        return Column(label, kind, metric, f"{declared.label}, {row['attack']} confined to {row['region']}, "
-                      f"eps {eps:.4g} ({row['norm']})", attack=row["attack"], region=row["region"], eps=eps)
-    if suite == "corruptions" and metric == "corrupted_accuracy":
-        return Column(f"{row['attack']} {row['region']} s{int(row['severity'])}", "corruption", metric,
-                      f"accuracy under {row['attack']} of severity {int(row['severity'])} in {row['region']}",
-                      attack=row["attack"], region=row["region"])
-    if suite == "derived":
-        return Column(declared.label or str(metric), "derived", metric, declared.__doc__ or "")
-    if suite == "attribution" and not _comparison(row):
-        if metric == "object_area_fraction":
-            return Column(declared.label, "diagnostic", metric, "the chance level of the mass metrics")
-        kind = "attribution" if declared.higher_is_better is not None and declared.unit == "fraction" \
-            else "faithfulness"
-        if row.get("explainer") is None or (isinstance(row.get("explainer"), float) and math.isnan(row["explainer"])):
-            return None
-        return Column(f"{declared.label}: {row['explainer']}", kind, metric,
-                      f"{declared.label} of {row['explainer']} maps", explainer=row["explainer"])
-    return None
+    if metric not in ("robust_accuracy", "baseline_accuracy"):
+        return None
+    norm = "" if row["norm"] == "linf" else f" {row['norm']}"
+    eps = row["eps"]
+    label = f"{row['attack']}{norm} {row['region']} {eps_label(eps)}"
+    kind = "robust" if metric == "robust_accuracy" else "baseline"
+    return Column(label, kind, metric, f"{metric_of(metric).label}, {row['attack']} confined to {row['region']}, "
+                  f"eps {eps:.4g} ({row['norm']})", attack=row["attack"], region=row["region"], eps=eps)
+
+
+def corruption_column(row: Mapping[str, Any]) -> Column | None:
+    if row["metric"] != "corrupted_accuracy":
+        return None
+    return Column(f"{row['attack']} {row['region']} s{int(row['severity'])}", "corruption", row["metric"],
+                  f"accuracy under {row['attack']} of severity {int(row['severity'])} in {row['region']}",
+                  attack=row["attack"], region=row["region"])
+
+
+def attribution_column(row: Mapping[str, Any]) -> Column | None:
+    metric = row["metric"]
+    declared = metric_of(metric)
+    if _comparison(row):
+        return None
+    if metric == "object_area_fraction":
+        return Column(declared.label, "diagnostic", metric, "the chance level of the mass metrics")
+    kind = "attribution" if declared.higher_is_better is not None and declared.unit == "fraction" else "faithfulness"
+    if row.get("explainer") is None or (isinstance(row.get("explainer"), float) and math.isnan(row["explainer"])):
+        return None
+    return Column(f"{declared.label}: {row['explainer']}", kind, metric,
+                  f"{declared.label} of {row['explainer']} maps", explainer=row["explainer"])
+
+
+def sanity_column(row: Mapping[str, Any]) -> Column | None:
+    """The randomisation checks (benchmark/suites/sanity.py): one column per explainer and check;
+    the controls per agreement metric; the per-layer MPRT curve as diagnostics."""
+    metric, explainer = row["metric"], row.get("explainer")
+    if not isinstance(explainer, str):
+        return None
+    declared = metric_of(metric)
+    extra = json.loads(row["extra"]) if isinstance(row.get("extra"), str) and row["extra"] else {}
+    if metric == "mprt_similarity":
+        return Column(f"{declared.label}, {extra.get('depth')} of {extra.get('layers')} re-initialised: {explainer}",
+                      "diagnostic", metric, f"after re-initialising down to {extra.get('layer')}", explainer=explainer)
+    agreement = extra.get("agreement")
+    title = f"{declared.label} ({metric_of(agreement).label})" if agreement else declared.label
+    return Column(f"{title}: {explainer}", "sanity", metric, declared.__doc__ or "", explainer=explainer)
 
 
 def _comparison(row: Mapping[str, Any]) -> bool:
