@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.dataset import Ranking
-from benchmark.metrics import agreement_metrics
+from benchmark.metrics import agreement_metrics, metric_of
 from benchmark.registry import DATASETS
 from benchmark.results.aggregate import Cell, RunColumn, Table, cell_of, paired, records_loader, run_column, tabulate
 from benchmark.results.columns import Column
@@ -64,6 +64,8 @@ class Board:
     attribution: dict[str, dict[str, dict[str, Cell]]]  # metric label -> entry label -> explainer -> cell
     explainers: list[str] = field(default_factory=list)
     relation: Relation | None = None  # does attribution agreement predict background robustness here?
+    sanity: dict[str, tuple[Column, dict[str, dict[str, Cell]]]] = field(default_factory=dict)  # check -> rows
+    insensitive: list[str] = field(default_factory=list)  # explainers flagged model_insensitive on this board
 
 
 def ranking_of(dataset: str) -> Ranking | None:
@@ -179,7 +181,9 @@ def build_boards(frame: pd.DataFrame, reference: str = "vanilla") -> list[Board]
                       caution(profile, separated(entries, rank_column.key), len(entries),
                               schedule_changes(rows, profile)),
                       curves(table, groups, names), *attribution_tables(table, groups, names))
-        board.relation = relation_of(table, rank_column, label=lambda g: names[g])
+        board.sanity = sanity_tables(table, groups, names)
+        board.insensitive = insensitive_explainers(board.sanity)
+        board.relation = relation_of(table, rank_column, label=lambda g: names[g], ineligible=set(board.insensitive))
         boards.append(board)
     return boards
 
@@ -236,6 +240,34 @@ def attribution_tables(table: Table, groups: list[tuple], names: dict[tuple, str
     ranked_labels = [labels[m.name] for m in metrics if labels[m.name] in out]
     return {label: out[label] for label in [*ranked_labels, *(k for k in out if k not in ranked_labels)]}, \
         sorted(explainers)
+
+
+def sanity_tables(table: Table, groups: list[tuple], names: dict[tuple, str]
+                  ) -> dict[str, tuple[Column, dict[str, dict[str, Cell]]]]:
+    """Per randomisation check (benchmark/suites/sanity.py): its column and entry -> explainer -> cell;
+    the two similarities first, then the controls of the main agreement metric (relevance mass;
+    the other metrics' controls are in the Parquet files)."""
+    order = ["model_randomisation_similarity", "random_logit_similarity", "agreement_above_random_model",
+             "randomised_model_agreement", "random_map_agreement"]
+    main = f"({metric_of('relevance_mass_accuracy').label})"
+    out: dict[str, tuple[Column, dict[str, dict[str, Cell]]]] = {}
+    for key, column in sorted(table.columns.items(), key=lambda kv: (order.index(kv[1].metric)
+                                                                     if kv[1].metric in order else len(order), kv[0])):
+        if column.kind != "sanity" or column.explainer is None or ("(" in key and main not in key):
+            continue
+        title = key.rsplit(": ", 1)[0]
+        for group in groups:
+            cell = table.cell(group, key)
+            if cell is not None:
+                out.setdefault(title, (column, {}))[1].setdefault(names[group], {})[column.explainer] = cell
+    return out
+
+
+def insensitive_explainers(sanity: dict[str, tuple[Column, dict[str, dict[str, Cell]]]]) -> list[str]:
+    """Explainers whose maps survived full randomisation in some configuration (flag
+    model_insensitive): their agreement is shown, never trusted to say what the model does."""
+    return sorted({explainer for _, rows in sanity.values() for cells in rows.values()
+                   for explainer, cell in cells.items() if "model_insensitive" in cell.flags})
 
 
 def selections(frame: pd.DataFrame) -> dict[str, str]:

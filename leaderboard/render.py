@@ -144,6 +144,7 @@ def render_markdown(boards: list[Board]) -> str:
             out.append("| " + " | ".join(cell(v) for v in [rank, method, e.config_key[:8], str(len(e.seeds)),
                                                            *values]) + " |")
         out.append("")
+        out += sanity_markdown(b, cell)
         out += relation_markdown(b, cell)
     out.append("Numbers are percentages with 95 % intervals in brackets; Δ is the paired difference to the reference "
                "(* = significant after Holm's adjustment over the board's comparisons; the intervals are unadjusted); "
@@ -151,6 +152,22 @@ def render_markdown(boards: list[Board]) -> str:
                "(external) a model trained elsewhere (`benchmark evaluate`); "
                "= a rank shared with the leader of its group.")
     return "\n".join(out) + "\n"
+
+
+def sanity_markdown(board: Board, cell) -> list[str]:
+    """The randomisation checks of a board: one table per check, explainers as columns."""
+    out = []
+    for title, (column, table) in board.sanity.items():
+        explainers = sorted({x for row in table.values() for x in row})
+        out += [f"### {cell(title)}", "", "| configuration | " + " | ".join(cell(x) for x in explainers) + " |",
+                "|" + "---|" * (len(explainers) + 1)]
+        out += ["| " + " | ".join([cell(label), *(cell(cell_text(row.get(x), column)) for x in explainers)]) + " |"
+                for label, row in table.items()]
+        out.append("")
+    if board.insensitive:
+        out += [f"Model-insensitive explainers (maps survive full randomisation; left out of the relation's verdict): "
+                f"{cell(', '.join(board.insensitive))}.", ""]
+    return out
 
 
 def _blank(v: float) -> object:

@@ -105,3 +105,33 @@ def test_the_evaluated_model_is_bit_identical_after_the_suite(trained_lenet, cmn
     after = trained_lenet.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert torch.equal(rng, torch.get_rng_state())  # re-initialising drew from a forked generator
+
+
+def test_the_board_shows_the_checks_marks_the_blind_explainer_and_the_relation_sets_it_aside(trained_lenet, cmnist,
+                                                                                           tmp_path):
+    from datetime import datetime, timezone
+
+    from benchmark.engine.saving import write_results
+    from benchmark.results.relation import Relation
+    from benchmark_leaderboard.render import render_html, render_markdown
+    from benchmark_leaderboard.report import build_report
+
+    config = resolve("vanilla", "cmnist", overrides=["eval.suites=sanity"])
+    rows = sanity_rows(trained_lenet, cmnist, ["edge_filter", "saliency"], samples=8)
+    write_results(rows, config, datetime(2026, 12, 6, tzinfo=timezone.utc), torch.device("cpu"), "fixture",
+                  tmp_path / "run.parquet", train_commit="fixture")
+    boards, problems, sources = build_report([tmp_path])
+    (board,) = boards
+    assert board.insensitive == ["edge_filter"]
+    assert list(board.sanity)[:2] == ["similarity after full randomisation", "random-logit similarity"]
+    html = render_html(boards, problems, sources, "now")
+    assert "Sanity checks: do the maps depend on the model?" in html and 'title="model_insensitive"' in html
+    assert "Model-insensitive explainers" in render_markdown(boards) and "edge_filter" in render_markdown(boards)
+    from benchmark.results.relation import Correlation
+
+    ranked = [Correlation("edge_filter", "relevance_mass_accuracy", "t", 0.9, 0.5, 1.0, 0.9, 0.5, 1.0, 6, p=0.001,
+                          p_adjusted=0.004, p_partial_adjusted=0.004),
+              Correlation("saliency", "relevance_mass_accuracy", "t", 0.6, 0.1, 0.9, 0.5, 0.1, 0.9, 6, p=0.01,
+                          p_adjusted=0.02, p_partial_adjusted=0.02)]
+    relation = Relation("t", "relevance_mass_accuracy", ranked, ranked, ineligible={"edge_filter"})
+    assert relation.best is ranked[1]  # the blind explainer ranks first but is not eligible

@@ -82,15 +82,19 @@ class Relation:
     configurations: int = 0  # the points: rho is over these
     verdict: str = ""
     reason: str = ""  # why nothing was computed
+    ineligible: set[str] = field(default_factory=set)  # explainers shown but never the verdict's (model_insensitive)
 
     @property
     def best(self) -> Correlation | None:
-        return self.ranking[0] if self.ranking else None
+        """The best-ranked explainer the verdict may name (model-insensitive ones are not eligible)."""
+        return next((c for c in self.ranking if c.explainer not in self.ineligible), None)
 
 
-def relation_of(table: Table, target: Column | None, label=lambda group: str(group[2]), seed: int = 0) -> Relation:
+def relation_of(table: Table, target: Column | None, label=lambda group: str(group[2]), seed: int = 0,
+                ineligible: set[str] | None = None) -> Relation:
     """The relation of a board's table; `target` is its main robustness column (else the first
-    background one), `label` names a configuration."""
+    background one), `label` names a configuration; `ineligible` explainers (those that failed a
+    randomisation check) are shown but never named by the verdict."""
     agreement = [c for c in table.columns.values() if c.kind == "attribution" and c.metric in AGREEMENT]
     robust = [c for c in table.columns.values() if c.kind == "robust" and c.region != "full"]
     if target is None or target.kind != "robust" or target.region == "full":
@@ -116,7 +120,7 @@ def relation_of(table: Table, target: Column | None, label=lambda group: str(gro
     ranking = sorted((c for c in correlations if c.metric == metric and c.target == target.key),
                      key=lambda c: -c.rho if np.isfinite(c.rho) else np.inf)
     relation = Relation(target.key, metric, holm_family(correlations), holm_family(ranking), models=len(models),
-                        configurations=len(configurations))
+                        configurations=len(configurations), ineligible=set(ineligible or ()))
     best = relation.best
     if best is not None:
         column = next(c for c in agreement if c.metric == metric and c.explainer == best.explainer)
@@ -190,11 +194,17 @@ def verdict(relation: Relation) -> str:
     """One plain sentence: does the agreement of the best explainer predict background robustness
     here? (Judged on its p-values adjusted for the ranking of every explainer.)"""
     best = relation.best
+    if best is None and relation.ranking:
+        return ("Not judged here: every explainer's maps survive the model's randomisation (model_insensitive), "
+                "so none can say what the model looks at.")
     if best is None or not np.isfinite(best.p_adjusted):
         return "Not measurable here: the correlations could not be computed."
     what = f"{best.explainer}'s {relation.metric.replace('_', ' ')} and {relation.target}"
     n = (f"over {relation.configurations} configurations ({relation.models} trained models; permutation p-values "
          f"Holm-adjusted over the {len(relation.ranking)} explainers' rho and partial rho)")
+    if relation.ineligible & {c.explainer for c in relation.ranking}:
+        n += (f"; {', '.join(sorted(relation.ineligible))} left out of the verdict: their maps survive the model's "
+              "randomisation")
     shown = best.p_adjusted < ALPHA
     if shown and best.rho > 0 and best.p_partial_adjusted < ALPHA and best.partial > 0:
         return f"It holds here: {what} rise together {n}, beyond what clean accuracy explains."
