@@ -204,7 +204,7 @@ class CMNIST(BenchmarkDataset):
             # Published: LR 1e-5, batch 256, 50 epochs, RandomAffine; PGD on the right digit, 5 seeds.
             return {
                 "train": {"epochs": 50, "batch_size": 256, "lr": 1e-5, "augment": True},
-                "eval": {"suites": ("accuracy", "robustness", "corruptions", "attribution")},
+                "eval": {"suites": ("accuracy", "robustness", "corruptions", "attribution", "sanity")},
                 "robustness": {"grid": {"pgd": {"right_digit": [1.0], "full": [0.1]},
                                         "autoattack-rand": {"right_digit": [1.0]}},
                                "options": {"autoattack-rand": {"steps": 10, "eot": 20}},
@@ -216,11 +216,12 @@ class CMNIST(BenchmarkDataset):
             }
         return {
             "train": {"epochs": 2, "batch_size": 256, "lr": 1e-3},
-            "eval": {"suites": ("accuracy", "robustness", "corruptions", "attribution")},
+            "eval": {"suites": ("accuracy", "robustness", "corruptions", "attribution", "sanity")},
             "robustness": {"grid": {"pgd": {"right_digit": [1.0], "full": [0.1]}}, "samples": 256},
             "corruptions": {"grid": CORRUPTION_GRID, "region": "right_digit", "samples": 256},
             "attribution": {"samples": 32, "faithfulness_steps": 8, "faithfulness_samples": 16,
                             "options": QUICK_EXPLAINERS},
+            "sanity": {"samples": 8},  # the randomisation checks on a fixed seeded subset of 8 test images
         }
 
     def split(self, name: str) -> TensorSplit:

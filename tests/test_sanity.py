@@ -135,3 +135,9 @@ def test_the_board_shows_the_checks_marks_the_blind_explainer_and_the_relation_s
                           p_adjusted=0.02, p_partial_adjusted=0.02)]
     relation = Relation("t", "relevance_mass_accuracy", ranked, ranked, ineligible={"edge_filter"})
     assert relation.best is ranked[1]  # the blind explainer ranks first but is not eligible
+
+
+def test_a_model_with_nothing_to_reinitialise_gets_the_random_logit_test_only(trained_lenet, cmnist, test_batch):
+    traced = torch.jit.trace(trained_lenet, test_batch.x[:2]).eval()
+    rows = sanity_rows(traced, cmnist, ["saliency"], samples=4)
+    assert {r.metric for r in rows if r.explainer == "saliency"} == {"random_logit_similarity"}

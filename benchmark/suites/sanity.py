@@ -138,7 +138,9 @@ class SanitySuite(Suite):
         rows: list[Measurement] = []
         layers = [layer for layer, _ in randomised_cascade(ctx.model, p.seed)]
         if not layers:
-            raise ConfigError("sanity: the model has no module with reset_parameters to re-initialise")
+            ctx.reporter.log(f"  sanity {name}: the model has no module with reset_parameters (e.g. TorchScript); "
+                             "random logit only")
+        randomised = trained
         with ctx.reporter.task(f"  sanity {name}", len(layers) + 1) as update:
             for depth, (layer, model) in enumerate(randomised_cascade(ctx.model, p.seed), 1):
                 randomised = self._maps(model, name, options, x, labels)
@@ -149,12 +151,13 @@ class SanitySuite(Suite):
                                   spearman_rows(trained, self._maps(ctx.model, name, options, x, others)),
                                   samples, name))
             update()
-        full = self._row("model_randomisation_similarity", spearman_rows(trained, randomised), samples, name,
-                         layers=len(layers))
-        if full.value > p.threshold:
-            full.flags = (INSENSITIVE,)
-        rows.append(full)
-        rows += self._controls(trained, randomised, masks, samples, metrics, name, full.flags)
+        if layers:
+            full = self._row("model_randomisation_similarity", spearman_rows(trained, randomised), samples, name,
+                             layers=len(layers))
+            if full.value > p.threshold:
+                full.flags = (INSENSITIVE,)
+            rows.append(full)
+            rows += self._controls(trained, randomised, masks, samples, metrics, name, full.flags)
         for row in rows:
             row.duration_s = time.perf_counter() - started
         return rows
