@@ -71,6 +71,10 @@ class BenchmarkDataset:
     # L-inf eps of the full-image PGD that `benchmark sweep` selects configurations by (paper: 2/255
     # on COCO, 1/255 on ImageNet; this project's choice elsewhere).
     selection_eps: ClassVar[float] = 2 / 255
+    # Focus (Arias-Duart et al. 2022) needs a mosaic of classes: "halves" when every image already
+    # is one (C-MNIST: the label's digit on the left half, another digit on the right, the object
+    # mask marks the label's half); "mosaic" builds 2x2 mosaics of evaluation images.
+    focus: ClassVar[str] = "mosaic"
 
     def __init__(self, params: Any = None, data_root: Path | None = None):
         self.params = params if params is not None or self.Params is None else self.Params()

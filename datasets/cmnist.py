@@ -177,6 +177,7 @@ class CMNIST(BenchmarkDataset):
     ranking = Ranking("robust_accuracy", "pgd", "right_digit", 1.0,
                       "PGD on the right digit, eps 1 (the paper's Figure 1)")
     selection_eps = 0.1  # digits in [0, 1]; 2/255 barely moves a LeNet-3
+    focus = "halves"  # each image is a two-class mosaic: the label's digit left, another right
     _info = DataInfo(
         num_classes=10,
         class_names=tuple(str(d) for d in range(10)),
@@ -212,7 +213,8 @@ class CMNIST(BenchmarkDataset):
                 "corruptions": {"grid": CORRUPTION_GRID, "region": "right_digit", "seeds": (0, 1, 2, 3, 4),
                                 "samples": None},
                 "attribution": {"samples": 512, "options": {"smoothgrad": {"samples": 50}},
-                                "mask_comparison": (0, 10, 300), "comparison_samples": 64},
+                                "mask_comparison": (0, 10, 300), "comparison_samples": 64, "road": True,
+                                "road_samples": 64, "focus": True},
             }
         return {
             "train": {"epochs": 2, "batch_size": 256, "lr": 1e-3},
@@ -220,7 +222,7 @@ class CMNIST(BenchmarkDataset):
             "robustness": {"grid": {"pgd": {"right_digit": [1.0], "full": [0.1]}}, "samples": 256},
             "corruptions": {"grid": CORRUPTION_GRID, "region": "right_digit", "samples": 256},
             "attribution": {"samples": 32, "faithfulness_steps": 8, "faithfulness_samples": 16,
-                            "options": QUICK_EXPLAINERS},
+                            "options": QUICK_EXPLAINERS, "road": True, "road_samples": 8, "focus": True},
             "sanity": {"samples": 8},  # the randomisation checks on a fixed seeded subset of 8 test images
         }
 

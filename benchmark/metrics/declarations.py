@@ -193,3 +193,38 @@ class RandomMapAgreement(Metric):
     label = "agreement of a random map"
     higher_is_better = None
     samples = "mean"
+
+
+@METRICS.register("road")
+class ROAD(Metric):
+    """ROAD (Rong et al. 2022): accuracy with the least relevant pixels imputed minus with the most
+    relevant imputed (noisy linear imputation), averaged over the removed fractions."""
+
+    label = "ROAD (LeRF - MoRF)"
+    samples = "mean"
+
+
+@METRICS.register("road_morf_accuracy")
+class ROADMoRF(Metric):
+    """Accuracy with the most relevant pixels imputed, averaged over the removed fractions."""
+
+    label = "ROAD MoRF accuracy"
+    higher_is_better = False
+    samples = "mean"
+
+
+@METRICS.register("road_lerf_accuracy")
+class ROADLeRF(Metric):
+    """Accuracy with the least relevant pixels imputed, averaged over the removed fractions."""
+
+    label = "ROAD LeRF accuracy"
+    samples = "mean"
+
+
+@METRICS.register("focus")
+class Focus(Metric):
+    """Focus (Arias-Duart et al. 2022): the share of positive relevance on the explained class's
+    part of a mosaic of classes (chance: 0.5 on C-MNIST's halves, 0.25 on 2x2 mosaics)."""
+
+    label = "Focus"
+    samples = "mean"

@@ -88,3 +88,36 @@ def agreement_metrics(device: torch.device) -> PerfCase:
                     "256 maps of 64x64, 5 metrics: pointing game, mass and rank accuracy, top-409, AUROC")
 
 
+
+
+@PERF_CASES.register("mprt_explainers")
+def mprt_explainers(device: torch.device) -> PerfCase:
+    """The sanity suite's maps (cascading MPRT over LeNet-3's 4 layers and the random logit) of the
+    nine default explainers on 32 C-MNIST images, against one map of each (the attribution suite's)."""
+    from benchmark.attribution.scoring import pixel_map
+    from benchmark.registry import EXPLAINERS
+    from benchmark.suites.attribution import BUILTIN_EXPLAINERS, quick_explainer_options
+    from benchmark.suites.sanity import other_classes, randomised_cascade, spearman_rows
+
+    batch = cmnist_batch(device, size=32)
+    model = Classifier(create_encoder("lenet3", CMNIST_INFO), CMNIST_INFO.mean, CMNIST_INFO.std).to(device).eval()
+    options = quick_explainer_options(64)
+    others = other_classes(batch.y, 10, torch.Generator().manual_seed(0)).to(device)
+
+    def maps(m, name, target):
+        return pixel_map(EXPLAINERS.get(name)(m, **options.get(name, {}))(batch.x, target,
+                                                                          torch.Generator().manual_seed(0)))
+
+    def sanity() -> None:
+        for name in BUILTIN_EXPLAINERS:
+            trained = maps(model, name, batch.y)
+            for _, randomised in randomised_cascade(model, 0):
+                spearman_rows(trained, maps(randomised, name, batch.y))
+            spearman_rows(trained, maps(model, name, others))
+
+    def once() -> None:
+        for name in BUILTIN_EXPLAINERS:
+            maps(model, name, batch.y)
+
+    return PerfCase(sanity, once, "sanity checks", "one map per explainer", "ratio <= 6.5 (4 layers + logit + 1)",
+                    "LeNet-3, 32 images, nine explainers with the quick options")

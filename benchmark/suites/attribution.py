@@ -21,6 +21,7 @@ from PIL import Image
 
 from benchmark.attribution import options_of
 from benchmark.attribution.pixel_mask import INITS, optimise_masks
+from benchmark.attribution.road import road_curves
 from benchmark.attribution.scoring import cp_pixel, deletion_insertion, pixel_map
 from benchmark.config.values import plain
 from benchmark.engine.evaluate import EvalContext, Piece, Suite, check_split
@@ -70,6 +71,11 @@ class AttributionParams:
     seed: int = 0  # seeds the explainers' randomness (SmoothGrad noise, mask initialisation and noise)
     mask_comparison: tuple[int, ...] = ()  # PixelMask init comparison after these iteration counts, e.g. 0,10,300
     comparison_samples: int = 32
+    road: bool = False  # ROAD (MoRF and LeRF with noisy linear imputation) on the first road_samples samples
+    road_fractions: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
+    road_samples: int = 16
+    road_noise: float = 0.01
+    focus: bool = False  # Focus on class mosaics (the dataset's halves, or 2x2 mosaics)
 
     def __post_init__(self) -> None:
         agreement = [m.name for m in agreement_metrics()]
@@ -89,6 +95,9 @@ class AttributionParams:
             raise ConfigError("attribution.faithfulness_steps and comparison_samples must be >= 1, heatmaps >= 0")
         if any(i < 0 for i in self.mask_comparison):
             raise ConfigError("attribution.mask_comparison lists iteration counts >= 0")
+        if not self.road_fractions or any(not 0 < f < 1 for f in self.road_fractions) or self.road_samples < 1 \
+                or self.road_noise < 0:
+            raise ConfigError("attribution.road_fractions must lie in (0, 1), road_samples >= 1, road_noise >= 0")
 
 
 @SUITES.register("attribution")
@@ -176,9 +185,41 @@ class AttributionSuite(Suite):
                 rows.append(Measurement.of_records("attribution", metric, Records.of(samples[:len(values)], values),
                                                    eval_set=p.eval_set, explainer=name, extra=extra,
                                                    duration_s=elapsed))
+        rows += self._road(ctx, name, batches, targets, torch.cat(maps), samples, extra) if p.road else []
+        rows += self._focus(ctx, name, explainer, batches, targets, samples, extra) if p.focus else []
         if raw:
             ctx.save_artifact(f"attribution/{name}.png", heatmaps_png(batches, raw, p.heatmaps))
         return rows
+
+    def _road(self, ctx, name, batches, targets, maps, samples, extra) -> list[Measurement]:
+        """ROAD on the first `road_samples` samples: per sample the mean over the fractions of the
+        accuracy with the most (MoRF) and the least (LeRF) relevant pixels imputed, and LeRF - MoRF."""
+        p: AttributionParams = self.params
+        n = min(p.road_samples, len(maps))
+        x, target = torch.cat([b.x for b in batches])[:n], torch.cat(targets)[:n]
+        morf, lerf = road_curves(ctx.model, x, maps[:n], target, p.road_fractions, p.road_noise, p.seed)
+        settings = {**extra, "fractions": list(p.road_fractions), "noise": p.road_noise,
+                    "morf_curve": morf.mean(0).tolist(), "lerf_curve": lerf.mean(0).tolist()}
+        ids = samples[:n]
+        return [Measurement.of_records("attribution", metric, Records.of(ids, values), eval_set=p.eval_set,
+                                       explainer=name, extra=settings)
+                for metric, values in (("road", (lerf - morf).mean(1)), ("road_morf_accuracy", morf.mean(1)),
+                                       ("road_lerf_accuracy", lerf.mean(1)))]
+
+    def _focus(self, ctx, name, explainer, batches, targets, samples, extra) -> list[Measurement]:
+        """Focus: the share of positive relevance on the explained class's part of a class mosaic."""
+        p: AttributionParams = self.params
+        x, target = torch.cat([b.x for b in batches]), torch.cat(targets)
+        if ctx.dataset.focus == "halves":
+            images, part = x, torch.cat([b.mask.flatten(1) > 0.5 for b in batches])
+        else:
+            images, part = class_mosaics(x, target, torch.Generator().manual_seed(p.seed))
+        values = focus(explainer(images, target, torch.Generator().manual_seed(p.seed)), part)
+        finite = torch.isfinite(values)
+        return [Measurement.of_records("attribution", "focus", Records.of(samples[finite.cpu()], values[finite]),
+                                       eval_set=p.eval_set, explainer=name,
+                                       extra={**extra, "mosaic": ctx.dataset.focus,
+                                              "chance": 0.5 if ctx.dataset.focus == "halves" else 0.25})]
 
     def _compare_inits(self, ctx, batches, targets) -> list[Measurement]:
         """Retained probability and CP-Pixel of PixelMask after each listed iteration count, per init."""
@@ -203,6 +244,42 @@ class AttributionSuite(Suite):
                                                        eval_set=p.eval_set, explainer="pixel_mask", extra=extra,
                                                        duration_s=time.perf_counter() - started))
         return rows
+
+
+def focus(attribution: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+    """Focus (Arias-Duart et al. 2022): positive relevance (summed over channels) on `part`, a
+    (B, H*W) bool mask of the explained class's share of the mosaic, over all positive relevance;
+    nan for a map without positive relevance."""
+    positive = attribution.sum(dim=1).flatten(1).clamp_min(0)
+    total = positive.sum(1)
+    on_part = (positive * part).sum(1)
+    return torch.where(total > 0, on_part / total.clamp_min(1e-30), torch.full_like(total, float("nan")))
+
+
+def class_mosaics(x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each image, a 2x2 mosaic of it and three images of other classes from the batch (each
+    halved by 2x2 average pooling), the image in a seeded random quadrant; and the (B, H*W) mask
+    of its quadrant. An image whose class fills the batch gets other images of its class."""
+    b, c, h, w = x.shape
+    small = torch.nn.functional.avg_pool2d(x, 2)
+    mosaics = torch.empty(b, c, 2 * (h // 2), 2 * (w // 2), dtype=x.dtype, device=x.device)
+    parts = torch.zeros(b, 1, 2 * (h // 2), 2 * (w // 2), dtype=torch.bool, device=x.device)
+    for i in range(b):
+        others = (labels != labels[i]).nonzero().flatten().cpu()
+        pool = others if len(others) else torch.tensor([j for j in range(b) if j != i] or [i])
+        picks = pool[torch.randint(len(pool), (3,), generator=generator)].tolist()
+        quadrant = int(torch.randint(4, (1,), generator=generator))
+        tiles = picks[:quadrant] + [i] + picks[quadrant:]
+        for q, j in enumerate(tiles):
+            top, left = (q // 2) * (h // 2), (q % 2) * (w // 2)
+            mosaics[i, :, top:top + h // 2, left:left + w // 2] = small[j]
+        top, left = (quadrant // 2) * (h // 2), (quadrant % 2) * (w // 2)
+        parts[i, :, top:top + h // 2, left:left + w // 2] = True
+    if mosaics.shape[-2:] != x.shape[-2:]:  # odd sides: back to the model's input size
+        mosaics = torch.nn.functional.interpolate(mosaics, size=(h, w), mode="bilinear", align_corners=False)
+        parts = torch.nn.functional.interpolate(parts.float(), size=(h, w), mode="nearest") > 0.5
+    return mosaics, parts.flatten(1)
 
 
 def constant_maps(a: torch.Tensor) -> torch.Tensor:
