@@ -142,3 +142,16 @@ def test_attack_writes_worst_case_rows_no_higher_than_any_attack_on_the_same_sam
     assert "worst_case right_digit 1" in cli("results", "--out", str(tmp_path)).stdout
 
 
+
+
+def test_the_default_run_checks_every_default_explainer_and_the_report_shows_the_checks(tiny_results, tmp_path):
+    out, _ = tiny_results
+    frame, _ = read_results([out])
+    for metric in ("model_randomisation_similarity", "random_logit_similarity"):
+        assert set(frame[frame.metric == metric].explainer) == set(ALL_EXPLAINERS), metric
+    for metric in ("road", "road_morf_accuracy", "road_lerf_accuracy", "focus"):
+        assert set(frame[frame.metric == metric].explainer) == set(ALL_EXPLAINERS), metric
+    proc = cli("report", "--results", str(out), "--out", str(tmp_path / "lb.html"))
+    assert proc.returncode == 0, proc.stderr
+    html = (tmp_path / "lb.html").read_text()
+    assert "Sanity checks: do the maps depend on the model?" in html and "similarity after full randomisation" in html
