@@ -6,7 +6,8 @@ Each row is a configuration of the folder's board (named as the leaderboard name
 COLUMN (a column label as `benchmark results` prints it, e.g. "clean test", "pgd right_digit 1",
 "relevance mass accuracy: saliency") a cell `mean [95 % interval]` followed by its paired
 difference to the reference, starred when significant after Holm's adjustment over every
-comparison the folder's leaderboard shows. The numbers are the leaderboard's own (same boards,
+comparison the folder's leaderboard shows (columns the board does not show, e.g. diagnostics or
+sanity checks, get the cell alone). The numbers are the leaderboard's own (same boards,
 same intervals), so a table regenerates from the folder alone.
 """
 
@@ -15,6 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from benchmark.results.aggregate import tabulate
+from benchmark.results.store import read_results, reported_rows
 from benchmark.results.summary import cell_text, difference_text
 from benchmark_leaderboard.report import build_report
 
@@ -28,11 +31,13 @@ def main() -> None:
     boards, problems, _ = build_report([args.folder], args.reference)
     for line in problems:
         print(f"skipped: {line}")
+    table = tabulate(reported_rows(read_results([args.folder])[0]))  # columns the board does not show
     for board in boards:
         columns = {c.key: c for c in board.columns}
-        missing = [c for c in args.columns if c not in columns]
+        extra = {k: c for k, c in table.columns.items() if k not in columns}
+        missing = [c for c in args.columns if c not in columns and c not in extra]
         if missing:
-            raise SystemExit(f"no column {missing[0]!r} on the {board.dataset} board; it has: {', '.join(columns)}")
+            raise SystemExit(f"no column {missing[0]!r} in {args.folder}; it has: {', '.join([*columns, *extra])}")
         print(f"{board.dataset} · {board.profile}; reference {board.reference}; {board.support}\n")
         header = ["configuration", "seeds"] + [h for c in args.columns for h in (c, "Δ")]
         print("| " + " | ".join(header) + " |")
@@ -41,8 +46,12 @@ def main() -> None:
             name = f"{e.method} {e.point}".strip() + (" (diverged, not ranked)" if e.diverged else "")
             cells = [name, str(len(e.seeds))]
             for key in args.columns:
-                d = e.comparisons.get(key)
-                cells += [cell_text(e.cells.get(key), columns[key]), difference_text(d, columns[key]) if d else ""]
+                if key in columns:
+                    d = e.comparisons.get(key)
+                    cells += [cell_text(e.cells.get(key), columns[key]), difference_text(d, columns[key]) if d else ""]
+                else:  # not on the board: the cell alone, no comparison
+                    group = (board.dataset, board.profile, e.method, e.config_key)
+                    cells += [cell_text(table.cell(group, key), extra[key]), ""]
             print("| " + " | ".join(cells) + " |")
         print()
 
