@@ -206,3 +206,16 @@ def test_rising_with_eps_flag_fires_on_a_model_fooled_only_by_small_perturbation
     flags, _ = run_suite(Banded(), cmnist, '{"noise": {"full": [0.05, 0.5]}}')
     assert "robust_rises_with_eps" in flags[("noise", "full", 0.5)]
     assert "robust_rises_with_eps" not in flags[("noise", "full", 0.05)]
+
+
+def test_core_and_spurious_noise_leaves_the_other_region_bit_identical():
+    from benchmark.suites.corruptions import noisy_in
+
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    region = torch.zeros(3, 1, 16, 16)
+    region[..., :, 8:] = 1.0
+    out = noisy_in(x, region, 0.25, torch.Generator().manual_seed(1))
+    assert torch.equal(out[..., :, :8], x[..., :, :8])  # outside: untouched, bit for bit
+    assert not torch.equal(out[..., :, 8:], x[..., :, 8:]) and out.min() >= 0 and out.max() <= 1
+    again = noisy_in(x, region, 0.25, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again)

@@ -228,3 +228,20 @@ class Focus(Metric):
 
     label = "Focus"
     samples = "mean"
+
+
+@METRICS.register("core_accuracy")
+class CoreAccuracy(Metric):
+    """Core accuracy (Singla & Feizi 2022): accuracy with Gaussian noise on the background only, so
+    the object alone must carry the prediction."""
+
+    label = "core accuracy (noise on the background)"
+
+
+@METRICS.register("spurious_accuracy")
+class SpuriousAccuracy(Metric):
+    """Spurious accuracy (Singla & Feizi 2022): accuracy with Gaussian noise on the object only; high
+    means the background alone carries the prediction."""
+
+    label = "spurious accuracy (noise on the object)"
+    higher_is_better = None

@@ -78,6 +78,10 @@ def robustness_column(row: Mapping[str, Any]) -> Column | None:
 
 
 def corruption_column(row: Mapping[str, Any]) -> Column | None:
+    if row["metric"] in ("core_accuracy", "spurious_accuracy"):
+        declared = metric_of(row["metric"])
+        return Column(declared.label, "corruption", row["metric"], declared.__doc__ or "", attack=row["attack"],
+                      region=row["region"])
     if row["metric"] != "corrupted_accuracy":
         return None
     return Column(f"{row['attack']} {row['region']} s{int(row['severity'])}", "corruption", row["metric"],

@@ -1,4 +1,8 @@
-"""Accuracy under common corruptions applied to the background only (the paper's ISIC protocol)."""
+"""Accuracy under common corruptions applied to the background only (the paper's ISIC protocol),
+and core vs spurious accuracy (Singla & Feizi 2022; Singla et al. 2022): accuracy with Gaussian
+noise of sd `core_spurious_sigma` on the background only (core accuracy: the object alone must
+carry the prediction) and on the object only (spurious accuracy: what the background alone
+carries), on the same samples and noise seeds."""
 
 from __future__ import annotations
 
@@ -25,8 +29,11 @@ class CorruptionParams:
     seeds: tuple[int, ...] = (0,)
     samples: int | None = 512
     eval_set: str = "test"
+    core_spurious_sigma: float | None = 0.25  # sd of the Gaussian noise of core / spurious accuracy; None: off
 
     def __post_init__(self) -> None:
+        if self.core_spurious_sigma is not None and not self.core_spurious_sigma > 0:
+            raise ConfigError(f"corruptions.core_spurious_sigma must be > 0 or none, got {self.core_spurious_sigma}")
         for name, severities in self.grid.items():
             if name not in CORRUPTIONS:
                 raise ConfigError(f"corruptions.grid: unknown corruption {name!r}; expected one of "
@@ -59,8 +66,34 @@ class CorruptionSuite(Suite):
         for seed in p.seeds:
             g = torch.Generator().manual_seed(seed)
             regions[seed] = [make_region(p.region, b, g, dataset_regions).to(b.x) for b in batches]
-        return [partial(self._measure, ctx, batches, regions[seed], name, severity, seed)
-                for name, severities in p.grid.items() for severity in severities for seed in p.seeds]
+        out: list[Piece] = [partial(self._measure, ctx, batches, regions[seed], name, severity, seed)
+                            for name, severities in p.grid.items() for severity in severities for seed in p.seeds]
+        if p.core_spurious_sigma is not None:
+            out += [partial(self._core_spurious, ctx, batches, seed) for seed in p.seeds]
+        return out
+
+    @torch.no_grad()
+    def _core_spurious(self, ctx: EvalContext, batches, seed: int) -> list[Measurement]:
+        """Accuracy with Gaussian noise on the background only (core) and on the object only
+        (spurious), clamped to [0, 1]; both draw the same noise from the seed."""
+        p: CorruptionParams = self.params
+        sigma = float(p.core_spurious_sigma or 0.0)
+        model = ctx.model.eval()
+        rows = []
+        for metric, region in (("core_accuracy", "background"), ("spurious_accuracy", "foreground")):
+            started = time.perf_counter()
+            noise_gen = torch.Generator().manual_seed(seed)
+            parts, area = [], 0.0
+            for batch in batches:
+                where = make_region(region, batch, noise_gen).to(batch.x)
+                x = noisy_in(batch.x, where, sigma, noise_gen)
+                parts.append(Records.of(batch.index, (model(x).argmax(1) == batch.y).float()))
+                area += float(where.flatten(1).mean(1).sum())
+            rows.append(Measurement.of_records(
+                "corruptions", metric, Records.concat(parts), eval_set=p.eval_set, attack="gaussian_noise",
+                region=region, attack_seed=seed, area_fraction=area / sum(len(b) for b in batches),
+                extra={"sigma": sigma}, duration_s=time.perf_counter() - started))
+        return rows
 
     @torch.no_grad()
     def _measure(self, ctx: EvalContext, batches, regions, name: str, severity: int, seed: int) -> list[Measurement]:
@@ -78,3 +111,10 @@ class CorruptionSuite(Suite):
                                      attack_seed=seed, area_fraction=area, duration_s=time.perf_counter() - started)
         ctx.reporter.log(f"  {name} severity {severity} in {p.region}: {row.value:.4f}")
         return [row]
+
+
+def noisy_in(x: torch.Tensor, region: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    """x with Gaussian noise of sd `sigma` added where `region` is 1, clamped to [0, 1] there; every
+    pixel outside the region is returned bit for bit."""
+    noise = torch.randn(x.shape, generator=generator).to(x) * sigma
+    return torch.where(region > 0, (x + noise).clamp(0, 1), x)
