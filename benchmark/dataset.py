@@ -45,6 +45,16 @@ class Ranking:
 
 
 @dataclass(frozen=True)
+class Groups:
+    """A group id per sample of a split (by the sample's index in it) and the groups' names, e.g.
+    (label, background) pairs in the spurious-correlation literature (Sagawa et al. 2020)."""
+
+    ids: Tensor  # int64, one per sample of the split
+    names: tuple[str, ...]
+    defined_by: str = ""  # one sentence: what a group is
+
+
+@dataclass(frozen=True)
 class Download:
     """A public file that `benchmark prepare --download` may fetch: unpacked (or, for a plain
     file, placed) into `into`, relative to the data root, unless `present` already exists there."""
@@ -132,6 +142,11 @@ class BenchmarkDataset:
     def derived(self, accuracy: dict[str, float]) -> dict[str, float]:
         """Metrics derived from clean accuracy per eval set (e.g. a background gap)."""
         return {}
+
+    def groups(self, split: str) -> Groups | None:
+        """The groups of a split's samples (the `group_accuracy` suite: per-group and worst-group
+        accuracy), or None when the dataset defines none."""
+        return None
 
     def augment(self, batch: Batch, generator: torch.Generator) -> Batch:
         """Training augmentation, applied to image and mask alike (identity by default)."""

@@ -22,7 +22,7 @@ import torch
 
 from benchmark.data.augment import random_affine
 from benchmark.data.split import Batch, DataInfo, TensorSplit
-from benchmark.dataset import BenchmarkDataset, Ranking
+from benchmark.dataset import BenchmarkDataset, Groups, Ranking
 from benchmark.errors import ConfigError, DataError
 from benchmark.registry import DATASETS
 from benchmark.suites.attribution import quick_explainer_options
@@ -70,6 +70,12 @@ def train_val_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarra
     perm = np.random.default_rng([seed, 0]).permutation(n)
     n_val = round(val_fraction * n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def right_matches_left(labels: np.ndarray, seed: int) -> np.ndarray:
+    """Per pair of `paired_split(images, labels, seed)`: whether the right digit has the label's class."""
+    left, right = pair_indices(len(labels), seed)
+    return labels[right] == labels[left]
 
 
 def paired_split(images: np.ndarray, labels: np.ndarray, seed: int) -> TensorSplit:
@@ -162,6 +168,7 @@ class CMNISTParams:
             raise ConfigError("dataset.embedded_test must be in 1..9999")
 
 CORRUPTION_GRID = {"brightness": [1, 3, 5], "defocus_blur": [1, 3, 5], "snow": [1, 3, 5]}
+SUITES = ("accuracy", "group_accuracy", "robustness", "corruptions", "attribution", "sanity")
 
 
 # Lighter explainer settings that keep the default run within minutes on a CPU.
@@ -189,6 +196,7 @@ class CMNIST(BenchmarkDataset):
     def __init__(self, params: CMNISTParams | None = None, data_root: Path | None = None):
         super().__init__(params or CMNISTParams(), data_root)
         self._splits: dict[str, TensorSplit] | None = None
+        self._matches: dict[str, np.ndarray] = {}  # per split: right digit of the label's class
         self._source = ""
 
     @property
@@ -205,7 +213,7 @@ class CMNIST(BenchmarkDataset):
             # Published: LR 1e-5, batch 256, 50 epochs, RandomAffine; PGD on the right digit, 5 seeds.
             return {
                 "train": {"epochs": 50, "batch_size": 256, "lr": 1e-5, "augment": True},
-                "eval": {"suites": ("accuracy", "robustness", "corruptions", "attribution", "sanity")},
+                "eval": {"suites": SUITES},
                 "robustness": {"grid": {"pgd": {"right_digit": [1.0], "full": [0.1]},
                                         "autoattack-rand": {"right_digit": [1.0]}},
                                "options": {"autoattack-rand": {"steps": 10, "eot": 20}},
@@ -218,7 +226,7 @@ class CMNIST(BenchmarkDataset):
             }
         return {
             "train": {"epochs": 2, "batch_size": 256, "lr": 1e-3},
-            "eval": {"suites": ("accuracy", "robustness", "corruptions", "attribution", "sanity")},
+            "eval": {"suites": SUITES},
             "robustness": {"grid": {"pgd": {"right_digit": [1.0], "full": [0.1]}}, "samples": 256},
             "corruptions": {"grid": CORRUPTION_GRID, "region": "right_digit", "samples": 256},
             "attribution": {"samples": 32, "faithfulness_steps": 8, "faithfulness_samples": 16,
@@ -250,11 +258,22 @@ class CMNIST(BenchmarkDataset):
         digits = self._digits(p)
         train_images, train_labels = digits["train"]
         train_idx, val_idx = train_val_indices(len(train_images), p.val_fraction, p.data_seed)
-        return {
-            "train": paired_split(train_images[train_idx], train_labels[train_idx], p.data_seed),
-            "val": paired_split(train_images[val_idx], train_labels[val_idx], p.data_seed),
-            "test": paired_split(*digits["test"], p.data_seed),
-        }
+        parts = {"train": (train_images[train_idx], train_labels[train_idx]),
+                 "val": (train_images[val_idx], train_labels[val_idx]), "test": digits["test"]}
+        self._matches = {name: right_matches_left(labels, p.data_seed) for name, (_, labels) in parts.items()}
+        return {name: paired_split(images, labels, p.data_seed) for name, (images, labels) in parts.items()}
+
+    def groups(self, split: str) -> Groups | None:
+        """Two groups: the right digit shows the label's class, or another one. A model that reads the
+        right digit is right in the first group and wrong in the second; the second is the group a
+        background-reliant model fails. (Pairs are drawn independently, so about one pair in ten
+        falls in the first; the 100 (label, right digit) groups would leave a few samples each.)"""
+        if split not in self.split_names:
+            return None
+        self.split(split)
+        return Groups(torch.from_numpy(np.where(self._matches[split], 0, 1)), ("right digit = label",
+                                                                             "right digit != label"),
+                      "whether the right digit shows the label's class")
 
     def _digits(self, p: CMNISTParams) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         root = self.data_root

@@ -160,3 +160,33 @@ def test_missing_data_with_failed_download_is_one_line(tmp_path, monkeypatch):
 def test_idx_source_without_data_root_is_an_error():
     with pytest.raises(DataError, match="needs --data-root"):
         C.CMNIST(C.CMNISTParams(source="idx")).split("train")
+
+
+def test_group_accuracy_per_group_worst_and_average_on_a_hand_made_table():
+    from benchmark.suites.groups import group_rows
+
+    samples = torch.arange(10)
+    group_of = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2])  # group 2 has no sample among them
+    correct = torch.tensor([1, 1, 1, 0, 1, 0, 0, 1, 0, 0], dtype=torch.float64)
+    rows = group_rows(samples, correct, group_of, ("a", "b", "c"), "test", {}, 0.0)
+    by = {(r.metric, r.extra.get("group")): r for r in rows}
+    assert by[("group_accuracy", "a")].value == pytest.approx(3 / 4)
+    assert by[("group_accuracy", "b")].value == pytest.approx(2 / 6)
+    assert ("group_accuracy", "c") not in by
+    assert by[("worst_group_accuracy", "b")].value == pytest.approx(2 / 6) and by[("worst_group_accuracy", "b")].n == 6
+    average = by[("average_group_accuracy", None)]
+    assert average.value == pytest.approx((3 / 4 + 2 / 6) / 2) and average.n == 10  # each group counts once
+    assert average.value == pytest.approx(average.records.mean())
+
+
+def test_cmnist_groups_say_whether_the_right_digit_shows_the_label(cmnist):
+    from benchmark_datasets.cmnist import pair_indices, right_matches_left
+
+    labels = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3])
+    left, right = pair_indices(len(labels), 1)
+    literal = np.array([labels[r] == labels[lft] for lft, r in zip(left, right)])
+    assert np.array_equal(right_matches_left(labels, 1), literal)
+    groups = cmnist.groups("test")
+    assert len(groups.ids) == len(cmnist.split("test")) and set(groups.ids.tolist()) == {0, 1}
+    assert 0.05 < float((groups.ids == 0).float().mean()) < 0.2  # independent pairs: about one in ten match
+    assert groups.names == ("right digit = label", "right digit != label")

@@ -245,3 +245,25 @@ class SpuriousAccuracy(Metric):
 
     label = "spurious accuracy (noise on the object)"
     higher_is_better = None
+
+
+@METRICS.register("group_accuracy")
+class GroupAccuracy(Metric):
+    """Accuracy on one group of samples (`extra.group`), e.g. a (label, background) pair."""
+
+    label = "group accuracy"
+
+
+@METRICS.register("worst_group_accuracy")
+class WorstGroupAccuracy(Metric):
+    """The lowest group accuracy (Sagawa et al. 2020): how the model does where the spurious cue misleads."""
+
+    label = "worst-group accuracy"
+
+
+@METRICS.register("average_group_accuracy")
+class AverageGroupAccuracy(Metric):
+    """The unweighted mean of the group accuracies (each group counts once, whatever its size)."""
+
+    label = "average group accuracy"
+    samples = "mean"

@@ -58,7 +58,7 @@ def column_of(row: Mapping[str, Any]) -> Column | None:
         declared = metric_of(metric)
         return Column(declared.label or str(metric), "derived", metric, declared.__doc__ or "")
     by_suite = {"robustness": robustness_column, "corruptions": corruption_column, "sanity": sanity_column,
-                "attribution": attribution_column}
+                "attribution": attribution_column, "group_accuracy": group_column}
     return by_suite[suite](row) if suite in by_suite else None
 
 
@@ -75,6 +75,15 @@ def robustness_column(row: Mapping[str, Any]) -> Column | None:
     kind = "robust" if metric == "robust_accuracy" else "baseline"
     return Column(label, kind, metric, f"{metric_of(metric).label}, {row['attack']} confined to {row['region']}, "
                   f"eps {eps:.4g} ({row['norm']})", attack=row["attack"], region=row["region"], eps=eps)
+
+
+def group_column(row: Mapping[str, Any]) -> Column | None:
+    """Worst-group and average group accuracy, and each group's, on the suite's split."""
+    metric = row["metric"]
+    declared = metric_of(metric)
+    extra = json.loads(row["extra"]) if isinstance(row.get("extra"), str) and row["extra"] else {}
+    suffix = f": {extra.get('group')}" if metric == "group_accuracy" else ""
+    return Column(f"{declared.label} {row['eval_set']}{suffix}", "clean", metric, declared.__doc__ or "")
 
 
 def corruption_column(row: Mapping[str, Any]) -> Column | None:
