@@ -276,9 +276,10 @@ def selections(frame: pd.DataFrame) -> dict[str, str]:
     for _, row in frame[frame["suite"] == "selection"].iterrows():
         extra = json.loads(row["extra"] or "{}")
         if extra.get("selected") and extra.get("final_config_key"):
-            notes[extra["final_config_key"]] = (
-                f"selected by a sweep among {extra.get('candidates', '?')} grid points: highest mean robust "
-                f"val accuracy under full-image PGD eps {row['eps']:.4g} ({100 * row['value']:.1f} %)")
+            rule = ("worst-group val accuracy" if row["metric"] == "worst_group_accuracy"
+                    else f"robust val accuracy under full-image PGD eps {row['eps']:.4g}")
+            notes[extra["final_config_key"]] = (f"selected by a sweep among {extra.get('candidates', '?')} grid "
+                                                f"points: highest mean {rule} ({100 * row['value']:.1f} %)")
     return notes
 
 

@@ -352,3 +352,26 @@ def test_sweep_bad_input_is_one_line_exit_2(tmp_path, capsys, args, expected):
     assert code == 2
     assert expected in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o").exists()
+
+
+def test_worst_group_selection_plans_group_accuracy_on_val_and_takes_the_best_worst_group(tmp_path):
+    spec = SweepSpec(("weight_decay",), ("cmnist",), (0, 1), grid="paper", rule="worst_group")
+    (group,) = plan(spec, tmp_path)
+    config = resolve("weight_decay", "cmnist", seed=0, overrides=group.candidates[(0, 0)].overrides)
+    assert config.eval.suites == ("accuracy", "group_accuracy") and config.eval.splits == ("val",)
+    assert config.suite("group_accuracy").eval_set == "val"
+    worst = {0: 0.2, 1: 0.5, 2: 0.4}
+    for index in range(len(group.points)):
+        for seed in (0, 1):
+            job = group.candidates[(index, seed)]
+            job_config = resolve(job.method, job.dataset, seed=seed, overrides=job.overrides)
+            rows = [Measurement("accuracy", "accuracy", 0.9, 100, eval_set="val"),
+                    Measurement("group_accuracy", "worst_group_accuracy", worst.get(index, 0.1), 30, eval_set="val")]
+            run = {"run_id": "r", "run_key": job_config.key(), "config_key": job_config.key(with_seed=False),
+                   "method": job.method, "dataset": job.dataset, "profile": job.profile, "seed": seed,
+                   "created": pd.Timestamp.now(tz="UTC")}
+            write_run(rows, run, Path(job.results_path))
+    selection = select(group, {job.key for job in group.candidates.values()})
+    assert selection.chosen == 1 and selection.best.robust == pytest.approx(0.5)
+    frame, _ = read_results([write_selection(selection, tmp_path, "final")])
+    assert set(frame["metric"]) == {"worst_group_accuracy"}

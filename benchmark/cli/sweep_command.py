@@ -51,6 +51,9 @@ class Sweep(Command):
                              "`benchmark run` would (an ablation); default: select on val, then evaluate on test")
         sw.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting of every run, e.g. train.epochs=5")
+        sw.add_argument("--select", default="paper", choices=["paper", "worst_group"],
+                        help="what selects a configuration on val: the paper's full-image PGD accuracy, or the "
+                             "worst-group accuracy of the dataset's groups (default: paper)")
         sw.add_argument("--select-eps", help="L-inf eps of the full-image PGD on val that selects a configuration "
                         "(default: the dataset's, e.g. 2/255 on COCO)")
         sw.add_argument("--executor", default="local", choices=["local", "ray"],
@@ -93,7 +96,7 @@ class Sweep(Command):
                          seeds=tuple(seeds(args.seeds, "--seeds")),
                          profiles=tuple(names(args.profiles or ["quick"], "--profiles")),
                          grid=args.grid, overrides=tuple(args.overrides), select_eps=eps,
-                         vary=axes(args.vary), select=not args.all_points)
+                         vary=axes(args.vary), select=not args.all_points, rule=args.select)
         check_out_folder(args.out)
         out_dir = args.out.resolve()
         root = data_root_from(args.data_root)
@@ -135,11 +138,12 @@ def print_sweep(console: Console, outcome, out_dir: Path) -> None:
     console.print(f"sweep: {counts.get('done', 0)} run, {counts.get('skipped', 0)} already done, "
                   f"{counts.get('failed', 0)} failed; results in {out_dir}", markup=False)
     if outcome.selections:
-        table = Table(title="model selection (full-image PGD on val, mean over seeds)")
-        for column in ("method", "dataset", "profile", "selected grid point", "robust val", "clean val",
-                       "candidates"):
-            table.add_column(column, justify="right" if column in ("robust val", "clean val", "candidates")
-                             else "left")
+        worst = outcome.selections[0].group.rule == "worst_group"
+        score = "worst-group val" if worst else "robust val"
+        table = Table(title="model selection (" + ("worst-group accuracy" if worst else "full-image PGD") +
+                      " on val, mean over seeds)")
+        for column in ("method", "dataset", "profile", "selected grid point", score, "clean val", "candidates"):
+            table.add_column(column, justify="right" if column in (score, "clean val", "candidates") else "left")
         for sel in outcome.selections:
             best, group = sel.best, sel.group
             table.add_row(Text(group.method), Text(group.dataset), Text(group.profile),

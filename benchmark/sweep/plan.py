@@ -34,6 +34,7 @@ class SweepSpec:
     select_eps: float | None = None  # None: each dataset's `selection_eps`
     vary: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # --vary axes: ("method.lambda_s", ("0", "0.1")), ...
     select: bool = True  # False (--all-points): every point is a `benchmark run` on test, nothing is selected
+    rule: Literal["paper", "worst_group"] = "paper"  # what selects: robust val accuracy, or worst-group val accuracy
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Group:
     points: list[tuple[tuple[str, Any], ...]]
     seeds: tuple[int, ...]
     eps: float
+    rule: str = "paper"
     candidates: dict[tuple[int, int], Job] = field(default_factory=dict)  # (point index, seed) -> job
     starts: dict[str, Job] = field(default_factory=dict)  # key -> the start jobs its candidates need
 
@@ -108,9 +110,12 @@ def point_layer(point: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
     return layer
 
 
-def selection_layer(eps: float) -> dict[str, dict[str, Any]]:
-    """What a candidate evaluates: clean accuracy on val and full-image PGD on val, nothing on test
-    and nothing that uses the object mask (the paper's selection rule)."""
+def selection_layer(eps: float, rule: str = "paper") -> dict[str, dict[str, Any]]:
+    """What a candidate evaluates, on val only: the paper's rule needs clean accuracy and full-image
+    PGD (no object mask); the worst-group rule clean accuracy and the dataset's groups."""
+    if rule == "worst_group":
+        return {"eval": {"suites": ["accuracy", "group_accuracy"], "splits": ["val"]},
+                "group_accuracy": {"eval_set": "val"}}
     return {"eval": {"suites": ["accuracy", "robustness"], "splits": ["val"]},
             "robustness": {"grid": {"pgd": {"full": [eps]}}, "norm": "linf", "eval_set": "val", "sanity": False}}
 
@@ -127,9 +132,9 @@ def plan(spec: SweepSpec, out_dir) -> list[Group]:
     groups = []
     for profile, dataset, method in itertools.product(spec.profiles, spec.datasets, spec.methods):
         eps = spec.select_eps if spec.select_eps is not None else DATASETS.get(dataset).selection_eps
-        group = Group(method, dataset, profile, grid_points(method, spec.grid, spec.vary), spec.seeds, eps)
+        group = Group(method, dataset, profile, grid_points(method, spec.grid, spec.vary), spec.seeds, eps, spec.rule)
         for (index, point), seed in itertools.product(enumerate(group.points), spec.seeds):
-            layers = merge_layers(user, point_layer(point), selection_layer(eps) if spec.select else {})
+            layers = merge_layers(user, point_layer(point), selection_layer(eps, spec.rule) if spec.select else {})
             config = resolve(method, dataset, profile=profile, seed=seed, overrides=layers)
             files = RunFiles.of(config, out_dir)
             start = start_job(config, out_dir)

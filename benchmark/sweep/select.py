@@ -1,6 +1,8 @@
 """Model selection by the paper's rule: the grid point with the highest robust validation accuracy
 under full-image PGD, averaged over training seeds (clean validation accuracy breaks ties, then
-grid order). It reads only the candidates' result files and uses no mask information.
+grid order). It reads only the candidates' result files and uses no mask information. With
+`--select worst_group`, the highest worst-group validation accuracy instead (group DRO's model
+selection, Sagawa et al. 2020), with the same ties.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from benchmark.results.store import Measurement, read_results, write_run
 from benchmark.sweep.plan import Group, point_label
 
 RULE = "highest mean robust val accuracy under full-image L-inf PGD over training seeds; ties: clean val accuracy"
+RULES = {"paper": RULE,
+         "worst_group": "highest mean worst-group val accuracy over training seeds; ties: clean val accuracy"}
 
 
 @dataclass
 class Score:
     index: int  # grid point
-    robust: float  # mean over seeds of the full-image PGD accuracy on val
+    robust: float  # mean over seeds of the selecting number on val (full-image PGD, or the worst group's)
     clean: float  # mean over seeds of the clean val accuracy
     n: int  # attacked samples per seed
     config_key: str  # the candidate config without its seed
@@ -41,11 +45,14 @@ class Selection:
         return next((s for s in self.scores if s.index == self.chosen), None)
 
 
-def run_score(frame: pd.DataFrame, eps: float) -> tuple[float, float, int] | None:
-    """(robust, clean, n) of one candidate run's rows, or None when they lack the selection rows."""
-    robust = frame[(frame["suite"] == "robustness") & (frame["metric"] == "robust_accuracy")
-                   & (frame["attack"] == "pgd") & (frame["region"] == "full") & (frame["eval_set"] == "val")
-                   & ((frame["eps"] - eps).abs() < 1e-9)]
+def run_score(frame: pd.DataFrame, eps: float, rule: str = "paper") -> tuple[float, float, int] | None:
+    """(score, clean, n) of one candidate run's rows, or None when they lack the selection rows."""
+    if rule == "worst_group":
+        robust = frame[(frame["metric"] == "worst_group_accuracy") & (frame["eval_set"] == "val")]
+    else:
+        robust = frame[(frame["suite"] == "robustness") & (frame["metric"] == "robust_accuracy")
+                       & (frame["attack"] == "pgd") & (frame["region"] == "full") & (frame["eval_set"] == "val")
+                       & ((frame["eps"] - eps).abs() < 1e-9)]
     clean = frame[(frame["suite"] == "accuracy") & (frame["metric"] == "accuracy") & (frame["eval_set"] == "val")]
     if robust.empty or clean.empty:
         return None
@@ -62,7 +69,7 @@ def select(group: Group, finished: set[str]) -> Selection:
             selection.problems.append(f"{point_label(point)}: left out, seed(s) {missing} did not finish")
             continue
         frame, bad = read_results([j.results_path for j in jobs])
-        scored = [run_score(frame[frame["run_key"] == j.key], group.eps) for j in jobs]
+        scored = [run_score(frame[frame["run_key"] == j.key], group.eps, group.rule) for j in jobs]
         runs = [r for r in scored if r is not None]
         if bad or len(runs) < len(scored):
             selection.problems.append(f"{point_label(point)}: left out, its results lack the selection rows")
@@ -84,7 +91,7 @@ def write_selection(selection: Selection, out_dir: Path, final_config_key: str |
     path = Path(out_dir) / f"selection__{group.method}__{group.dataset}__{group.profile}__{key}.parquet"
     if completed_run_id(path, key):  # the same candidates led to the same decision before
         return path
-    config = json.dumps({"rule": RULE, "eps": group.eps, "seeds": list(group.seeds),
+    config = json.dumps({"rule": RULES[group.rule], "eps": group.eps, "seeds": list(group.seeds),
                          "points": [dict(p) for p in group.points]}, sort_keys=True)
     run = provenance.run_columns(key=key, config_key="", method=group.method, dataset=group.dataset,
                                  profile=group.profile, seed=None, config_json=config, created=provenance.now())
@@ -96,6 +103,10 @@ def write_selection(selection: Selection, out_dir: Path, final_config_key: str |
                  "config_key": score.config_key}
         if chosen and final_config_key:
             extra["final_config_key"] = final_config_key
-        rows.append(Measurement("selection", "robust_accuracy", score.robust, score.n, eval_set="val", attack="pgd",
-                                region="full", norm="linf", eps=group.eps, extra=extra))
+        if group.rule == "worst_group":
+            rows.append(Measurement("selection", "worst_group_accuracy", score.robust, score.n, eval_set="val",
+                                    extra=extra))
+        else:
+            rows.append(Measurement("selection", "robust_accuracy", score.robust, score.n, eval_set="val",
+                                    attack="pgd", region="full", norm="linf", eps=group.eps, extra=extra))
     return write_run(rows, run, path)
