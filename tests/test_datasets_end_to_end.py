@@ -4,6 +4,7 @@ docs/DATASETS.md tells a user: the test builds archives in the public layouts (z
 runs the documented shell lines (unpack, `benchmark prepare`, `benchmark run`, `benchmark report`)
 with the quick profile's default suites and every explainer, on tiny images for one epoch."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from test_coco_animals import write_coco_fixture
 from test_in9 import write_in9_fixture
 from test_isic2017 import write_isic_fixture
+from test_waterbirds import write_waterbirds_fixture
 
 from benchmark.results.store import FAILED, read_results
 from benchmark.suites.attribution import BUILTIN_EXPLAINERS as ALL_EXPLAINERS
@@ -82,7 +84,17 @@ def in9_archives(where: Path, tmp: Path) -> dict[str, Path]:
             "/path/to/LAION-final": source / "counteranimal" / "LAION-final"}
 
 
-ARCHIVES = {"coco_animals": coco_archives, "isic2017": isic_archives, "in9": in9_archives}
+def waterbirds_archives(where: Path, tmp: Path) -> dict[str, Path]:
+    source = write_waterbirds_fixture(tmp / "waterbirds-source")
+    with tarfile.open(where / "waterbird_complete95_forest2water2.tar.gz", "w:gz") as tf:
+        tf.add(source / "waterbird_complete95_forest2water2", arcname="waterbird_complete95_forest2water2")
+    with tarfile.open(where / "segmentations.tgz", "w:gz") as tf:
+        tf.add(source / "segmentations", arcname="segmentations")
+    return {}
+
+
+ARCHIVES = {"coco_animals": coco_archives, "isic2017": isic_archives, "in9": in9_archives,
+            "waterbirds": waterbirds_archives}
 
 
 @pytest.mark.slow
@@ -131,7 +143,15 @@ def in9_checks(frame):
     assert (robust[robust.region == "background"].area_fraction < 1).all()
 
 
-CHECKS = {"coco_animals": coco_checks, "isic2017": isic_checks, "in9": in9_checks}
+def waterbirds_checks(frame):
+    groups = frame[frame.suite == "group_accuracy"]
+    assert {"group_accuracy", "worst_group_accuracy", "average_group_accuracy"} <= set(groups.metric)
+    named = {json.loads(e)["group"] for e in groups[groups.metric == "group_accuracy"].extra}
+    assert named == {"landbird on land", "landbird on water", "waterbird on land", "waterbird on water"}
+    assert set(frame[frame.metric == "robust_accuracy"].region) >= {"background", "full"}
+
+
+CHECKS = {"coco_animals": coco_checks, "isic2017": isic_checks, "in9": in9_checks, "waterbirds": waterbirds_checks}
 
 
 @pytest.mark.parametrize("dataset", list(ARCHIVES))
