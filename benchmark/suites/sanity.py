@@ -61,6 +61,11 @@ class SanityParams:
             EXPLAINERS.get(name)
 
 
+def resettable(model: torch.nn.Module) -> list[str]:
+    """The modules the cascade re-initialises, from the top down (those with `reset_parameters`)."""
+    return [name for name, m in model.named_modules() if hasattr(m, "reset_parameters")][::-1]
+
+
 def randomised_cascade(model: torch.nn.Module, seed: int) -> Iterator[tuple[str, torch.nn.Module]]:
     """A copy of `model` with one more module re-initialised at each step, from the top down
     (Quantus 0.6's `top_down` order and seeding); the generators outside stay untouched."""
@@ -136,7 +141,7 @@ class SanitySuite(Suite):
         started = time.perf_counter()
         trained = self._maps(ctx.model, name, options, x, labels)
         rows: list[Measurement] = []
-        layers = [layer for layer, _ in randomised_cascade(ctx.model, p.seed)]
+        layers = resettable(ctx.model)
         if not layers:
             ctx.reporter.log(f"  sanity {name}: the model has no module with reset_parameters (e.g. TorchScript); "
                              "random logit only")
