@@ -158,13 +158,15 @@ class ImageNetTransfer(BenchmarkDataset):
         if profile == "paper":
             return {"model": {"weights": "IMAGENET1K_V2"},
                     "train": {"epochs": 20, "batch_size": 256, "lr": 5e-4, "augment": True},
-                    "eval": {"suites": ("accuracy", "robustness", "attribution")},
+                    "eval": {"suites": ("accuracy", "challenge", "robustness", "attribution")},
                     "robustness": {"grid": {"pgd": {"background": [1 / 255, 2 / 255], "full": [1 / 255]}},
                                    "samples": 1000},
                     "attribution": {"samples": 256}}
         return {"dataset": {"image_size": 112},
                 "train": {"epochs": 1, "batch_size": 32, "lr": 5e-4, "samples": 1024},
-                "eval": {"suites": ("accuracy", "robustness", "attribution"), "samples": 256, "batch_size": 64},
+                "eval": {"suites": ("accuracy", "challenge", "robustness", "attribution"), "samples": 256,
+                         "batch_size": 64},
+                "challenge": {"foregrounds": 16, "pool": 32},
                 "robustness": {"grid": {"pgd": {"background": [1 / 255], "full": [1 / 255]}}, "samples": 64},
                 "attribution": {"samples": 16, "faithfulness_samples": 8, "options": quick_explainer_options(112)}}
 

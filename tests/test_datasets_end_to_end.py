@@ -139,6 +139,7 @@ def in9_checks(frame):
     scored = set(frame[frame.suite == "accuracy"].eval_set)
     assert {f"in9_{v}" for v in VARIANTS} | {"counteranimal_common", "counteranimal_counter", "val", "test"} <= scored
     assert {"bg_gap", "counter_drop"} <= set(frame[frame.suite == "derived"].metric)
+    assert set(frame[frame.metric == "challenge_accuracy"].eval_set) == {"in9_challenge"}
     robust = frame[frame.metric == "robust_accuracy"]
     assert (robust[robust.region == "background"].area_fraction < 1).all()
 

@@ -208,3 +208,62 @@ def test_prepare_download_fetches_only_the_missing_parts_into_their_folders(tmp_
         ImageNetTransfer(ImageNetParams(image_size=32, labels="in9"), root).prepare()
     lines = ImageNetTransfer(ImageNetParams(image_size=32, labels="in9"), root).prepare(download=True)
     assert table.is_file() and any(line.startswith("in9_original: 9 images") for line in lines)
+
+
+def test_challenge_accuracy_equals_a_literal_loop_over_every_foreground_and_background(in9_root):
+    from benchmark.config import resolve
+    from benchmark.engine.evaluate import evaluate
+    from benchmark_datasets.in9 import ImageNet9
+
+    ds = ImageNetTransfer(ImageNetParams(image_size=32, labels="both"), in9_root)
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 5, stride=4), torch.nn.Flatten(),
+                                torch.nn.Linear(4 * 7 * 7, ds.info.num_classes)).eval()
+    config = resolve("vanilla", "in9", overrides=["eval.suites=challenge", "dataset.image_size=32",
+                                                  "dataset.labels=both", "challenge.batch=4"])
+    rows = {r.eval_set: r for r in evaluate(model, ds, config, torch.device("cpu")).measurements}
+    source = next(s for s in ds.sources() if isinstance(s, ImageNet9))
+    foregrounds, classes, pool = source.challenge_parts()
+    predictions = source.challenge_predictions()
+    backgrounds = [pool.batch(torch.tensor([j])).x[0] for j in range(len(pool))]
+    for protocol, eval_set in (("synset", "in9_challenge"), ("in9", "in9_challenge_9way")):
+        expected = []
+        for k in range(len(foregrounds)):
+            one = foregrounds.batch(torch.tensor([k]))
+            target = int(one.y[0]) if protocol == "synset" else classes[k]
+            right = True
+            for background in backgrounds:  # the challenge's composition, one image at a time
+                image = background * (1 - one.mask[0]) + one.x[0] * one.mask[0]
+                logits = model(image[None])
+                predicted = logits.argmax(1) if predictions[protocol] is None else predictions[protocol](logits)
+                right = right and int(predicted[0]) == target
+            expected.append(float(right))
+        row = rows[eval_set]
+        assert row.n == len(foregrounds) == 9 and row.extra["pool"] == len(pool) == 9
+        assert sorted(zip(row.records.sample.tolist(), row.records.value.tolist())) == list(enumerate(expected))
+
+    class Always(torch.nn.Module):  # predicts the synset of IN-9 class 2 whatever the image
+        def forward(self, x):
+            logits = torch.zeros(len(x), ds.info.num_classes)
+            logits[:, list(ds.info.class_names).index(WNIDS[2])] = 1.0
+            return logits
+
+    rows = {r.eval_set: r for r in evaluate(Always(), ds, config, torch.device("cpu")).measurements}
+    for eval_set in ("in9_challenge", "in9_challenge_9way"):  # only class 2's foreground survives every background
+        held = dict(zip(rows[eval_set].records.sample.tolist(), rows[eval_set].records.value.tolist()))
+        assert [held[k] for k in range(9)] == [float(k == 2) for k in range(9)]
+
+
+def test_the_challenge_without_backgrounds_is_one_line_before_training(in9_root, tmp_path):
+    import shutil
+
+    from benchmark.suites import groups  # noqa: F401  (suites register on import)
+    from benchmark_datasets.in9 import ChallengeSuite
+
+    root = tmp_path / "copy"
+    shutil.copytree(in9_root, root)
+    shutil.rmtree(root / "bg_challenge" / "only_bg_t")
+    ds = ImageNetTransfer(ImageNetParams(image_size=32), root)
+    with pytest.raises(DataError, match="only_bg_t") as caught:
+        ChallengeSuite(ChallengeSuite.Params()).check(ds)
+    assert "\n" not in str(caught.value)

@@ -267,3 +267,11 @@ class AverageGroupAccuracy(Metric):
 
     label = "average group accuracy"
     samples = "mean"
+
+
+@METRICS.register("challenge_accuracy")
+class ChallengeAccuracy(Metric):
+    """Backgrounds Challenge accuracy (Xiao et al. 2021): the share of IN-9 foregrounds classified
+    right on every background of the `only_bg_t` pool (the worst background per foreground)."""
+
+    label = "challenge accuracy (worst background)"

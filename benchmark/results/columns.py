@@ -58,7 +58,7 @@ def column_of(row: Mapping[str, Any]) -> Column | None:
         declared = metric_of(metric)
         return Column(declared.label or str(metric), "derived", metric, declared.__doc__ or "")
     by_suite = {"robustness": robustness_column, "corruptions": corruption_column, "sanity": sanity_column,
-                "attribution": attribution_column, "group_accuracy": group_column}
+                "attribution": attribution_column, "group_accuracy": group_column, "challenge": challenge_column}
     return by_suite[suite](row) if suite in by_suite else None
 
 
@@ -84,6 +84,12 @@ def group_column(row: Mapping[str, Any]) -> Column | None:
     extra = json.loads(row["extra"]) if isinstance(row.get("extra"), str) and row["extra"] else {}
     suffix = f": {extra.get('group')}" if metric == "group_accuracy" else ""
     return Column(f"{declared.label} {row['eval_set']}{suffix}", "clean", metric, declared.__doc__ or "")
+
+
+def challenge_column(row: Mapping[str, Any]) -> Column | None:
+    """The Backgrounds Challenge's accuracy, per label protocol (its eval set)."""
+    declared = metric_of(row["metric"])
+    return Column(f"{declared.label} {row['eval_set']}", "clean", row["metric"], declared.__doc__ or "")
 
 
 def corruption_column(row: Mapping[str, Any]) -> Column | None:
