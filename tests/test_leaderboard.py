@@ -263,3 +263,22 @@ def pq_config_key(path: Path) -> str:
     import pyarrow.parquet as pq
 
     return json.dumps(pq.read_table(path, columns=["config_key"]).column(0)[0].as_py())
+
+
+def test_a_plugin_suite_s_rows_show_in_results_and_on_the_board(tmp_path, capsys):
+    from benchmark.results.columns import column_of
+    from conftest import cli_in_process
+
+    row = {"suite": "mysuite", "metric": "accuracy", "eval_set": "test", "attack": None, "region": None,
+           "explainer": None, "eps": float("nan"), "extra": "{}"}
+    column = column_of(row)
+    assert column is not None and column.key == "clean accuracy (mysuite) test" and column.kind == "clean"
+    config = resolve("vanilla", "cmnist", seed=0)
+    rows = [Measurement("accuracy", "accuracy", 0.9, 100, eval_set="test"),
+            Measurement("mysuite", "accuracy", 0.42, 100, eval_set="test")]
+    write_results(rows, config, datetime(2026, 12, 6, tzinfo=timezone.utc), torch.device("cpu"), "fixture",
+                  tmp_path / "run.parquet", train_commit="fixture")
+    (board,) = build_report([tmp_path])[0]
+    assert "clean accuracy (mysuite) test" in {c.key for c in board.columns}
+    code, out, _ = cli_in_process(capsys, "results", "--out", str(tmp_path))
+    assert code == 0 and "clean accuracy (mysuite) test" in out and "42.0" in out

@@ -50,8 +50,11 @@ def column_of(row: Mapping[str, Any]) -> Column | None:
     """The column a result row feeds, or None for rows no summary shows (training, failures,
     selection, the PixelMask initialisation comparison)."""
     suite, metric = row["suite"], row["metric"]
-    if suite == "accuracy" and metric == "accuracy":
-        return Column(f"clean {row['eval_set']}", "clean", metric, f"clean accuracy on {row['eval_set']}")
+    if metric == "failed":
+        return None
+    if suite == "accuracy":
+        return Column(f"clean {row['eval_set']}", "clean", metric, f"clean accuracy on {row['eval_set']}") \
+            if metric == "accuracy" else None
     if suite == "diagnostics":
         return Column(f"{metric} {row['eval_set']}", "diagnostic", metric, "a model view, not the model")
     if suite == "derived":
@@ -59,7 +62,27 @@ def column_of(row: Mapping[str, Any]) -> Column | None:
         return Column(declared.label or str(metric), "derived", metric, declared.__doc__ or "")
     by_suite = {"robustness": robustness_column, "corruptions": corruption_column, "sanity": sanity_column,
                 "attribution": attribution_column, "group_accuracy": group_column, "challenge": challenge_column}
-    return by_suite[suite](row) if suite in by_suite else None
+    if suite in by_suite:
+        return by_suite[suite](row)
+    return None if suite in HIDDEN_SUITES else plugin_column(row)
+
+
+HIDDEN_SUITES = ("training", "selection")  # rows no summary shows
+
+
+def plugin_column(row: Mapping[str, Any]) -> Column | None:
+    """A row of a suite these readers do not know (a plugin's): one column per (suite, metric,
+    eval set, explainer, attack, region, eps), labelled from the metric's declaration; shown with
+    the clean numbers when it is a ranked fraction, else as a diagnostic."""
+    declared = metric_of(row["metric"])
+    parts = [declared.label or row["metric"], f"({row['suite']})"]
+    for key in ("eval_set", "attack", "region", "explainer"):
+        if isinstance(row.get(key), str) and row[key]:
+            parts.append(row[key])
+    if isinstance(row.get("eps"), float) and math.isfinite(row["eps"]):
+        parts.append(eps_label(row["eps"]))
+    kind = "clean" if declared.higher_is_better is not None and declared.unit == "fraction" else "diagnostic"
+    return Column(" ".join(parts), kind, row["metric"], declared.__doc__ or "")
 
 
 def robustness_column(row: Mapping[str, Any]) -> Column | None:
