@@ -52,6 +52,7 @@ class Groups:
     ids: Tensor  # int64, one per sample of the split
     names: tuple[str, ...]
     defined_by: str = ""  # one sentence: what a group is
+    split: Any = None  # the samples, where they are not one of the dataset's splits (e.g. an evaluation source's)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from benchmark.data.images import FileSplit
 from benchmark.data.split import EvalSet
-from benchmark.dataset import EvalSource
+from benchmark.dataset import EvalSource, Groups
 from benchmark.errors import DataError
 from benchmark.registry import EVAL_SETS
 from benchmark_datasets.imagenet import IMAGENET_WNIDS, images_in
@@ -69,6 +71,19 @@ class CounterAnimal(EvalSource):
     def eval_sets(self) -> list[EvalSet]:
         return [EvalSet(f"counteranimal_{kind}", FileSplit(paths, labels, self.image_size))
                 for kind, (paths, labels) in counteranimal(self.folder, self.wnids).items()]
+
+    def groups(self) -> Groups:
+        """(class, common or counter background) groups over both sets together: the worst group
+        is the class whose counter backgrounds fool the model most."""
+        sets = counteranimal(self.folder, self.wnids)
+        paths = [p for kind in ("common", "counter") for p in sets[kind][0]]
+        labels = [c for kind in ("common", "counter") for c in sets[kind][1]]
+        classes = sorted(set(labels))
+        names = tuple(f"{self.wnids[c]} {kind}" for kind in ("common", "counter") for c in classes)
+        ids = [k * len(classes) + classes.index(c) for k, kind in enumerate(("common", "counter"))
+               for c in sets[kind][1]]
+        return Groups(torch.tensor(ids, dtype=torch.int64), names, "(class, common or counter background)",
+                      FileSplit(paths, labels, self.image_size))
 
     def derived(self, accuracy: dict[str, float]) -> dict[str, float]:
         """Counter drop = acc(common) - acc(counter)."""

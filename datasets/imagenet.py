@@ -24,7 +24,7 @@ import torch
 from benchmark.data.augment import flipped
 from benchmark.data.images import FileSplit
 from benchmark.data.split import Batch, DataInfo, EvalSet, Split
-from benchmark.dataset import BenchmarkDataset, Download, EvalSource, Ranking
+from benchmark.dataset import BenchmarkDataset, Download, EvalSource, Groups, Ranking
 from benchmark.errors import ConfigError, DataError
 from benchmark.registry import DATASETS, EVAL_SETS
 from benchmark.suites.attribution import quick_explainer_options
@@ -239,6 +239,13 @@ class ImageNetTransfer(BenchmarkDataset):
 
     def derived(self, accuracy: dict[str, float]) -> dict[str, float]:
         return {k: v for source in self.sources() for k, v in source.derived(accuracy).items()}
+
+    def groups(self, split: str) -> Groups | None:
+        """`counteranimal`: CounterAnimal's (class, common or counter) groups, when its files are there."""
+        if split != "counteranimal":
+            return None
+        source = next((s for s in self.sources() if s.name == "counteranimal"), None)
+        return source.groups() if source is not None else None  # type: ignore[attr-defined]
 
 
 def eval_source(name: str, root: Path, wnids: list[str], settings) -> EvalSource:

@@ -267,3 +267,23 @@ def test_the_challenge_without_backgrounds_is_one_line_before_training(in9_root,
     with pytest.raises(DataError, match="only_bg_t") as caught:
         ChallengeSuite(ChallengeSuite.Params()).check(ds)
     assert "\n" not in str(caught.value)
+
+
+def test_counteranimal_groups_are_class_by_background_kind_and_score_through_the_group_suite(in9_root):
+    from benchmark.config import resolve
+    from benchmark.engine.evaluate import evaluate
+
+    ds = ImageNetTransfer(ImageNetParams(image_size=32), in9_root)
+    groups = ds.groups("counteranimal")
+    assert len(groups.split) == 6 and len(groups.names) == 4  # 2 classes x (common, counter)
+    kinds = ["common"] * 4 + ["counter"] * 2  # two common images per class, one counter image per class
+    for k, (group, label) in enumerate(zip(groups.ids.tolist(), groups.split.labels.tolist())):
+        assert groups.names[group] == f"{ds.info.class_names[label]} {kinds[k]}"
+    assert ds.groups("test") is None
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, ds.info.num_classes)).eval()
+    config = resolve("vanilla", "in9", overrides=["eval.suites=group_accuracy", "group_accuracy.eval_set=counteranimal",
+                                                  "dataset.image_size=32"])
+    rows = evaluate(model, ds, config, torch.device("cpu")).measurements
+    assert {r.metric for r in rows} == {"group_accuracy", "worst_group_accuracy", "average_group_accuracy"}
+    assert sum(r.n for r in rows if r.metric == "group_accuracy") == 6

@@ -36,8 +36,10 @@ class GroupAccuracySuite(Suite):
     Params = GroupParams
 
     def check(self, dataset) -> None:
-        check_split(self.params.eval_set, dataset, "group_accuracy.eval_set")
-        if dataset.groups(self.params.eval_set) is None:
+        groups = dataset.groups(self.params.eval_set)
+        if groups is None or groups.split is None:
+            check_split(self.params.eval_set, dataset, "group_accuracy.eval_set")
+        if groups is None:
             raise ConfigError(f"group_accuracy: dataset {dataset.name!r} defines no groups of its "
                               f"{self.params.eval_set!r} split")
 
@@ -49,7 +51,8 @@ class GroupAccuracySuite(Suite):
         started = time.perf_counter()
         samples, correct = [], []
         with torch.no_grad():
-            for batch in ctx.batches(ctx.split(p.eval_set), limit=p.samples):
+            split = groups.split if groups.split is not None else ctx.split(p.eval_set)
+            for batch in ctx.batches(split, limit=p.samples):
                 samples.append(batch.index.cpu())
                 correct.append((ctx.model(batch.x).argmax(1) == batch.y).float().cpu())
         return group_rows(torch.cat(samples), torch.cat(correct), groups.ids, groups.names, p.eval_set,
