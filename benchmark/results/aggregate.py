@@ -137,16 +137,16 @@ def cell_of(runs: list[RunColumn], column: Column) -> Cell:
     kind = column.declaration.samples
     if summary.n >= 2:
         shared = shared_samples(runs)
+        over = "seeds and samples"
         if shared is not None and kind in ("proportion", "mean"):
             interval = seed_sample_interval(shared)
             low, high = interval.low, interval.high
+        elif kind == "proportion" and samples:  # no records: the seeds' t-interval, at least one seed's Wilson
+            w_low, w_high = wilson_interval(round(summary.mean * samples), samples)
+            low, high = min(summary.low, w_low), max(summary.high, w_high)
         else:
-            low, high = summary.low, summary.high
-            if kind == "proportion" and samples:  # one seed's sample error, at least
-                w_low, w_high = wilson_interval(round(summary.mean * samples), samples)
-                low, high = min(low, w_low), max(high, w_high)
-        return Cell(summary.mean, summary.std, low, high, summary.n, attack_seeds, samples, "seeds and samples"
-                    if kind in ("proportion", "mean") else "seeds", flags)
+            low, high, over = summary.low, summary.high, "seeds"
+        return Cell(summary.mean, summary.std, low, high, summary.n, attack_seeds, samples, over, flags)
     run = runs[0]
     low, high = run.row_interval
     if run.vector is not None and run.attack_seeds > 1 and kind in ("proportion", "mean"):
