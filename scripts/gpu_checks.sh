@@ -16,7 +16,7 @@ set -uo pipefail
 mnist=${1:?usage: scripts/gpu_checks.sh MNIST_IDX_DIR OUT}
 out=${2:?usage: scripts/gpu_checks.sh MNIST_IDX_DIR OUT}
 device=${DEVICE:-cuda}
-cases=${CASES:-resnet50_training data_pipeline train_step_vanilla train_step_hsplid pgd_masked}
+cases=${CASES:-resnet50_ceiling resnet50_training data_pipeline train_step_vanilla train_step_hsplid pgd_masked}
 read -r -a run_args <<< "${RUN_ARGS:-}"
 mkdir -p "$out/cmnist-paper"
 stamp() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$out/timeline.txt"; }

@@ -93,7 +93,7 @@ def test_resume_checkpoint_case_writes_a_checkpoint_that_restores_adam(monkeypat
 
 
 @pytest.mark.parametrize("name", ["agreement_metrics", "pgd_masked", "prepared_cache", "report_intervals",
-                                  "external_pgd"])
+                                  "external_pgd", "resnet50_ceiling", "mprt_explainers"])
 def test_every_case_builds_its_two_sides(name, monkeypatch, tmp_path):
     """Building a case runs its imports and set-up (timing is `benchmark perf`'s job, not a test's)."""
     import tempfile

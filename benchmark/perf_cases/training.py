@@ -134,3 +134,45 @@ def resnet50_training(device: torch.device) -> PerfCase:
                     f"fp32: {images} images per call", "images/s = images per call / median",
                     f"ResNet-50 from scratch, {batches} batches of {batch_size} from {files} JPEGs of 500x375, "
                     f"{workers} loader workers, resize 224 + flip, Adam")
+
+
+@PERF_CASES.register("resnet50_ceiling")
+@gpu_case
+def resnet50_ceiling(device: torch.device) -> PerfCase:
+    """The device's own ResNet-50 training rate: the engine's step on tensors already on the device
+    (no decoding, no loader), bf16 autocast with channels-last against fp32. The ceiling that the
+    loader's images/s (`resnet50_training`) is read against. On a CPU it only shows that it runs."""
+    from benchmark.data.split import Batch, DataInfo, TensorSplit
+    from benchmark.engine.step import Stepper
+
+    batch_size, steps = (256, 8) if device.type == "cuda" else (4, 2)
+    info = DataInfo(9, tuple(f"class{k}" for k in range(9)), (3, 224, 224), (0.485, 0.456, 0.406),
+                    (0.229, 0.224, 0.225))
+    g = torch.Generator().manual_seed(0)
+    batches = [Batch(torch.rand(batch_size, 3, 224, 224, generator=g).to(device),
+                     torch.randint(0, 9, (batch_size,), generator=g).to(device),
+                     torch.ones(batch_size, 1, 224, 224).to(device), torch.arange(batch_size)) for _ in range(steps)]
+
+    def trainer(precision: Literal["bf16", "fp32"]):
+        method = Method(None, info)
+        model = method.build_model(create_encoder("resnet50", info)).to(device).train()
+        cfg = TrainConfig(lr=1e-4, precision=precision)
+        unused = TensorSplit(torch.zeros(1, 3, 224, 224, dtype=torch.uint8), torch.zeros(1),
+                             torch.zeros(1, 1, 224, 224, dtype=torch.uint8))  # vanilla never reads its split
+        state = TrainState(device=device, epochs=1, samples_per_epoch=batch_size * steps, batch_size=batch_size,
+                           train_split=unused)
+        stepper = Stepper(model, method, method.optimizer(model, cfg), cfg, state)
+
+        def one_pass() -> None:
+            for batch in batches:
+                stepper(batch, len(batch))
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+
+        return one_pass
+
+    images = batch_size * steps
+    return PerfCase(trainer("bf16"), trainer("fp32"), f"bf16 autocast, channels-last: {images} images per call",
+                    f"fp32: {images} images per call", "images/s = images per call / median; the loader's ceiling",
+                    f"ResNet-50 from scratch, {steps} steps of {batch_size} synthetic 224x224 images on the device, "
+                    "Adam")
