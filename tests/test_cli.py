@@ -151,6 +151,8 @@ def test_the_default_run_checks_every_default_explainer_and_the_report_shows_the
         assert set(frame[frame.metric == metric].explainer) == set(ALL_EXPLAINERS), metric
     for metric in ("road", "road_morf_accuracy", "road_lerf_accuracy", "focus"):
         assert set(frame[frame.metric == metric].explainer) == set(ALL_EXPLAINERS), metric
+    for metric in ("worst_group_accuracy", "average_group_accuracy", "core_accuracy", "spurious_accuracy"):
+        assert (frame.metric == metric).any(), metric
     proc = cli("report", "--results", str(out), "--out", str(tmp_path / "lb.html"))
     assert proc.returncode == 0, proc.stderr
     html = (tmp_path / "lb.html").read_text()
