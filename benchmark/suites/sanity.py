@@ -107,28 +107,30 @@ class SanitySuite(Suite):
         if dataset.info.num_classes < 2:
             raise ConfigError("sanity: the random-logit test needs at least two classes")
 
-    def settings(self, ctx: EvalContext) -> tuple[tuple[str, ...], dict[str, dict[str, Any]], tuple[str, ...]]:
-        """Explainers, their options and the control metrics: this section's, else the attribution
-        section's, so both suites explain with the same settings."""
+    def settings(self, ctx: EvalContext) -> tuple[tuple[str, ...], dict[str, dict[str, Any]], tuple[str, ...], float]:
+        """Explainers, their options, the control metrics and top-k's share of the pixels: this
+        section's, else the attribution section's, so both suites explain and score alike."""
         p: SanityParams = self.params
         attribution = ctx.config.suite("attribution")
         explainers = p.explainers or (attribution.explainers if attribution is not None else ("saliency",))
         base = attribution.options if attribution is not None else {}
         options = {n: {**base.get(n, {}), **p.options.get(n, {})} for n in explainers}
         metrics = p.metrics or (attribution.metrics if attribution is not None else ("relevance_mass_accuracy",))
-        return tuple(explainers), options, tuple(metrics)
+        top_k_fraction = attribution.top_k_fraction if attribution is not None else 0.1
+        return tuple(explainers), options, tuple(metrics), top_k_fraction
 
     def pieces(self, ctx: EvalContext) -> list[Piece]:
         p: SanityParams = self.params
-        explainers, options, metrics = self.settings(ctx)
+        explainers, options, metrics, top_k_fraction = self.settings(ctx)
         batches = list(ctx.batches(ctx.split(p.eval_set), limit=p.samples))
         x = torch.cat([b.x for b in batches])
         labels = torch.cat([b.y for b in batches])
         masks = torch.cat([b.mask.flatten(1) > 0.5 for b in batches])
         samples = torch.cat([b.index for b in batches]).cpu()
         others = other_classes(labels, ctx.dataset.info.num_classes, torch.Generator().manual_seed(p.seed)).to(x.device)
-        shared = (x, labels, others, masks, samples, metrics)
-        out: list[Piece] = [partial(self._random_maps, masks, samples, metrics)]
+        top_k = max(1, round(top_k_fraction * masks.shape[1]))
+        shared = (x, labels, others, masks, samples, metrics, top_k)
+        out: list[Piece] = [partial(self._random_maps, masks, samples, metrics, top_k)]
         out += [partial(self._explainer, ctx, name, options.get(name, {}), *shared) for name in explainers]
         return out
 
@@ -136,7 +138,7 @@ class SanitySuite(Suite):
         explainer = EXPLAINERS.get(name)(model.eval(), **options)
         return pixel_map(explainer(x, target, torch.Generator().manual_seed(self.params.seed)))
 
-    def _explainer(self, ctx, name, options, x, labels, others, masks, samples, metrics) -> list[Measurement]:
+    def _explainer(self, ctx, name, options, x, labels, others, masks, samples, metrics, top_k) -> list[Measurement]:
         p: SanityParams = self.params
         started = time.perf_counter()
         trained = self._maps(ctx.model, name, options, x, labels)
@@ -162,15 +164,14 @@ class SanitySuite(Suite):
             if full.value > p.threshold:
                 full.flags = (INSENSITIVE,)
             rows.append(full)
-            rows += self._controls(trained, randomised, masks, samples, metrics, name, full.flags)
+            rows += self._controls(trained, randomised, masks, samples, metrics, top_k, name, full.flags)
         for row in rows:
             row.duration_s = time.perf_counter() - started
         return rows
 
-    def _controls(self, trained, randomised, masks, samples, metrics, name, flags) -> list[Measurement]:
+    def _controls(self, trained, randomised, masks, samples, metrics, top_k, name, flags) -> list[Measurement]:
         """Agreement of the fully randomised model's maps, and the trained model's above it."""
         kept = masks.any(dim=1)
-        top_k = max(1, round(0.1 * masks.shape[1]))
         mine = agreement_scores(trained[kept], masks[kept], metrics, top_k)
         blind = agreement_scores(randomised[kept], masks[kept], metrics, top_k)
         rows = []
@@ -182,12 +183,12 @@ class SanitySuite(Suite):
             rows[-1].flags = tuple(flags)
         return rows
 
-    def _random_maps(self, masks, samples, metrics) -> list[Measurement]:
+    def _random_maps(self, masks, samples, metrics, top_k) -> list[Measurement]:
         """Uniform random maps scored like an explainer's: the agreement of a map that knows nothing."""
         generator = torch.Generator().manual_seed(self.params.seed)
         kept = masks.any(dim=1)
         maps = torch.rand(masks.shape, generator=generator).to(masks.device)
-        scores = agreement_scores(maps[kept], masks[kept], metrics, max(1, round(0.1 * masks.shape[1])))
+        scores = agreement_scores(maps[kept], masks[kept], metrics, top_k)
         return [self._row("random_map_agreement", scores[m], samples[kept.cpu()], "random", agreement=m)
                 for m in metrics]
 
