@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from benchmark.data.loader import iterate
-from benchmark.data.split import Batch, DataInfo, EvalSet, Split, TensorSplit
+from benchmark.data.split import Batch, DataInfo, EvalSet, Groups, Split, TensorSplit
 from benchmark.errors import DataError
 
 RegionFn = Callable[[Batch], Tensor]
@@ -42,17 +42,6 @@ class Ranking:
 
         return row["metric"] == self.metric and all(
             same(key, want) for key, want in (("attack", self.attack), ("region", self.region), ("eps", self.eps)))
-
-
-@dataclass(frozen=True)
-class Groups:
-    """A group id per sample of a split (by the sample's index in it) and the groups' names, e.g.
-    (label, background) pairs in the spurious-correlation literature (Sagawa et al. 2020)."""
-
-    ids: Tensor  # int64, one per sample of the split
-    names: tuple[str, ...]
-    defined_by: str = ""  # one sentence: what a group is
-    split: Any = None  # the samples, where they are not one of the dataset's splits (e.g. an evaluation source's)
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from benchmark.data.augment import random_affine
-from benchmark.data.split import Batch, DataInfo, TensorSplit
-from benchmark.dataset import BenchmarkDataset, Groups, Ranking
+from benchmark.data.split import Batch, DataInfo, Groups, TensorSplit
+from benchmark.dataset import BenchmarkDataset, Ranking
 from benchmark.errors import ConfigError, DataError
 from benchmark.registry import DATASETS
 from benchmark.suites.attribution import quick_explainer_options
@@ -264,10 +264,7 @@ class CMNIST(BenchmarkDataset):
         return {name: paired_split(images, labels, p.data_seed) for name, (images, labels) in parts.items()}
 
     def groups(self, split: str) -> Groups | None:
-        """Two groups: the right digit shows the label's class, or another one. A model that reads the
-        right digit is right in the first group and wrong in the second; the second is the group a
-        background-reliant model fails. (Pairs are drawn independently, so about one pair in ten
-        falls in the first; the 100 (label, right digit) groups would leave a few samples each.)"""
+        """Two groups: the right digit shows the label's class, or another (docs/DATASETS.md says why)."""
         if split not in self.split_names:
             return None
         self.split(split)

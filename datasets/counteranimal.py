@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from benchmark.data.images import FileSplit
-from benchmark.data.split import EvalSet
-from benchmark.dataset import EvalSource, Groups
+from benchmark.data.split import EvalSet, Groups
+from benchmark.dataset import EvalSource
 from benchmark.errors import DataError
 from benchmark.registry import EVAL_SETS
 from benchmark_datasets.imagenet import IMAGENET_WNIDS, images_in

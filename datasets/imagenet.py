@@ -23,8 +23,8 @@ import torch
 
 from benchmark.data.augment import flipped
 from benchmark.data.images import FileSplit
-from benchmark.data.split import Batch, DataInfo, EvalSet, Split
-from benchmark.dataset import BenchmarkDataset, Download, EvalSource, Groups, Ranking
+from benchmark.data.split import Batch, DataInfo, EvalSet, Groups, Split
+from benchmark.dataset import BenchmarkDataset, Download, EvalSource, Ranking
 from benchmark.errors import ConfigError, DataError
 from benchmark.registry import DATASETS, EVAL_SETS
 from benchmark.suites.attribution import quick_explainer_options

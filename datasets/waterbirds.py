@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from benchmark.data.images import decode_split, read_mask
-from benchmark.data.split import DataInfo, TensorSplit
-from benchmark.dataset import Groups, InMemoryDataset, Ranking
+from benchmark.data.split import DataInfo, Groups, TensorSplit
+from benchmark.dataset import InMemoryDataset, Ranking
 from benchmark.errors import ConfigError, DataError
 from benchmark.registry import DATASETS
 from benchmark.suites.attribution import quick_explainer_options

@@ -11,22 +11,21 @@ the reference method on the same samples.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from benchmark.dataset import Ranking
 from benchmark.metrics import agreement_metrics, metric_of
-from benchmark.registry import DATASETS
-from benchmark.results.aggregate import Cell, RunColumn, Table, cell_of, paired, records_loader, run_column, tabulate
+from benchmark.results.aggregate import Cell, Table, cell_of, paired, records_loader, tabulate
 from benchmark.results.columns import Column
 from benchmark.results.labels import configuration_labels, reference_group
 from benchmark.results.layout import RunFiles
 from benchmark.results.relation import Relation, relation_of
-from benchmark.results.store import FAILED, WORST_CASE, reported_rows
+from benchmark.results.store import FAILED, reported_rows
 from benchmark.stats.intervals import PairedDifference, holm_adjusted
-from benchmark_leaderboard.notes import RANK, caution, rule, schedule_changes, support
+from benchmark_leaderboard.notes import caution, rule, schedule_changes, support
+from benchmark_leaderboard.ranking import ranking_column, ranking_of
 
 MAIN_KINDS = ("clean", "robust", "corruption", "derived")
 HEATMAP_EXPLAINERS = ("saliency", "integrated_gradients", "grad_cam", "pixel_mask")
@@ -66,54 +65,6 @@ class Board:
     relation: Relation | None = None  # does attribution agreement predict background robustness here?
     sanity: dict[str, tuple[Column, dict[str, dict[str, Cell]]]] = field(default_factory=dict)  # check -> rows
     insensitive: list[str] = field(default_factory=list)  # explainers flagged model_insensitive on this board
-
-
-def ranking_of(dataset: str) -> Ranking | None:
-    return DATASETS.get(dataset).ranking if dataset in DATASETS else None
-
-
-def ranking_column(rows: pd.DataFrame, ranking: Ranking | None, table: Table,
-                   load) -> tuple[Column, dict[tuple, list[RunColumn]]]:
-    """The column entries are ranked by: where the runs have a `worst_case` row at the dataset's
-    declared robust setting (every attack and the noise baseline at that region and eps), that;
-    else the declared rows averaged per run (the existing column when they are exactly one); else
-    the first robust column that is not full-image, else clean test accuracy."""
-    if ranking is not None and ranking.metric == "robust_accuracy" and ranking.attack != WORST_CASE:
-        worst = replace(ranking, attack=WORST_CASE, label=f"worst case over attacks ({ranking.label or 'robust'})")
-        found = declared_column(rows, worst, table, load)
-        if found is not None:
-            return found
-    found = declared_column(rows, ranking, table, load) if ranking is not None else None
-    if found is not None:
-        return found
-    candidates = sorted(table.columns.values(), key=lambda c: c.order)
-    column = next((c for c in candidates if c.kind == "robust" and c.region != "full"), None) or next(
-        (c for c in candidates if c.kind == "robust"), None) or next(
-        (c for c in candidates if c.key == "clean test"), None) or candidates[0]
-    return column, {g: cols[column.key] for g, cols in table.runs.items() if column.key in cols}
-
-
-def declared_column(rows: pd.DataFrame, ranking: Ranking, table: Table,
-                    load) -> tuple[Column, dict[tuple, list[RunColumn]]] | None:
-    """The rows a ranking declares, as a column: the existing one when it is exactly one
-    (attack, region, eps), else its matching rows averaged per run; None when no row matches."""
-    exact = [c for c in table.columns.values() if ranking.eps is not None
-             and (c.metric, c.attack, c.region) == (ranking.metric, ranking.attack, ranking.region)
-             and c.eps is not None and abs(c.eps - ranking.eps) < 1e-9]
-    if exact:
-        key = exact[0].key
-        return exact[0], {g: cols[key] for g, cols in table.runs.items() if key in cols}
-    matched = rows[rows.apply(ranking.matches, axis=1)] if len(rows) else rows
-    runs: dict[tuple, list[RunColumn]] = {}
-    for group, part in matched.groupby(["dataset", "profile", "method", "config_key"], sort=False):
-        runs[group] = [run_column(r.to_dict("records"), load) for _, r in part.groupby("run_key", sort=False)]
-    if not runs:
-        return None
-    first = matched.iloc[0]
-    column = Column(f"{RANK} {ranking.label or ranking.metric}", "robust", ranking.metric,
-                    f"ranked by {ranking.label or ranking.metric}", attack=ranking.attack,
-                    region=ranking.region, eps=ranking.eps if ranking.eps is not None else first["eps"])
-    return column, runs
 
 
 def ranked(entries: list[Entry], key: str, higher_is_better: bool | None) -> list[Entry]:

@@ -258,7 +258,7 @@ def test_the_challenge_without_backgrounds_is_one_line_before_training(in9_root,
     import shutil
 
     from benchmark.suites import groups  # noqa: F401  (suites register on import)
-    from benchmark_datasets.in9 import ChallengeSuite
+    from benchmark_datasets.in9_challenge import ChallengeSuite
 
     root = tmp_path / "copy"
     shutil.copytree(in9_root, root)

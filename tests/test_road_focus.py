@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark.attribution.focus import class_mosaics, focus
 from benchmark.attribution.road import impute, road_curves
-from benchmark.suites.attribution import class_mosaics, focus
 
 
 def test_an_imputed_pixel_is_the_weighted_mean_of_its_neighbours():

@@ -141,3 +141,14 @@ class EvalSet:
     name: str
     split: Split
     predict: Callable[[Tensor], Tensor] = field(default=lambda logits: logits.argmax(dim=1))
+
+
+@dataclass(frozen=True)
+class Groups:
+    """A group id per sample of a split (by the sample's index in it) and the groups' names, e.g.
+    (label, background) pairs in the spurious-correlation literature (Sagawa et al. 2020)."""
+
+    ids: Tensor  # int64, one per sample of the split
+    names: tuple[str, ...]
+    defined_by: str = ""  # one sentence: what a group is
+    split: Any = None  # the samples, where they are not one of the dataset's splits (e.g. an evaluation source's)
