@@ -62,7 +62,8 @@ def test_a_failed_suite_keeps_the_rest_and_a_rerun_measures_only_what_is_missing
     plugin, marker = flaky_plugin
     out = tmp_path / "out"
     args = [*BENCHMARK_CLI, "run", "--method", "vanilla", "--plugin", str(plugin), "--out", str(out), *TINY_RUN,
-            "--set", "train.epochs=1", "--set", "attribution.explainers=saliency,flaky"]
+            "--set", "train.epochs=1", "--set", "attribution.explainers=saliency,flaky",
+            "--set", "sanity.explainers=saliency"]
     env = cli_env(FLAKY_MARKER=str(marker))
     first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert first.returncode == 1, first.stderr
@@ -81,7 +82,7 @@ def test_a_failed_suite_keeps_the_rest_and_a_rerun_measures_only_what_is_missing
     second = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert second.returncode == 0, second.stderr
     assert "reusing the trained weights" in second.stderr
-    assert "keeping the finished suites accuracy, robustness, corruptions" in second.stderr
+    assert "keeping the finished suites accuracy, group_accuracy, robustness, corruptions" in second.stderr
     assert "train vanilla" not in second.stderr and "pgd right_digit" not in second.stderr
     assert "attribution: keeping 2 of its 3 pieces measured before" in second.stderr  # saliency and its preparation
     assert not list(out.glob(".*.pieces.parquet"))
@@ -92,7 +93,7 @@ def test_a_failed_suite_keeps_the_rest_and_a_rerun_measures_only_what_is_missing
                                   again[again.suite.isin(["accuracy", "robustness", "corruptions"])][
                                       ["suite", "metric", "value"]].reset_index(drop=True))
     third = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
-    assert third.returncode == 0 and "keeping the finished suites accuracy, robustness, corruptions, attribution" \
+    assert third.returncode == 0 and "keeping the finished suites accuracy, group_accuracy, robustness, corruptions, attribution" \
         in third.stderr
 
 
@@ -191,9 +192,9 @@ def test_a_run_stopped_during_evaluation_keeps_what_it_measured(tmp_path, stop):
     assert status == (130 if stop == "SIGTERM" else -signal.SIGKILL), "".join(lines) + rest
     frame, _ = read_results([out])
     failed = frame[frame.metric == FAILED].set_index("suite").extra
-    assert set(failed.index) == {"robustness", "corruptions", "attribution"}, "".join(lines) + rest
+    assert set(failed.index) == {"robustness", "corruptions", "attribution", "sanity"}, "".join(lines) + rest
     assert ("interrupted" if stop == "SIGTERM" else "not run") in failed["robustness"]
-    assert all("not run" in failed[s] for s in ("corruptions", "attribution"))
+    assert all("not run" in failed[s] for s in ("corruptions", "attribution", "sanity"))
     assert {"training", "accuracy"} <= set(frame.suite) and len(list(out.glob(".*.pieces.parquet"))) == 1
     again = subprocess.run(args, capture_output=True, text=True, env=cli_env(), timeout=600)
     assert again.returncode == 0 and "reusing the trained weights" in again.stderr, again.stderr
