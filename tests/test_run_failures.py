@@ -93,8 +93,8 @@ def test_a_failed_suite_keeps_the_rest_and_a_rerun_measures_only_what_is_missing
                                   again[again.suite.isin(["accuracy", "robustness", "corruptions"])][
                                       ["suite", "metric", "value"]].reset_index(drop=True))
     third = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
-    assert third.returncode == 0 and "keeping the finished suites accuracy, group_accuracy, robustness, corruptions, attribution" \
-        in third.stderr
+    kept = "keeping the finished suites accuracy, group_accuracy, robustness, corruptions, attribution"
+    assert third.returncode == 0 and kept in third.stderr
 
 
 def test_unknown_split_names_are_refused_before_training(tmp_path):
