@@ -64,6 +64,7 @@ TINY_RUN = [
     "--set", "train.samples=64", "--set", "eval.samples=64",
     "--set", "robustness.samples=16", "--set", "robustness.steps=2", "--set", "corruptions.samples=16",
     "--set", "attribution.samples=8", "--set", "attribution.faithfulness_steps=2", "--set", "sanity.samples=2",
+    "--set", "attribution.road_samples=2", "--set", "group_accuracy.samples=64",
     "--set", 'attribution.options={"integrated_gradients": {"n_steps": 2}, "smoothgrad": {"samples": 2}, '
              '"occlusion": {"window": 32, "stride": 32}, "pixel_mask": {"iterations": 2, "noise_draws": 1}}',
 ]
