@@ -13,6 +13,7 @@ from benchmark.config import resolve
 from benchmark.errors import BenchmarkError
 from benchmark.results.aggregate import RunColumn, Table
 from benchmark.results.columns import Column
+from benchmark.results.store import WORST_CASE
 
 RANK = "ranked by"  # the prefix of the ranking column's label
 
@@ -21,7 +22,7 @@ def rule(column: Column, reference: str, comparisons: int = 0) -> str:
     direction = {True: "higher is better", False: "lower is better", None: "no direction"}[
         column.declaration.higher_is_better]
     worst = (" (per sample the worst case over every attack and the noise baseline run at that region, eps and "
-             "attack seed: robust only if it survives all of them; docs/ATTACKS.md)") if column.attack == "worst_case" \
+             "attack seed: robust only if it survives all of them; docs/ATTACKS.md)") if column.attack == WORST_CASE \
         else ""
     return (f"Ranked by {column.key.removeprefix(RANK + ' ')}{worst} ({direction}). Each number is the mean over "
             "training seeds with its 95 % interval: over seeds and the test samples they share when there are "

@@ -104,7 +104,7 @@ def group_column(row: Mapping[str, Any]) -> Column | None:
     """Worst-group and average group accuracy, and each group's, on the suite's split."""
     metric = row["metric"]
     declared = metric_of(metric)
-    extra = json.loads(row["extra"]) if isinstance(row.get("extra"), str) and row["extra"] else {}
+    extra = extra_of(row)
     suffix = f": {extra.get('group')}" if metric == "group_accuracy" else ""
     return Column(f"{declared.label} {row['eval_set']}{suffix}", "clean", metric, declared.__doc__ or "")
 
@@ -148,7 +148,7 @@ def sanity_column(row: Mapping[str, Any]) -> Column | None:
     if not isinstance(explainer, str):
         return None
     declared = metric_of(metric)
-    extra = json.loads(row["extra"]) if isinstance(row.get("extra"), str) and row["extra"] else {}
+    extra = extra_of(row)
     if metric == "mprt_similarity":
         return Column(f"{declared.label}, {extra.get('depth')} of {extra.get('layers')} re-initialised: {explainer}",
                       "diagnostic", metric, f"after re-initialising down to {extra.get('layer')}", explainer=explainer)
@@ -158,5 +158,10 @@ def sanity_column(row: Mapping[str, Any]) -> Column | None:
 
 
 def _comparison(row: Mapping[str, Any]) -> bool:
+    return bool(extra_of(row).get("comparison", False))
+
+
+def extra_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's `extra` JSON as a dict (empty when it has none)."""
     extra = row.get("extra")
-    return bool(extra) and isinstance(extra, str) and json.loads(extra).get("comparison", False)
+    return json.loads(extra) if isinstance(extra, str) and extra else {}
