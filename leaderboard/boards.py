@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.metrics import agreement_metrics, metric_of
 from benchmark.results.aggregate import Cell, Table, cell_of, paired, records_loader, tabulate
 from benchmark.results.columns import Column
+from benchmark.results.context import newest_context
 from benchmark.results.labels import configuration_labels, reference_group
 from benchmark.results.layout import RunFiles
 from benchmark.results.relation import Relation, relation_of
 from benchmark.results.store import FAILED, reported_rows
 from benchmark.stats.intervals import PairedDifference, holm_adjusted
 from benchmark_leaderboard.notes import caution, rule, schedule_changes, support
-from benchmark_leaderboard.ranking import ranking_column, ranking_of
+from benchmark_leaderboard.ranking import ranking_column
 
 MAIN_KINDS = ("clean", "robust", "corruption", "derived")
 HEATMAP_EXPLAINERS = ("saliency", "integrated_gradients", "grad_cam", "pixel_mask")
@@ -98,7 +98,8 @@ def build_boards(frame: pd.DataFrame, reference: str = "vanilla") -> list[Board]
     for (dataset, profile), rows in frame.groupby(["dataset", "profile"], sort=True):
         table = tabulate(rows, load)
         groups = table.groups()
-        rank_column, rank_runs = ranking_column(rows, ranking_of(dataset), table, load)
+        context = newest_context(rows)  # what the files say: ranking, metric labels, defaults
+        rank_column, rank_runs = ranking_column(rows, context.ranking, table, load)
         columns = [c for c in sorted(table.columns.values(), key=lambda c: c.order) if c.kind in MAIN_KINDS]
         names = configuration_labels(rows, groups)
         ref_group = reference_group(groups, names, reference)
@@ -130,9 +131,9 @@ def build_boards(frame: pd.DataFrame, reference: str = "vanilla") -> list[Board]
         board = Board(dataset, profile, shown_reference, columns, entries, rule(rank_column, reference, family),
                       support(table, rank_runs),
                       caution(profile, separated(entries, rank_column.key), len(entries),
-                              schedule_changes(rows, profile)),
+                              schedule_changes(rows)),
                       curves(table, groups, names), *attribution_tables(table, groups, names))
-        board.sanity = sanity_tables(table, groups, names)
+        board.sanity = sanity_tables(table, groups, names, context.declaration("relevance_mass_accuracy").label)
         board.insensitive = insensitive_explainers(board.sanity)
         board.relation = relation_of(table, rank_column, label=lambda g: names[g], ineligible=set(board.insensitive))
         boards.append(board)
@@ -172,10 +173,11 @@ def curves(table: Table, groups: list[tuple], names: dict[tuple, str]) -> Curves
 
 
 def attribution_tables(table: Table, groups: list[tuple], names: dict[tuple, str]) -> tuple[dict, list[str]]:
-    """Per agreement metric (relevance mass first, then the rest in registration order): entry ->
-    explainer -> cell."""
+    """Per agreement metric (relevance mass first, then the rest in the order the files hold them):
+    entry -> explainer -> cell."""
     order = ["relevance_mass_accuracy", "pixel_auroc", "pointing_game"]
-    metrics = sorted(agreement_metrics(), key=lambda m: (order.index(m.name) if m.name in order else len(order)))
+    declared = {c.metric: c.declaration for c in table.columns.values() if c.kind == "attribution"}
+    metrics = sorted(declared.values(), key=lambda m: (order.index(m.name) if m.name in order else len(order)))
     labels = {m.name: m.label for m in metrics}
     out: dict[str, dict[str, dict[str, Cell]]] = {}
     explainers: set[str] = set()
@@ -193,14 +195,14 @@ def attribution_tables(table: Table, groups: list[tuple], names: dict[tuple, str
         sorted(explainers)
 
 
-def sanity_tables(table: Table, groups: list[tuple], names: dict[tuple, str]
+def sanity_tables(table: Table, groups: list[tuple], names: dict[tuple, str], main_label: str
                   ) -> dict[str, tuple[Column, dict[str, dict[str, Cell]]]]:
     """Per randomisation check (benchmark/suites/sanity.py): its column and entry -> explainer -> cell;
     the two similarities first, then the controls of the main agreement metric (relevance mass;
     the other metrics' controls are in the Parquet files)."""
     order = ["model_randomisation_similarity", "random_logit_similarity", "agreement_above_random_model",
              "randomised_model_agreement", "random_map_agreement"]
-    main = f"({metric_of('relevance_mass_accuracy').label})"
+    main = f"({main_label})"
     out: dict[str, tuple[Column, dict[str, dict[str, Cell]]]] = {}
     for key, column in sorted(table.columns.items(), key=lambda kv: (order.index(kv[1].metric)
                                                                      if kv[1].metric in order else len(order), kv[0])):

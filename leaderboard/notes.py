@@ -4,15 +4,13 @@ it can and cannot say (a smoke test, a changed schedule, no significant differen
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import Sequence
 
 import pandas as pd
 
-from benchmark.config import resolve
-from benchmark.errors import BenchmarkError
 from benchmark.results.aggregate import RunColumn, Table
 from benchmark.results.columns import Column
+from benchmark.results.context import context_of
 from benchmark.results.store import WORST_CASE
 
 RANK = "ranked by"  # the prefix of the ranking column's label
@@ -45,15 +43,14 @@ def support(table: Table, rank_runs: dict[tuple, list[RunColumn]]) -> str:
             f"attack seed(s) (or averaged rows) and {span(samples)} samples per run.")
 
 
-def schedule_changes(rows: pd.DataFrame, profile: str) -> list[str]:
+def schedule_changes(rows: pd.DataFrame) -> list[str]:
     """The training settings (`train.KEY=VALUE`) in which these runs differ from their profile's
-    defaults, e.g. a ten-epoch study run under `quick`; methods this install lacks are skipped."""
+    defaults as their files recorded them, e.g. a ten-epoch study run under `quick`; methods whose
+    defaults were not known when they ran (an external model) are skipped."""
     changes: dict[str, None] = {}
-    for (method, dataset), sub in rows.groupby(["method", "dataset"], sort=True):
-        try:
-            default = json.loads(json.dumps(asdict(resolve(method, dataset, profile=profile).train)))
-        except BenchmarkError:
-            continue
+    for _, sub in rows.groupby(["method", "dataset"], sort=True):
+        defaults = context_of(sub.iloc[0].to_dict()).defaults
+        default = {k.removeprefix("train."): json.loads(v) for k, v in defaults.items() if k.startswith("train.")}
         for text in sub["config"].dropna().unique():
             train = json.loads(text).get("train", {})
             for name, value in train.items():

@@ -8,15 +8,11 @@ from dataclasses import replace
 import pandas as pd
 
 from benchmark.dataset import Ranking
-from benchmark.registry import DATASETS
 from benchmark.results.aggregate import RunColumn, Table, run_column
 from benchmark.results.columns import Column
+from benchmark.results.context import declaration_of
 from benchmark.results.store import WORST_CASE
 from benchmark_leaderboard.notes import RANK
-
-
-def ranking_of(dataset: str) -> Ranking | None:
-    return DATASETS.get(dataset).ranking if dataset in DATASETS else None
 
 
 def ranking_column(rows: pd.DataFrame, ranking: Ranking | None, table: Table,
@@ -59,5 +55,6 @@ def declared_column(rows: pd.DataFrame, ranking: Ranking, table: Table,
     first = matched.iloc[0]
     column = Column(f"{RANK} {ranking.label or ranking.metric}", "robust", ranking.metric,
                     f"ranked by {ranking.label or ranking.metric}", attack=ranking.attack,
-                    region=ranking.region, eps=ranking.eps if ranking.eps is not None else first["eps"])
+                    region=ranking.region, eps=ranking.eps if ranking.eps is not None else first["eps"],
+                    declared=declaration_of(first.to_dict(), ranking.metric))
     return column, runs

@@ -282,3 +282,46 @@ def test_a_plugin_suite_s_rows_show_in_results_and_on_the_board(tmp_path, capsys
     assert "clean accuracy (mysuite) test" in {c.key for c in board.columns}
     code, out, _ = cli_in_process(capsys, "results", "--out", str(tmp_path))
     assert code == 0 and "clean accuracy (mysuite) test" in out and "42.0" in out
+
+
+def _report_bytes(results: Path, out: Path) -> list[bytes]:
+    paths, _ = write_report([results], out / "board.html", "2026-12-06 00:00 UTC")
+    return [p.read_bytes() for p in paths]
+
+
+def _change_the_registries(monkeypatch, request) -> None:
+    """Another ranking for C-MNIST, another label for robust accuracy, another default schedule
+    for every method: what a later version of the code might say."""
+    from benchmark.dataset import Ranking
+    from benchmark.registry import DATASETS, METHODS, METRICS
+
+    monkeypatch.setattr(DATASETS.get("cmnist"), "ranking", Ranking("accuracy", label="clean"))
+    monkeypatch.setattr(METRICS.get("robust_accuracy"), "label", "changed label")
+    for name in ("vanilla", "weight_decay", "hsplid"):
+        monkeypatch.setattr(METHODS.get(name), "defaults",
+                            classmethod(lambda cls, dataset, profile: {"train": {"lr": 0.5, "epochs": 9}}))
+    from benchmark.results import context
+    context.legacy.cache_clear()
+    request.addfinalizer(context.legacy.cache_clear)  # what was read under the change goes with it
+
+
+def test_a_board_reads_only_its_files_and_stays_byte_identical_when_registry_defaults_change(results, tmp_path,
+                                                                                           monkeypatch, request):
+    before = _report_bytes(results, tmp_path / "before")
+    _change_the_registries(monkeypatch, request)
+    assert _report_bytes(results, tmp_path / "after") == before
+
+
+def test_files_written_before_the_context_are_read_through_today_s_registries(results, tmp_path, monkeypatch,
+                                                                               request):
+    """The control of the test above: without the file's context the same change shows."""
+    import pyarrow.parquet as pq
+
+    for path in results.glob("*.parquet"):
+        if path.name != "broken.parquet":
+            pq.write_table(pq.read_table(path).replace_schema_metadata(None), path)
+    before = _report_bytes(results, tmp_path / "before")
+    assert b"Ranked by pgd right_digit 1" in before[0]
+    _change_the_registries(monkeypatch, request)
+    after = _report_bytes(results, tmp_path / "after")
+    assert after != before and b"Ranked by clean" in after[0] and b"changed label" in after[0]

@@ -15,6 +15,7 @@ from benchmark import provenance
 from benchmark.config import RunConfig
 from benchmark.engine.evaluate import NOT_RUN, Evaluation, failure_row
 from benchmark.engine.train import TrainResult
+from benchmark.results.context import context_json, metric_names
 from benchmark.results.kept import piece_rows, remove_run
 from benchmark.results.layout import RunFiles
 from benchmark.results.store import Measurement, write_run
@@ -84,7 +85,8 @@ def write_results(measurements: list[Measurement], config: RunConfig, created, d
                                      seed=config.seed, config_json=config.to_json(), created=created,
                                      device=provenance.device_name(device, ranks), data_source=data_source,
                                      train_commit=train_commit)
-    return write_run(measurements, columns, path)
+    context = context_json(config.method_name, config.dataset, config.profile, metric_names(measurements))
+    return write_run(measurements, columns, path, context)
 
 
 def training_measurements(result: TrainResult) -> list[Measurement]:

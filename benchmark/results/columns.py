@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from benchmark.metrics import Metric, metric_of
+from benchmark.results.context import Declaration, declaration_of, undeclared
 
 KINDS = ("clean", "robust", "corruption", "derived", "attribution", "faithfulness", "sanity", "baseline",
          "diagnostic")
@@ -28,10 +28,11 @@ class Column:
     region: str | None = None
     eps: float | None = None
     explainer: str | None = None
+    declared: Declaration | None = field(default=None, compare=False, repr=False)  # from the rows' file
 
     @property
-    def declaration(self) -> type[Metric]:
-        return metric_of(self.metric)
+    def declaration(self) -> Declaration:
+        return self.declared or undeclared(self.metric)
 
     @property
     def order(self) -> tuple[int, str]:
@@ -48,7 +49,13 @@ def eps_label(eps: float) -> str:
 
 def column_of(row: Mapping[str, Any]) -> Column | None:
     """The column a result row feeds, or None for rows no summary shows (training, failures,
-    selection, the PixelMask initialisation comparison)."""
+    selection, the PixelMask initialisation comparison); its metric declared as the row's file
+    declares it."""
+    column = suite_column(row)
+    return replace(column, declared=declaration_of(row)) if column is not None else None
+
+
+def suite_column(row: Mapping[str, Any]) -> Column | None:
     suite, metric = row["suite"], row["metric"]
     if metric == "failed":
         return None
@@ -58,8 +65,8 @@ def column_of(row: Mapping[str, Any]) -> Column | None:
     if suite == "diagnostics":
         return Column(f"{metric} {row['eval_set']}", "diagnostic", metric, "a model view, not the model")
     if suite == "derived":
-        declared = metric_of(metric)
-        return Column(declared.label or str(metric), "derived", metric, declared.__doc__ or "")
+        declared = declaration_of(row, metric)
+        return Column(declared.label or str(metric), "derived", metric, declared.doc)
     by_suite = {"robustness": robustness_column, "corruptions": corruption_column, "sanity": sanity_column,
                 "attribution": attribution_column, "group_accuracy": group_column, "challenge": challenge_column}
     if suite in by_suite:
@@ -74,7 +81,7 @@ def plugin_column(row: Mapping[str, Any]) -> Column | None:
     """A row of a suite these readers do not know (a plugin's): one column per (suite, metric,
     eval set, explainer, attack, region, eps), labelled from the metric's declaration; shown with
     the clean numbers when it is a ranked fraction, else as a diagnostic."""
-    declared = metric_of(row["metric"])
+    declared = declaration_of(row)
     parts = [declared.label or row["metric"], f"({row['suite']})"]
     for key in ("eval_set", "attack", "region", "explainer"):
         if isinstance(row.get(key), str) and row[key]:
@@ -82,7 +89,7 @@ def plugin_column(row: Mapping[str, Any]) -> Column | None:
     if isinstance(row.get("eps"), float) and math.isfinite(row["eps"]):
         parts.append(eps_label(row["eps"]))
     kind = "clean" if declared.higher_is_better is not None and declared.unit == "fraction" else "diagnostic"
-    return Column(" ".join(parts), kind, row["metric"], declared.__doc__ or "")
+    return Column(" ".join(parts), kind, row["metric"], declared.doc)
 
 
 def robustness_column(row: Mapping[str, Any]) -> Column | None:
@@ -96,29 +103,29 @@ def robustness_column(row: Mapping[str, Any]) -> Column | None:
     eps = row["eps"]
     label = f"{row['attack']}{norm} {row['region']} {eps_label(eps)}"
     kind = "robust" if metric == "robust_accuracy" else "baseline"
-    return Column(label, kind, metric, f"{metric_of(metric).label}, {row['attack']} confined to {row['region']}, "
+    return Column(label, kind, metric, f"{declaration_of(row).label}, {row['attack']} confined to {row['region']}, "
                   f"eps {eps:.4g} ({row['norm']})", attack=row["attack"], region=row["region"], eps=eps)
 
 
 def group_column(row: Mapping[str, Any]) -> Column | None:
     """Worst-group and average group accuracy, and each group's, on the suite's split."""
     metric = row["metric"]
-    declared = metric_of(metric)
+    declared = declaration_of(row, metric)
     extra = extra_of(row)
     suffix = f": {extra.get('group')}" if metric == "group_accuracy" else ""
-    return Column(f"{declared.label} {row['eval_set']}{suffix}", "clean", metric, declared.__doc__ or "")
+    return Column(f"{declared.label} {row['eval_set']}{suffix}", "clean", metric, declared.doc)
 
 
 def challenge_column(row: Mapping[str, Any]) -> Column | None:
     """The Backgrounds Challenge's accuracy, per label protocol (its eval set)."""
-    declared = metric_of(row["metric"])
-    return Column(f"{declared.label} {row['eval_set']}", "clean", row["metric"], declared.__doc__ or "")
+    declared = declaration_of(row)
+    return Column(f"{declared.label} {row['eval_set']}", "clean", row["metric"], declared.doc)
 
 
 def corruption_column(row: Mapping[str, Any]) -> Column | None:
     if row["metric"] in ("core_accuracy", "spurious_accuracy"):
-        declared = metric_of(row["metric"])
-        return Column(declared.label, "corruption", row["metric"], declared.__doc__ or "", attack=row["attack"],
+        declared = declaration_of(row)
+        return Column(declared.label, "corruption", row["metric"], declared.doc, attack=row["attack"],
                       region=row["region"])
     if row["metric"] != "corrupted_accuracy":
         return None
@@ -129,7 +136,7 @@ def corruption_column(row: Mapping[str, Any]) -> Column | None:
 
 def attribution_column(row: Mapping[str, Any]) -> Column | None:
     metric = row["metric"]
-    declared = metric_of(metric)
+    declared = declaration_of(row, metric)
     if _comparison(row):
         return None
     if metric == "object_area_fraction":
@@ -147,14 +154,14 @@ def sanity_column(row: Mapping[str, Any]) -> Column | None:
     metric, explainer = row["metric"], row.get("explainer")
     if not isinstance(explainer, str):
         return None
-    declared = metric_of(metric)
+    declared = declaration_of(row, metric)
     extra = extra_of(row)
     if metric == "mprt_similarity":
         return Column(f"{declared.label}, {extra.get('depth')} of {extra.get('layers')} re-initialised: {explainer}",
                       "diagnostic", metric, f"after re-initialising down to {extra.get('layer')}", explainer=explainer)
     agreement = extra.get("agreement")
-    title = f"{declared.label} ({metric_of(agreement).label})" if agreement else declared.label
-    return Column(f"{title}: {explainer}", "sanity", metric, declared.__doc__ or "", explainer=explainer)
+    title = f"{declared.label} ({declaration_of(row, agreement).label})" if agreement else declared.label
+    return Column(f"{title}: {explainer}", "sanity", metric, declared.doc, explainer=explainer)
 
 
 def _comparison(row: Mapping[str, Any]) -> bool:

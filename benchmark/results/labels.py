@@ -17,34 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-IGNORED = ("run.seed", "run.versions", "run.dataset", "run.method", "run.profile")
+from benchmark.results.context import context_of, flat_settings
+
 MAX_LABEL = 60
-
-
-def flat_settings(config_json: str) -> dict[str, str]:
-    """A run's config as {"section.key": value as JSON}, without what every run differs in."""
-    try:
-        config = json.loads(config_json or "{}")
-    except ValueError:
-        return {}
-    flat: dict[str, str] = {}
-    for section, values in config.items():
-        if isinstance(values, dict):
-            for key, value in values.items():
-                flat[f"{section}.{key}"] = json.dumps(value, sort_keys=True)
-    return {k: v for k, v in flat.items() if k not in IGNORED}
-
-
-def default_settings(dataset: str, profile: str, method: str) -> dict[str, str]:
-    """The flat settings `benchmark run` would use for this method, or nothing when it cannot be
-    resolved here (a plugin not installed, an external model)."""
-    from benchmark.config import resolve
-    from benchmark.errors import BenchmarkError
-
-    try:
-        return flat_settings(resolve(method, dataset, profile=profile).to_json())
-    except (BenchmarkError, KeyError, ValueError):
-        return {}
 
 
 def shown(key: str, value: str) -> str:
@@ -55,7 +30,8 @@ def shown(key: str, value: str) -> str:
 
 def configuration_labels(rows: pd.DataFrame, groups: list[tuple]) -> dict[tuple, str]:
     """groups are (dataset, profile, method, config_key); rows carry `config_key` and `config`."""
-    configs = rows.drop_duplicates("config_key").set_index("config_key")["config"]
+    firsts = rows.drop_duplicates("config_key").set_index("config_key", drop=False)
+    configs = firsts["config"]
     settings = {g: flat_settings(configs.get(g[3], "")) for g in groups}
     out: dict[tuple, str] = {}
     for method in {g[2] for g in groups}:
@@ -65,7 +41,9 @@ def configuration_labels(rows: pd.DataFrame, groups: list[tuple]) -> dict[tuple,
             continue
         keys = sorted({k for g in same for k in settings[g]})
         common = {k: Counter(settings[g].get(k, "null") for g in same).most_common(1)[0][0] for k in keys}
-        common.update(default_settings(*same[0][:3]))  # where the method is registered: its defaults
+        dataset, profile, _, key = same[0]  # the method's defaults, as its file recorded them
+        common.update(context_of({**firsts.loc[key].to_dict(), "dataset": dataset, "profile": profile,
+                                  "method": method}).defaults)
         # settings every configuration of the method shares (e.g. a longer schedule for all)
         # tell none of them apart: they stay out of the names
         varying = [k for k in keys if len({settings[g].get(k, "null") for g in same}) > 1]

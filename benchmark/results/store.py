@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmark.files import write_atomically
+from benchmark.results.context import KEY as CONTEXT_KEY
 from benchmark.results.records import Records, write_records
 from benchmark.stats.intervals import bootstrap_interval, wilson_interval
 
@@ -135,11 +136,14 @@ def to_rows(measurements: Iterable[Measurement], run: dict[str, Any]) -> list[di
     return rows
 
 
-def write_run(measurements: Sequence[Measurement], run: dict[str, Any], path: Path) -> Path:
+def write_run(measurements: Sequence[Measurement], run: dict[str, Any], path: Path, context: str = "") -> Path:
     """Write a run's rows and their per-sample records, each file atomically (`write_atomically`):
-    never half a file. The records go first, so a results file never lacks the records it names."""
+    never half a file. The records go first, so a results file never lacks the records it names.
+    `context` (benchmark/results/context.py) goes into the file's metadata."""
     write_records([m.records for m in measurements], path)
     table = pa.Table.from_pylist(to_rows(measurements, run), schema=SCHEMA)
+    if context:
+        table = table.replace_schema_metadata({CONTEXT_KEY: context.encode()})
     return write_atomically(path, lambda fh: pq.write_table(table, fh))
 
 
@@ -218,6 +222,7 @@ def read_run(file: Path | str) -> tuple[pd.DataFrame | None, str]:
         return None, f"{file}: {problem}"
     frame = upgraded(table).cast(SCHEMA).to_pandas()
     frame["source_file"] = str(file)
+    frame["context"] = (table.schema.metadata or {}).get(CONTEXT_KEY, b"").decode()
     return frame, ""
 
 
@@ -231,7 +236,7 @@ def read_results(paths: Sequence[Path | str]) -> tuple[pd.DataFrame, list[str]]:
             continue
         frames.append(frame)
     if not frames:
-        return pd.DataFrame(columns=[*COLUMNS, "source_file"]), problems
+        return pd.DataFrame(columns=[*COLUMNS, "source_file", "context"]), problems
     return pd.concat(frames, ignore_index=True), problems
 
 

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from benchmark.results.aggregate import Cell, paired, tabulate
 from benchmark.results.columns import Column
+from benchmark.results.context import newest_context
 from benchmark.results.labels import configuration_labels, reference_group
 from benchmark.results.store import reported_rows
 from benchmark.stats.intervals import ALPHA, PairedDifference, holm_adjusted
@@ -101,14 +102,13 @@ def run_tables(frame: pd.DataFrame, reference: str = "vanilla") -> list[Table]:
 def relation_tables(frame: pd.DataFrame) -> list[Table | Text]:
     """Per dataset and profile: does attribution agreement predict background robustness across
     the models (benchmark/results/relation.py)? The verdict, the explainers ranked, the within-model halves."""
-    from benchmark.registry import DATASETS
     from benchmark.results.relation import relation_of
 
     frame = reported_rows(frame)
     out: list[Table | Text] = []
     for (dataset, profile), part in frame.groupby(["dataset", "profile"], sort=True):
         table = tabulate(part)
-        ranking = DATASETS.get(dataset).ranking if dataset in DATASETS else None
+        ranking = newest_context(part).ranking
         target = next((c for c in table.columns.values() if ranking is not None and ranking.eps is not None
                        and (c.metric, c.attack, c.region) == (ranking.metric, ranking.attack, ranking.region)
                        and c.eps is not None and abs(c.eps - ranking.eps) < 1e-9), None)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark import provenance
+from benchmark.results.context import context_json, metric_names
 from benchmark.results.kept import completed_run_id
 from benchmark.results.store import Measurement, read_results, write_run
 from benchmark.sweep.plan import Group, point_label
@@ -109,4 +110,4 @@ def write_selection(selection: Selection, out_dir: Path, final_config_key: str |
         else:
             rows.append(Measurement("selection", "robust_accuracy", score.robust, score.n, eval_set="val",
                                     attack="pgd", region="full", norm="linf", eps=group.eps, extra=extra))
-    return write_run(rows, run, path)
+    return write_run(rows, run, path, context_json(group.method, group.dataset, group.profile, metric_names(rows)))
