@@ -13,6 +13,7 @@ from benchmark.config import resolve
 from benchmark.data.split import Batch
 from benchmark.engine.run import run
 from benchmark.engine.trained import build
+from benchmark.engine.weights import Workspace
 from benchmark.losses.penalties import group_lasso_activations, group_lasso_weights, l1_activations, l1_weights
 from benchmark.method import TrainState
 from benchmark.registry import METHODS
@@ -170,8 +171,8 @@ def test_named_grids_are_valid_overrides():
 @pytest.mark.parametrize("name", BASELINES)
 def test_every_baseline_trains_on_cmnist_and_records_its_hyperparameters(name, tmp_path):
     outcome = run(name, "cmnist", overrides=["train.samples=128", "eval.samples=64", "eval.suites=accuracy,robustness",
-                                             "robustness.samples=16", "robustness.steps=2"], out_dir=tmp_path,
-                  device="cpu")
+                                             "robustness.samples=16", "robustness.steps=2"],
+                  workspace=Workspace(out_dir=tmp_path, device="cpu"))
     assert outcome.results_path.exists()
     metrics = {(m.suite, m.metric) for m in outcome.measurements}
     assert ("accuracy", "accuracy") in metrics and ("robustness", "robust_accuracy") in metrics

@@ -122,7 +122,8 @@ def test_an_interrupted_suite_keeps_its_finished_pieces_and_a_rerun_measures_onl
     """Ctrl-C in the middle of the robustness suite (a paper-profile AutoAttack can take many
     minutes): the attack settings measured before it are kept beside the results, the rerun
     measures only the others, and the rows equal those of an evaluation that was never stopped."""
-    from benchmark.engine.run import AsGiven, execute
+    from benchmark.engine.run import execute
+    from benchmark.engine.weights import AsGiven, Workspace
     from benchmark.results.layout import RunFiles
 
     config = resolve("vanilla", "cmnist", overrides=["eval.suites=accuracy,robustness", "eval.samples=16",
@@ -139,27 +140,38 @@ def test_an_interrupted_suite_keeps_its_finished_pieces_and_a_rerun_measures_onl
 
     monkeypatch.setattr(robustness, "_measure", counted)
     stop_at = 0
-    whole = execute(config, AsGiven(trained_lenet), data_root=None, out_dir=tmp_path / "whole", device="cpu",
-                    reporter=None)
+    whole = execute(
+        config,
+        AsGiven(trained_lenet),
+        workspace=Workspace(out_dir=tmp_path / "whole", data_root=None, device="cpu", reporter=None),
+    )
     settings = list(calls)
     assert len(settings) >= 4
     calls.clear()
     stop_at = 3
     out = tmp_path / "stopped"
     with pytest.raises(KeyboardInterrupt):
-        execute(config, AsGiven(trained_lenet), data_root=None, out_dir=out, device="cpu", reporter=None)
+        execute(
+            config,
+            AsGiven(trained_lenet),
+            workspace=Workspace(out_dir=out, data_root=None, device="cpu", reporter=None),
+        )
     files = RunFiles.of(config, out)
     first, _ = read_results([files.results])
     assert list(first[first.metric == FAILED].suite) == ["robustness"] and files.pieces.is_file()
     calls.clear()
     stop_at = 0
-    again = execute(config, AsGiven(trained_lenet), data_root=None, out_dir=out, device="cpu", reporter=None)
+    again = execute(
+        config, AsGiven(trained_lenet), workspace=Workspace(out_dir=out, data_root=None, device="cpu", reporter=None)
+    )
     assert calls == settings[2:]  # the two attack settings measured before Ctrl-C are not measured again
     assert not files.pieces.exists() and not again.failures
 
     def rows(outcome):
-        return [(m.suite, m.metric, m.attack, m.region, m.eps, m.attack_seed, m.flags, m.value, m.n)
-                for m in outcome.measurements]
+        return [
+            (m.suite, m.metric, m.attack, m.region, m.eps, m.attack_seed, m.flags, m.value, m.n)
+            for m in outcome.measurements
+        ]
 
     assert rows(again) == rows(whole)
     final, _ = read_results([files.results])
@@ -178,8 +190,19 @@ def test_a_run_stopped_during_evaluation_keeps_what_it_measured(tmp_path, stop):
     out = tmp_path / "out"
     # 40 PGD steps: the attack settings after the first take seconds, so the signal lands inside the
     # suite even when this process reads the line late on a busy machine
-    args = [*BENCHMARK_CLI, "run", "--method", "vanilla", "--out", str(out), *TINY_RUN, "--set", "train.epochs=1",
-            "--set", "robustness.steps=40"]
+    args = [
+        *BENCHMARK_CLI,
+        "run",
+        "--method",
+        "vanilla",
+        "--out",
+        str(out),
+        *TINY_RUN,
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "robustness.steps=40",
+    ]
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=cli_env())
     lines = []
     for line in proc.stderr:  # type: ignore[union-attr]

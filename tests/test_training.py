@@ -8,6 +8,7 @@ from benchmark.config import resolve
 from benchmark.engine.run import run
 from benchmark.engine.train import train
 from benchmark.engine.trained import build, restore
+from benchmark.engine.weights import Workspace
 from benchmark.method import Method, StepOutput
 from benchmark.progress import Reporter
 from benchmark_methods.weight_decay import WeightDecay, WeightDecayParams
@@ -72,9 +73,18 @@ def test_same_seed_trains_the_same_model():
 
 
 def test_run_writes_a_checkpoint_that_loads_with_weights_only(tmp_path, test_batch):
-    outcome = run("vanilla", "cmnist", overrides=["train.samples=64", "eval.samples=32", "robustness.samples=8",
-                                                  "robustness.steps=1", "eval.suites=accuracy,robustness"],
-                  out_dir=tmp_path, device="cpu")
+    outcome = run(
+        "vanilla",
+        "cmnist",
+        overrides=[
+            "train.samples=64",
+            "eval.samples=32",
+            "robustness.samples=8",
+            "robustness.steps=1",
+            "eval.suites=accuracy,robustness",
+        ],
+        workspace=Workspace(out_dir=tmp_path, device="cpu"),
+    )
     raw = torch.load(outcome.checkpoint_path, weights_only=True)
     assert set(raw) >= {"format", "config", "model", "method_state", "history"}
     payload = load_checkpoint(outcome.checkpoint_path)
@@ -94,18 +104,18 @@ def test_a_version_bump_retrains_while_other_code_changes_reuse_the_checkpoint(t
     """The config key holds the method's version, not the commit: a new commit (say, a docs change)
     reuses the finished checkpoint and its rows still name the commit that trained it; bumping
     `Method.version` makes a new key, so the weights are trained again."""
-    import benchmark.engine.run as run_module
+    import benchmark.engine.weights as weights_module
     from benchmark import provenance
     from benchmark_methods.vanilla import Vanilla
 
     trainings = []
-    real_train = run_module.train
-    monkeypatch.setattr(run_module, "train", lambda *a, **k: trainings.append(1) or real_train(*a, **k))
+    real_train = weights_module.train
+    monkeypatch.setattr(weights_module, "train", lambda *a, **k: trainings.append(1) or real_train(*a, **k))
     overrides = ["train.samples=64", "eval.samples=32", "eval.suites=accuracy"]
 
     def run_at(commit: str):
         monkeypatch.setattr(provenance, "git_commit", lambda: commit)
-        outcome = run("vanilla", "cmnist", overrides=overrides, out_dir=tmp_path, device="cpu")
+        outcome = run("vanilla", "cmnist", overrides=overrides, workspace=Workspace(out_dir=tmp_path, device="cpu"))
         frame = pd.read_parquet(outcome.results_path)
         return outcome, set(frame.train_commit), set(frame.git_commit)
 

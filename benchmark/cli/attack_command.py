@@ -38,6 +38,7 @@ class Attack(Command):
 
     def run(self, args, console: Console) -> int:
         from benchmark.engine.run import evaluate_checkpoint
+        from benchmark.engine.weights import Workspace
         from benchmark.files import data_root_from
         from benchmark.progress import Reporter
 
@@ -47,8 +48,9 @@ class Attack(Command):
         check_out_folder(args.out)
         reporter = Reporter(Console(stderr=True), quiet=args.quiet)
         outcome = evaluate_checkpoint(args.checkpoint, dataset=args.dataset, suites=suites, attacks=attacks,
-                                      overrides=args.overrides, data_root=data_root_from(args.data_root),
-                                      out_dir=args.out, device=args.device, reporter=reporter)
+                                      overrides=args.overrides,
+                                      workspace=Workspace(args.out, data_root_from(args.data_root), args.device,
+                                                          reporter))
         reporter.log(f"  wrote {outcome.results_path}")
         print_summary(console, [outcome.results_path])
         return report_failures([outcome])

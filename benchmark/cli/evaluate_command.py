@@ -47,6 +47,7 @@ class Evaluate(Command):
 
     def run(self, args, console: Console) -> int:
         from benchmark.engine.external_evaluation import evaluate_spec
+        from benchmark.engine.weights import Workspace
         from benchmark.files import data_root_from
         from benchmark.progress import Reporter
 
@@ -57,8 +58,8 @@ class Evaluate(Command):
         reporter = Reporter(Console(stderr=True), quiet=args.quiet)
         outcome = evaluate_spec(args.model, args.dataset, weights=args.weights, name=args.name, suites=suites,
                                 profile=args.profile, overrides=args.overrides, preprocessing=preprocessing,
-                                cam_layer=args.cam_layer, data_root=data_root_from(args.data_root),
-                                out_dir=args.out, device=args.device, reporter=reporter)
+                                cam_layer=args.cam_layer,
+                                workspace=Workspace(args.out, data_root_from(args.data_root), args.device, reporter))
         reporter.log(f"  wrote {outcome.results_path}")
         print_summary(console, [outcome.results_path])
         return report_failures([outcome])

@@ -46,6 +46,7 @@ class Run(Command):
     def run(self, args, console: Console) -> int:
         from benchmark.config import resolve
         from benchmark.engine.run import run
+        from benchmark.engine.weights import Workspace
         from benchmark.files import data_root_from
         from benchmark.progress import Reporter
 
@@ -62,9 +63,9 @@ class Run(Command):
         outcomes = []
         for seed in run_seeds:
             for m in methods:
+                where = Workspace(Path(args.out), data_root_from(args.data_root), args.device, reporter)
                 outcome = run(m, args.dataset, profile=args.profile, seed=seed, overrides=args.overrides,
-                              data_root=data_root_from(args.data_root), out_dir=Path(args.out), device=args.device,
-                              reporter=reporter, resume=not args.fresh, checkpoint_every=args.checkpoint_every)
+                              workspace=where, resume=not args.fresh, checkpoint_every=args.checkpoint_every)
                 outcomes.append(outcome)
                 reporter.log(f"  wrote {outcome.results_path}")
         if main:

@@ -17,19 +17,18 @@ from torch import nn
 
 from benchmark.config import RunConfig, resolve
 from benchmark.config.values import merge_layers, parse_overrides
-from benchmark.engine.run import AsGiven, RunOutcome, execute
+from benchmark.engine.run import RunOutcome, execute
+from benchmark.engine.weights import AsGiven, Workspace
 from benchmark.errors import ConfigError
 from benchmark.models import Classifier
 from benchmark.models.third_party import file_sha256, module_sha256, wrap
-from benchmark.progress import Reporter
 from benchmark.registry import DATASETS
 
 
 def evaluate_model(model: nn.Module, dataset: str, *, name: str, suites: Sequence[str] | None = None,
                    profile: str = "quick", seed: int = 0, overrides: Sequence[str] | Mapping[str, Any] = (),
                    preprocessing: tuple[Sequence[float], Sequence[float]] | None = None,
-                   cam_layer: str | None = None, data_root: Path | None = None, out_dir: Path = Path("results"),
-                   device: str = "auto", reporter: Reporter | None = None) -> RunOutcome:
+                   cam_layer: str | None = None, workspace: Workspace = Workspace()) -> RunOutcome:
     """Score `model` (images in [0, 1] to logits; or declare its normalisation as `preprocessing`
     = (mean, std), applied inside the wrapper so attacks stay in pixel space) on `dataset`'s
     suites and write the rows a run writes, under `name`. `cam_layer` names the submodule
@@ -39,20 +38,18 @@ def evaluate_model(model: nn.Module, dataset: str, *, name: str, suites: Sequenc
     options = {"spec": source, "sha256": module_sha256(model), "mean": mean, "std": std, "cam_layer": cam_layer}
     config = external_config(name, dataset, source, options, None, suites=suites, profile=profile, seed=seed,
                              overrides=overrides)
-    info = DATASETS.get(dataset)(config.dataset_params, data_root).info
+    info = DATASETS.get(dataset)(config.dataset_params, workspace.data_root).info
     channels = info.input_shape[0]
     encoder = wrap(model, info, tuple(mean or (0.0,) * channels), tuple(std or (1.0,) * channels), cam_layer)
     classifier = Classifier(encoder, encoder.mean, encoder.std)
-    return execute(config, AsGiven(classifier), data_root=data_root, out_dir=out_dir, device=device,
-                   reporter=reporter, tags={"external": source})
+    return execute(config, AsGiven(classifier), workspace, tags={"external": source})
 
 
 def evaluate_spec(spec: str, dataset: str, *, weights: Path | None = None, name: str | None = None,
                   suites: Sequence[str] | None = None, profile: str = "quick", seed: int = 0,
                   overrides: Sequence[str] | Mapping[str, Any] = (),
                   preprocessing: tuple[Sequence[float], Sequence[float]] | None = None,
-                  cam_layer: str | None = None, data_root: Path | None = None, out_dir: Path = Path("results"),
-                  device: str = "auto", reporter: Reporter | None = None) -> RunOutcome:
+                  cam_layer: str | None = None, workspace: Workspace = Workspace()) -> RunOutcome:
     """`benchmark evaluate --model SPEC [--weights FILE]`: the model a spec names (models/external.py),
     built from the config, so the results file says exactly how to rebuild it."""
     sha = file_sha256(weights) if weights is not None and weights.is_file() else None
@@ -63,8 +60,7 @@ def evaluate_spec(spec: str, dataset: str, *, weights: Path | None = None, name:
     source = spec + (f" + {weights}" if weights is not None else "")
     config = external_config(name or default_name(spec), dataset, source, options, weights, suites=suites,
                              profile=profile, seed=seed, overrides=overrides)
-    return execute(config, AsGiven(), data_root=data_root, out_dir=out_dir, device=device, reporter=reporter,
-                   tags={"external": source})
+    return execute(config, AsGiven(), workspace, tags={"external": source})
 
 
 def external_config(name: str, dataset: str, source: str, options: Mapping[str, Any], weights: Path | None, *,

@@ -4,12 +4,13 @@ incomplete). A rerun takes these instead of measuring again."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import pandas as pd
 
+from benchmark.results.layout import RunFiles
 from benchmark.results.records import records_by_row, records_path
 from benchmark.results.store import FAILED, Measurement, measurements_of, read_run
 
@@ -20,10 +21,31 @@ def remove_run(path: Path) -> None:
     Path(path).unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class Holdings:
+    """What a results folder holds of one run, each file read once."""
+
+    done: str | None  # the run id of a complete results file (`completed_run_id`)
+    has_checkpoint: bool
+    kept: dict[str, list[Measurement]]  # suites the results file holds complete (`finished_suites`)
+    pieces: dict[str, dict[int, list[Measurement]]]  # finished pieces of unfinished suites
+
+
+def holdings(files: RunFiles, run_key: str, suites: Mapping[str, Sequence[str]], reuse: bool) -> Holdings:
+    """The folder's holdings of a run; without `reuse`, only whether it is done and has a checkpoint."""
+    frame = _rows_of_run(files.results, run_key)
+    kept = _finished(frame, records_by_row(files.results), suites) if reuse and frame is not None else {}
+    pieces = finished_pieces(files.pieces, run_key) if reuse else {}
+    return Holdings(_run_id_if_complete(frame), files.checkpoint.is_file(), kept, pieces)
+
+
 def completed_run_id(path: Path, run_key: str) -> str | None:
     """The run id of a readable results file at `path` written for `run_key` with no failed suite,
     else None (a missing, corrupt, foreign or partial file does not count as done)."""
-    frame = _rows_of_run(path, run_key)
+    return _run_id_if_complete(_rows_of_run(path, run_key))
+
+
+def _run_id_if_complete(frame: pd.DataFrame | None) -> str | None:
     if frame is None or (frame["metric"] == FAILED).any() or frame["run_id"].nunique() != 1:
         return None
     return str(frame["run_id"].iloc[0])
@@ -40,10 +62,11 @@ def finished_suites(path: Path, run_key: str, suites: Mapping[str, Sequence[str]
     results file of this run holds complete (rows present, no failure recorded); a missing or
     foreign file holds none."""
     frame = _rows_of_run(path, run_key)
-    if frame is None:
-        return {}
+    return _finished(frame, records_by_row(path), suites) if frame is not None else {}
+
+
+def _finished(frame: pd.DataFrame, records, suites: Mapping[str, Sequence[str]]) -> dict[str, list[Measurement]]:
     done = {}
-    records = records_by_row(path)
     for suite, row_suites in suites.items():
         rows = frame[frame["suite"].isin(row_suites)]
         if (rows["suite"] == suite).any() and not (rows["metric"] == FAILED).any():

@@ -64,6 +64,7 @@ def execute(job: Job, settings: WorkerSettings, notify: Callable[[str], None]) -
     import torch
 
     from benchmark.engine.run import evaluate_checkpoint, run
+    from benchmark.engine.weights import Workspace
     from benchmark.progress import Reporter
     from benchmark.registry import load_plugin_file
 
@@ -75,22 +76,19 @@ def execute(job: Job, settings: WorkerSettings, notify: Callable[[str], None]) -
             torch.set_num_threads(settings.threads)
         for plugin in settings.plugins:
             load_plugin_file(plugin)
-        reporter = Reporter(quiet=True, listener=notify)
-        out_dir = Path(settings.out_dir)
-        data_root = Path(settings.data_root) if settings.data_root else None
+        where = Workspace(Path(settings.out_dir), Path(settings.data_root) if settings.data_root else None,
+                          settings.device, Reporter(quiet=True, listener=notify))
         tags: dict[str, Any] = {"role": "start"} if job.stage == "start" else {"sweep_stage": job.stage}
         if job.point:
             tags["sweep_point"] = job.label
         if job.stage in ("start", "candidate", "run"):
             outcome = run(job.method, job.dataset, profile=job.profile, seed=job.seed, overrides=job.overrides,
-                          data_root=data_root, out_dir=out_dir, device=settings.device, reporter=reporter,
-                          resume=not settings.fresh, skip_existing=not settings.fresh,
+                          workspace=where, resume=not settings.fresh, skip_existing=not settings.fresh,
                           checkpoint_every=settings.checkpoint_every, tags=tags)
         else:
             assert job.checkpoint is not None, "a final job evaluates its candidate's checkpoint"
             outcome = evaluate_checkpoint(Path(job.checkpoint), suites=job.suites, overrides=job.overrides,
-                                          data_root=data_root, out_dir=out_dir, device=settings.device,
-                                          reporter=reporter, skip_existing=not settings.fresh, tags=tags)
+                                          workspace=where, skip_existing=not settings.fresh, tags=tags)
         if outcome.config.key() != job.key:
             raise BenchmarkError(f"the job resolved to config key {outcome.config.key()}, not {job.key}: "
                                  "were the workers given other plugins or package versions than the driver?")
