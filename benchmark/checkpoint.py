@@ -21,24 +21,35 @@ from benchmark.files import write_atomically
 FORMAT = 1
 
 
+@dataclass(frozen=True)
+class TrainingRecord:
+    """How a checkpoint's weights were trained: the run, its per-epoch history, how long it took,
+    the commit and package versions that trained it and the run key it started from."""
+
+    run_key: str = ""
+    history: list[dict[str, float]] = field(default_factory=list)
+    duration_s: float = 0.0
+    commit: str = ""
+    versions: str = "{}"
+    init_from: str | None = None
+
+
 def save_checkpoint(path: Path, *, model: torch.nn.Module, method_state: dict[str, Any], config_json: str,
-                    history: list[dict[str, float]], run_key: str = "", train_duration_s: float = 0.0,
-                    train_commit: str = "", train_versions: str = "{}", init_from: str | None = None) -> Path:
+                    training: TrainingRecord) -> Path:
     """Write atomically; only tensors and plain data, so torch.load(weights_only=True) reads it.
-    `train_commit` and `train_versions` say which code trained the weights (rows carry the first),
-    `init_from` the run key of the checkpoint its training started from."""
+    The rows of an evaluation carry `training.commit` as their `train_commit`."""
     payload = {
         "format": FORMAT,
         "kind": "final",
-        "run_key": run_key,
+        "run_key": training.run_key,
         "config": config_json,
         "model": _cpu(model.state_dict()),
         "method_state": method_state,
-        "history": json.dumps(history),
-        "train_duration_s": float(train_duration_s),
-        "train_commit": train_commit,
-        "train_versions": train_versions,
-        **({"init_from": init_from} if init_from else {}),
+        "history": json.dumps(training.history),
+        "train_duration_s": float(training.duration_s),
+        "train_commit": training.commit,
+        "train_versions": training.versions,
+        **({"init_from": training.init_from} if training.init_from else {}),
     }
     return write_atomically(path, lambda fh: torch.save(payload, fh))
 

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any, Mapping
 
 import torch
 
@@ -88,11 +89,16 @@ def run_id(key: str, created: datetime) -> str:
     return f"{key}-{created.strftime('%Y%m%dT%H%M%S%fZ')}"
 
 
-def run_columns(*, key: str, config_key: str, method: str, dataset: str, profile: str, seed: int | None,
-                config_json: str, created: datetime, device: str = "", data_source: str = "",
+IDENTITY = ("run_key", "config_key", "method", "dataset", "profile", "seed", "config")  # what names a run's rows
+
+
+def run_columns(identity: Mapping[str, Any], *, created: datetime, device: str = "", data_source: str = "",
                 train_commit: str = "") -> dict[str, object]:
-    """The provenance columns every result row of one execution carries (docs/RESULTS.md)."""
-    return {"run_id": run_id(key, created), "run_key": key, "config_key": config_key, "method": method,
-            "dataset": dataset, "profile": profile, "seed": seed, "config": config_json,
+    """The provenance columns every result row of one execution carries (docs/RESULTS.md):
+    `identity` gives the IDENTITY columns (the resolved config as JSON in `config`)."""
+    missing = [k for k in IDENTITY if k not in identity]
+    if missing:
+        raise ValueError(f"run_columns needs {', '.join(missing)}")
+    return {"run_id": run_id(identity["run_key"], created), **{k: identity[k] for k in IDENTITY},
             "git_commit": git_commit(), "train_commit": train_commit or git_commit(),
             "versions": versions_json(), "device": device, "data_source": data_source, "created": created}

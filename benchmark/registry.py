@@ -21,9 +21,17 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 
 from benchmark.errors import BenchmarkError, UnknownNameError
+
+if TYPE_CHECKING:  # types only: the contracts live in higher layers and import this module
+    from benchmark.attacks import Attack
+    from benchmark.attribution import Explainer
+    from benchmark.dataset import BenchmarkDataset
+    from benchmark.engine.evaluate import Suite
+    from benchmark.method import Method
+    from benchmark.metrics import Metric
 
 T = TypeVar("T")
 
@@ -205,16 +213,18 @@ def load_plugin_file(path: str | Path) -> None:
 
 
 # The plugin kinds of the benchmark, each with the entry-point group outsiders use.
-METHODS: Registry = Registry("method", builtin="benchmark_methods", group="benchmark.methods")
-DATASETS: Registry = Registry("dataset", builtin="benchmark_datasets", group="benchmark.datasets")
-EVAL_SETS: Registry = Registry("eval set", builtin="benchmark_datasets", group="benchmark.eval_sets")
-ENCODERS: Registry = Registry("encoder", builtin="benchmark.models", group="benchmark.encoders")
-SUITES: Registry = Registry("suite", builtin="benchmark.suites", group="benchmark.suites")
-ATTACKS: Registry = Registry("attack", builtin="benchmark.attacks", group="benchmark.attacks")
-EXPLAINERS: Registry = Registry("explainer", builtin="benchmark.attribution", group="benchmark.explainers")
-METRICS: Registry = Registry("metric", builtin="benchmark.metrics", group="benchmark.metrics")
-CORRUPTIONS: Registry = Registry("corruption", builtin="benchmark.data.image_corruptions",
+METHODS: Registry[type[Method]] = Registry("method", builtin="benchmark_methods", group="benchmark.methods")
+DATASETS: Registry[type[BenchmarkDataset]] = Registry("dataset", builtin="benchmark_datasets",
+                                                      group="benchmark.datasets")
+EVAL_SETS: Registry[Any] = Registry("eval set", builtin="benchmark_datasets", group="benchmark.eval_sets")
+ENCODERS: Registry[Any] = Registry("encoder", builtin="benchmark.models", group="benchmark.encoders")
+SUITES: Registry[type[Suite]] = Registry("suite", builtin="benchmark.suites", group="benchmark.suites")
+ATTACKS: Registry[type[Attack]] = Registry("attack", builtin="benchmark.attacks", group="benchmark.attacks")
+EXPLAINERS: Registry[type[Explainer]] = Registry("explainer", builtin="benchmark.attribution",
+                                                 group="benchmark.explainers")
+METRICS: Registry[type[Metric]] = Registry("metric", builtin="benchmark.metrics", group="benchmark.metrics")
+CORRUPTIONS: Registry[Any] = Registry("corruption", builtin="benchmark.data.image_corruptions",
                                  group="benchmark.corruptions")
-REGIONS: Registry = Registry("region", builtin="benchmark.attacks.regions", group="benchmark.regions")
-PERF_CASES: Registry = Registry("perf case", builtin="benchmark.perf_cases", group="benchmark.perf_cases")
-COMMANDS: Registry = Registry("command", builtin="benchmark.cli", group="benchmark.commands")
+REGIONS: Registry[Any] = Registry("region", builtin="benchmark.attacks.regions", group="benchmark.regions")
+PERF_CASES: Registry[Any] = Registry("perf case", builtin="benchmark.perf_cases", group="benchmark.perf_cases")
+COMMANDS: Registry[Any] = Registry("command", builtin="benchmark.cli", group="benchmark.commands")

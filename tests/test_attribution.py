@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.attribution.pixel_mask import optimise_masks, quantile_transform, start_grad
+from benchmark.attribution.pixel_mask import PixelMaskParams, optimise_masks, quantile_transform, start_grad
 from benchmark.attribution.scoring import (
     average_ranks,
     cp_pixel,
@@ -137,8 +137,8 @@ def test_start_grad_is_a_per_image_quantile_transform_of_the_gradient(trained_le
 def test_mask_optimisation_records_iterations_and_keeps_masks_in_range(trained_lenet, test_batch):
     x, y = test_batch.x[:4], test_batch.y[:4]
     g = torch.Generator().manual_seed(0)
-    final, recorded = optimise_masks(trained_lenet, x, y, g, init="uniform", iterations=5, record_at=(0, 2, 5),
-                                     noise_draws=2)
+    params = PixelMaskParams(init="uniform", iterations=5, noise_draws=2)
+    final, recorded = optimise_masks(trained_lenet, x, y, g, params, record_at=(0, 2, 5))
     assert sorted(recorded) == [0, 2, 5] and torch.equal(recorded[5], final)
     assert final.shape == (4, 1, *x.shape[-2:]) and float(final.min()) >= 0 and float(final.max()) <= 1
     assert not torch.equal(recorded[0], final)

@@ -27,7 +27,8 @@ from benchmark.attribution.scoring import average_ranks
 from benchmark.errors import ConfigError
 from benchmark.registry import EXPLAINERS
 
-INITS = ("ones", "uniform", "start_grad")
+Init = Literal["ones", "uniform", "start_grad"]
+INITS: tuple[Init, ...] = ("ones", "uniform", "start_grad")
 
 
 def quantile_transform(values: Tensor) -> Tensor:
@@ -62,24 +63,25 @@ def total_variation(m: Tensor) -> Tensor:
     return (dh + dw) / m[0].numel()
 
 
-def optimise_masks(model: nn.Module, x: Tensor, target: Tensor, generator: torch.Generator, *, init: str,
-                   iterations: int, record_at: Sequence[int] = (), noise_draws: int = 16, lambda_l1: float = 1.0,
-                   lambda_tv: float = 2.0, lr: float = 0.1) -> tuple[Tensor, dict[int, Tensor]]:
-    """The optimised masks (B, 1, H, W) and copies taken after each iteration count in `record_at`."""
+def optimise_masks(model: nn.Module, x: Tensor, target: Tensor, generator: torch.Generator,
+                   p: "PixelMaskParams", record_at: Sequence[int] = ()) -> tuple[Tensor, dict[int, Tensor]]:
+    """The optimised masks (B, 1, H, W) after `p.iterations` steps from `p.init`, and copies taken
+    after each iteration count in `record_at`."""
+    init, iterations, noise_draws, lambda_l1, lambda_tv = p.init, p.iterations, p.noise_draws, p.lambda_l1, p.lambda_tv
     x = x.detach()
     with torch.no_grad():
         p_clean = F.softmax(model(x), dim=1).gather(1, target.view(-1, 1))  # (B, 1)
     mean = x.mean(dim=(2, 3), keepdim=True)
     std = x.std(dim=(2, 3), keepdim=True)
     mask = initial_mask(init, model, x, target, generator).detach().clone().requires_grad_(True)
-    optimiser = torch.optim.Adam([mask], lr=lr)
+    optimiser = torch.optim.Adam([mask], lr=p.lr)
     recorded = {0: mask.detach().clone()} if 0 in record_at else {}
     targets = target.repeat(noise_draws)
     for step in range(1, iterations + 1):
         noise = mean + std * torch.randn((noise_draws, *x.shape), dtype=x.dtype, generator=generator).to(x.device)
         mixed = (mask * x + (1 - mask) * noise).flatten(0, 1)  # (draws * B, C, H, W)
-        p = F.softmax(model(mixed), dim=1).gather(1, targets.view(-1, 1)).view(noise_draws, -1, 1)
-        distortion = (p - p_clean).pow(2).mean(0).squeeze(1)  # (B,)
+        prob = F.softmax(model(mixed), dim=1).gather(1, targets.view(-1, 1)).view(noise_draws, -1, 1)
+        distortion = (prob - p_clean).pow(2).mean(0).squeeze(1)  # (B,)
         loss = distortion + lambda_l1 * mask.abs().flatten(1).mean(1) + lambda_tv * total_variation(mask)
         optimiser.zero_grad()
         loss.sum().backward()  # samples are independent: the sum gives each its own gradient
@@ -93,7 +95,7 @@ def optimise_masks(model: nn.Module, x: Tensor, target: Tensor, generator: torch
 
 @dataclass
 class PixelMaskParams:
-    init: Literal["ones", "uniform", "start_grad"] = "start_grad"
+    init: Init = "start_grad"
     iterations: int = 300
     noise_draws: int = 16
     lambda_l1: float = 1.0
@@ -116,7 +118,5 @@ class PixelMask(Explainer):
     mask = True
 
     def attribute(self, x, target, generator):
-        p = self.params
-        mask, _ = optimise_masks(self.model, x, target, generator, init=p.init, iterations=p.iterations,
-                                 noise_draws=p.noise_draws, lambda_l1=p.lambda_l1, lambda_tv=p.lambda_tv, lr=p.lr)
+        mask, _ = optimise_masks(self.model, x, target, generator, self.params)
         return mask

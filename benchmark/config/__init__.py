@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
-from benchmark.config.values import build_section, check, merge_layers, parse_overrides, plain
+from benchmark.config.values import as_layers, build_section, check, merge_layers, plain
 from benchmark.errors import ConfigError
 from benchmark.models import ModelConfig
 
@@ -173,22 +173,13 @@ def resolve(
     method_cls = METHODS.get(method)
     dataset_cls = DATASETS.get(dataset)
     check_presets(method, method_cls.presets)
-    user = parse_overrides(overrides) if not isinstance(overrides, Mapping) else {k: dict(v) for k, v in
-                                                                                  overrides.items()}
+    user = as_layers(overrides)
     merged = merge_layers({"model": dict(dataset_cls.default_model)}, dataset_cls.defaults(profile),
                           method_cls.defaults(dataset, profile), user)
 
     eval_cfg = build_section(EvalConfig, merged.get("eval", {}), "eval")
     suite_types = {name: getattr(SUITES.get(name), "Params", None) for name in eval_cfg.suites}
-    sections = {"train", "eval", "model", "method", "dataset", *suite_types}
-    for section in list(merged):
-        if section in sections:
-            continue
-        if section in SUITES and section not in user:
-            del merged[section]  # defaults for a suite this run does not evaluate
-            continue
-        hint = " (add it to eval.suites)" if section in SUITES else ""
-        raise ConfigError(f"unknown config section {section!r}{hint}; expected one of {', '.join(sorted(sections))}")
+    merged = known_sections(merged, user, suite_types)
     train = build_section(TrainConfig, merged.get("train", {}), "train")
     if train.epochs == 0 and not eval_cfg.suites:
         raise ConfigError("nothing to do: train.epochs=0 and no eval.suites; train for at least one epoch or name a "
@@ -219,6 +210,24 @@ def resolve(
                   "encoder": getattr(ENCODERS.get(model.encoder), "version", 1)},
         start=start,
     )
+
+
+def known_sections(merged: dict[str, dict[str, Any]], user: Mapping[str, Any],
+                   suite_types: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The merged layers without the defaults of suites this run does not evaluate; a section
+    nobody knows, or a suite's section the user set without evaluating it, is a ConfigError."""
+    from benchmark.registry import SUITES
+
+    sections = {"train", "eval", "model", "method", "dataset", *suite_types}
+    out = {}
+    for section, values in merged.items():
+        if section in sections:
+            out[section] = values
+        elif not (section in SUITES and section not in user):
+            hint = " (add it to eval.suites)" if section in SUITES else ""
+            raise ConfigError(f"unknown config section {section!r}{hint}; expected one of "
+                              f"{', '.join(sorted(sections))}")
+    return out
 
 
 RUN_PREFIX = "run:"

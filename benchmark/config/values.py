@@ -15,6 +15,14 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 from benchmark.errors import ConfigError
 
 
+def as_layers(overrides: Mapping[str, Mapping[str, Any]] | Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The user's overrides as config layers: "section.key=value" strings parsed, a mapping of
+    sections copied (never changed in place)."""
+    if isinstance(overrides, Mapping):
+        return {section: dict(values) for section, values in overrides.items()}
+    return parse_overrides(overrides)
+
+
 def parse_overrides(assignments: Sequence[str]) -> dict[str, dict[str, str]]:
     """Turn ["train.lr=1e-4", ...] into {"train": {"lr": "1e-4"}} (values stay strings)."""
     out: dict[str, dict[str, str]] = {}

@@ -150,11 +150,18 @@ def one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[:300]}"
 
 
+@dataclass(frozen=True)
+class Plan:
+    """Suites to run (default: config.eval.suites), pieces done before (suite -> index -> rows), who saves."""
+
+    suites: Sequence[str] | None = None
+    finished: Mapping[str, Mapping[int, list[Measurement]]] = field(default_factory=dict)
+    progress: Progress | None = None
+
+
 def evaluate(model: Classifier, dataset: BenchmarkDataset, config: RunConfig, device: torch.device,
-             reporter: Reporter | None = None, artifacts_dir: Path | None = None,
-             suites: Sequence[str] | None = None, world: World = World(),
-             finished: Mapping[str, Mapping[int, list[Measurement]]] | None = None,
-             progress: Progress | None = None) -> Evaluation:
+             reporter: Reporter | None = None, artifacts_dir: Path | None = None, world: World = World(),
+             plan: Plan = Plan()) -> Evaluation:
     """Run the suites (default: config.eval.suites) in order; later suites see earlier measurements.
 
     A suite that raises is recorded as a `failed` row and the next one runs: what finished is
@@ -168,10 +175,10 @@ def evaluate(model: Classifier, dataset: BenchmarkDataset, config: RunConfig, de
     reporter = reporter or Reporter(quiet=True)
     ctx = EvalContext(model, dataset, config, device, reporter, artifacts_dir)
     out = Evaluation(ctx.measurements)
-    for name in config.eval.suites if suites is None else suites:
+    for name in config.eval.suites if plan.suites is None else plan.suites:
         suite = SUITES.get(name)(config.suite(name))
-        on_piece = partial(_running, progress, out, name) if progress is not None and world.size == 1 else None
-        produced = run_pieces(suite, ctx, world, (finished or {}).get(name, {}), on_piece)
+        on_piece = partial(_running, plan.progress, out, name) if plan.progress and world.size == 1 else None
+        produced = run_pieces(suite, ctx, world, plan.finished.get(name, {}), on_piece)
         if isinstance(produced, Failure):
             if produced.pieces:
                 out.unfinished[name] = dict(produced.pieces)
@@ -186,9 +193,9 @@ def evaluate(model: Classifier, dataset: BenchmarkDataset, config: RunConfig, de
             produced = suite.combine(ctx, produced)
             ctx.measurements.extend(produced)
             out.by_suite[name] = produced
-        if progress is not None and world.main:
+        if plan.progress is not None and world.main:
             try:
-                progress(out, {})
+                plan.progress(out, {})
             except KeyboardInterrupt:  # the suite's rows are in; the caller writes them once more
                 out.interrupted = True
                 break

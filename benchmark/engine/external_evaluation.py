@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 from torch import nn
 
 from benchmark.config import RunConfig, resolve
-from benchmark.config.values import merge_layers, parse_overrides
+from benchmark.config.values import as_layers, merge_layers
 from benchmark.engine.run import RunOutcome, execute
 from benchmark.engine.weights import AsGiven, Workspace
 from benchmark.errors import ConfigError
@@ -25,8 +25,9 @@ from benchmark.models.third_party import file_sha256, module_sha256, wrap
 from benchmark.registry import DATASETS
 
 
-def evaluate_model(model: nn.Module, dataset: str, *, name: str, suites: Sequence[str] | None = None,
-                   profile: str = "quick", seed: int = 0, overrides: Sequence[str] | Mapping[str, Any] = (),
+def evaluate_model(model: nn.Module, dataset: str, *, name: str,  # noqa: PLR0913 (public: one option per flag)
+                   suites: Sequence[str] | None = None, profile: str = "quick", seed: int = 0,
+                   overrides: Sequence[str] | Mapping[str, Any] = (),
                    preprocessing: tuple[Sequence[float], Sequence[float]] | None = None,
                    cam_layer: str | None = None, workspace: Workspace = Workspace()) -> RunOutcome:
     """Score `model` (images in [0, 1] to logits; or declare its normalisation as `preprocessing`
@@ -36,8 +37,8 @@ def evaluate_model(model: nn.Module, dataset: str, *, name: str, suites: Sequenc
     source = f"python:{type(model).__module__}.{type(model).__qualname__}"
     mean, std = preprocessing if preprocessing is not None else (None, None)
     options = {"spec": source, "sha256": module_sha256(model), "mean": mean, "std": std, "cam_layer": cam_layer}
-    config = external_config(name, dataset, source, options, None, suites=suites, profile=profile, seed=seed,
-                             overrides=overrides)
+    config = external_config({"name": name, "source": source}, dataset, options, None, suites=suites,
+                             profile=profile, seed=seed, overrides=overrides)
     info = DATASETS.get(dataset)(config.dataset_params, workspace.data_root).info
     channels = info.input_shape[0]
     encoder = wrap(model, info, tuple(mean or (0.0,) * channels), tuple(std or (1.0,) * channels), cam_layer)
@@ -45,7 +46,8 @@ def evaluate_model(model: nn.Module, dataset: str, *, name: str, suites: Sequenc
     return execute(config, AsGiven(classifier), workspace, tags={"external": source})
 
 
-def evaluate_spec(spec: str, dataset: str, *, weights: Path | None = None, name: str | None = None,
+def evaluate_spec(spec: str, dataset: str, *, weights: Path | None = None,  # noqa: PLR0913 (public: one per flag)
+                  name: str | None = None,
                   suites: Sequence[str] | None = None, profile: str = "quick", seed: int = 0,
                   overrides: Sequence[str] | Mapping[str, Any] = (),
                   preprocessing: tuple[Sequence[float], Sequence[float]] | None = None,
@@ -58,18 +60,18 @@ def evaluate_spec(spec: str, dataset: str, *, weights: Path | None = None, name:
     mean, std = preprocessing if preprocessing is not None else (None, None)
     options = {"spec": spec, "sha256": sha, "mean": mean, "std": std, "cam_layer": cam_layer}
     source = spec + (f" + {weights}" if weights is not None else "")
-    config = external_config(name or default_name(spec), dataset, source, options, weights, suites=suites,
-                             profile=profile, seed=seed, overrides=overrides)
+    config = external_config({"name": name or default_name(spec), "source": source}, dataset, options, weights,
+                             suites=suites, profile=profile, seed=seed, overrides=overrides)
     return execute(config, AsGiven(), workspace, tags={"external": source})
 
 
-def external_config(name: str, dataset: str, source: str, options: Mapping[str, Any], weights: Path | None, *,
+def external_config(method: Mapping[str, str], dataset: str, options: Mapping[str, Any], weights: Path | None, *,
                     suites: Sequence[str] | None, profile: str, seed: int,
                     overrides: Sequence[str] | Mapping[str, Any]) -> RunConfig:
     """The config of an external model's evaluation: method `external` (named `name`), the
-    `external` encoder, no training, the test split, the dataset's suites unless `suites`."""
-    user = parse_overrides(overrides) if not isinstance(overrides, Mapping) else {
-        k: dict(v) for k, v in overrides.items()}
+    `external` encoder, no training, the test split, the dataset's suites unless `suites`;
+    `method` gives the row name (`name`) and where the model came from (`source`)."""
+    user = as_layers(overrides)
     for section in ("train", "model", "method"):
         if user.get(section):
             raise ConfigError(f"{section}.{next(iter(user[section]))}: an external model is evaluated as given; "
@@ -79,7 +81,7 @@ def external_config(name: str, dataset: str, source: str, options: Mapping[str, 
         "train": {"epochs": 0, "init_from": None},
         "model": {"encoder": "external", "weights": str(weights) if weights is not None else None,
                   "options": {k: v for k, v in options.items() if v is not None}},
-        "method": {"name": name, "source": source},
+        "method": {"name": method["name"], "source": method["source"]},
     }
     if suites is not None:
         layers["eval"]["suites"] = list(suites)

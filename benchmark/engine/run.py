@@ -15,7 +15,7 @@ from benchmark import provenance
 from benchmark.checkpoint import load_checkpoint
 from benchmark.config import RUN_PREFIX, RunConfig, resolve
 from benchmark.distributed import World
-from benchmark.engine.evaluate import check_suites, evaluate
+from benchmark.engine.evaluate import Plan, check_suites, evaluate
 from benchmark.engine.saving import ResultsWriter, log_tracebacks, training_measurements, write_results
 from benchmark.engine.start import StartPoint, find_start, start_run
 from benchmark.engine.train import DIVERGENCE_RATIO, TrainResult
@@ -46,7 +46,7 @@ class RunOutcome:
         return not self.failures
 
 
-def run(
+def run(  # noqa: PLR0913 (public: one keyword-only option per CLI flag)
     method: str,
     dataset: str,
     *,
@@ -140,8 +140,8 @@ def evaluated(built: Built, source: WeightSource, held: Holdings, start: StartPo
                            config.eval.suites, todo, training_measurements(result) if result else [], held.kept,
                            {**source.marks(result), **(tags or {})}, diverged)
     pieces = {s: p for s, p in held.pieces.items() if s in todo}
-    evaluation = evaluate(built.model, built.dataset, config, built.device, reporter, artifacts_dir=files.artifacts,
-                          suites=todo, world=world, finished=pieces, progress=writer.save if world.main else None)
+    plan = Plan(todo, pieces, writer.save if world.main else None)
+    evaluation = evaluate(built.model, built.dataset, config, built.device, reporter, files.artifacts, world, plan)
     if not world.main:  # every rank evaluated its share; rank 0 writes
         return RunOutcome(config, "", files.results, None, [], failures=evaluation.failures)
     # after the last suite the progress write is the final file, unless Ctrl-C came first

@@ -80,11 +80,11 @@ def tagged(measurements: list[Measurement], tags: Mapping[str, Any] | None) -> l
 
 def write_results(measurements: list[Measurement], config: RunConfig, created, device: torch.device,
                   data_source: str, path: Path, train_commit: str, ranks: int = 1) -> Path:
-    columns = provenance.run_columns(key=config.key(), config_key=config.key(with_seed=False),
-                                     method=config.method_name, dataset=config.dataset, profile=config.profile,
-                                     seed=config.seed, config_json=config.to_json(), created=created,
-                                     device=provenance.device_name(device, ranks), data_source=data_source,
-                                     train_commit=train_commit)
+    identity = {"run_key": config.key(), "config_key": config.key(with_seed=False), "method": config.method_name,
+                "dataset": config.dataset, "profile": config.profile, "seed": config.seed,
+                "config": config.to_json()}
+    columns = provenance.run_columns(identity, created=created, device=provenance.device_name(device, ranks),
+                                     data_source=data_source, train_commit=train_commit)
     context = context_json(config.method_name, config.dataset, config.profile, metric_names(measurements))
     return write_run(measurements, columns, path, context)
 

@@ -14,7 +14,7 @@ import torch
 from benchmark import provenance
 from benchmark.checkpoint import load_checkpoint
 from benchmark.config import RunConfig, from_dict, resolve
-from benchmark.config.values import merge_layers, parse_overrides
+from benchmark.config.values import as_layers, merge_layers
 from benchmark.dataset import BenchmarkDataset
 from benchmark.engine.train import TrainResult, non_finite
 from benchmark.errors import ConfigError, DataError
@@ -115,8 +115,7 @@ def checkpoint_config(saved: Mapping[str, Any], *, dataset: str | None = None,
     suites, and `attacks` replacing the robustness grid's attacks (an attack the grid lacks gets
     the regions and eps values of the grid's first attack)."""
     run_info = saved["run"]
-    user = parse_overrides(overrides) if not isinstance(overrides, Mapping) else {
-        k: dict(v) for k, v in overrides.items()}
+    user = as_layers(overrides)
     frozen = [f"{s}.{k}" for s in FROZEN_SECTIONS for k in user.get(s, {})]
     if frozen:
         raise ConfigError(f"{frozen[0]} describes how the checkpoint was trained and cannot change when "

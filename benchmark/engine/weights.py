@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from benchmark import provenance
-from benchmark.checkpoint import save_checkpoint
+from benchmark.checkpoint import TrainingRecord, save_checkpoint
 from benchmark.config import RunConfig, from_dict
 from benchmark.engine.start import StartPoint, find_start, load_start
 from benchmark.engine.train import Checkpointing, TrainResult, train
@@ -108,10 +108,10 @@ class Training:
             result = self._train(built, start)
             if not built.world.main:
                 return result
+            record = TrainingRecord(key, result.history, result.duration_s, result.train_commit,
+                                    provenance.versions_json(), result.init_from)
             save_checkpoint(files.checkpoint, model=built.model, method_state=built.method.state_dict(),
-                            config_json=built.config.to_json(), history=result.history, run_key=key,
-                            train_duration_s=result.duration_s, train_commit=result.train_commit,
-                            train_versions=provenance.versions_json(), init_from=result.init_from)
+                            config_json=built.config.to_json(), training=record)
         files.resume.unlink(missing_ok=True)
         return result
 

@@ -9,7 +9,7 @@ against object masks; the attribution suite runs every registered one whose `def
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Literal, Sequence
+from typing import ClassVar, Literal, Sequence, cast
 
 from torch import Tensor
 
@@ -68,7 +68,7 @@ def agreement_metrics(names: Sequence[str] | None = None) -> list[type[Agreement
     """The named agreement metrics (default: every registered one marked `default`), in order."""
     if names is None:
         return [e.obj for e in METRICS.entries() if issubclass(e.obj, AgreementMetric) and e.obj.default]
-    return [METRICS.get(n) for n in names]
+    return [cast("type[AgreementMetric]", METRICS.get(n)) for n in names]  # resolution checked the kind
 
 
 def agreement_scores(a: Tensor, s: Tensor, names: Sequence[str], top_k: int) -> dict[str, Tensor]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from benchmark.perf_cases.harness import PerfCase
@@ -66,7 +68,7 @@ def prepared_cache(device: torch.device) -> PerfCase:
     root = Path(tempfile.mkdtemp(prefix="benchmark-perf-"))
     atexit.register(shutil.rmtree, root, True)
     write_isic_like(root, 62)
-    isic = DATASETS.get("isic2017")
+    isic: Any = DATASETS.get("isic2017")  # the ISIC-2017 class: its own Params and load_splits
     params = isic.Params(image_size=224)
     isic(params, root).prepare()
 

@@ -21,7 +21,7 @@ from PIL import Image
 
 from benchmark.attribution import options_of
 from benchmark.attribution.focus import class_mosaics, focus
-from benchmark.attribution.pixel_mask import INITS, optimise_masks
+from benchmark.attribution.pixel_mask import INITS, PixelMaskParams, optimise_masks
 from benchmark.attribution.road import road_curves
 from benchmark.attribution.scoring import cp_pixel, deletion_insertion, pixel_map
 from benchmark.config.values import plain
@@ -101,6 +101,20 @@ class AttributionParams:
             raise ConfigError("attribution.road_fractions must lie in (0, 1), road_samples >= 1, road_noise >= 0")
 
 
+@dataclass(frozen=True)
+class Explained:
+    """The samples every explainer explains: batches with their explained classes, object masks
+    (B, N), sample ids, which samples have an object (scored), top-k and the rows' common extra."""
+
+    batches: list[Any]
+    targets: list[torch.Tensor]
+    masks: torch.Tensor
+    samples: torch.Tensor
+    kept: torch.Tensor
+    top_k: int
+    common: dict[str, Any]
+
+
 @SUITES.register("attribution")
 class AttributionSuite(Suite):
     """Agreement of saliency maps with object masks, faithfulness, and the mask-initialisation comparison."""
@@ -127,8 +141,8 @@ class AttributionSuite(Suite):
         area_row = Measurement.of_records("attribution", "object_area_fraction", area, eval_set=p.eval_set,
                                           extra=common)
         out: list[Piece] = [lambda: [area_row]]
-        out += [partial(self._explain, ctx, name, batches, targets, masks, samples, kept, top_k, common)
-                for name in p.explainers]
+        explained = Explained(batches, targets, masks, samples, kept, top_k, common)
+        out += [partial(self._explain, ctx, name, explained) for name in p.explainers]
         if p.mask_comparison:
             out.append(partial(self._compare_inits, ctx, batches, targets))
         return out
@@ -139,8 +153,11 @@ class AttributionSuite(Suite):
         with torch.no_grad():
             return model(batch.x).argmax(1)
 
-    def _explain(self, ctx, name, batches, targets, masks, samples, kept, top_k, common) -> list[Measurement]:
+    def _explain(self, ctx, name, explained: Explained) -> list[Measurement]:
         p: AttributionParams = self.params
+        batches, targets, masks, samples, kept, top_k, common = (
+            explained.batches, explained.targets, explained.masks, explained.samples, explained.kept, explained.top_k,
+            explained.common)
         explainer = EXPLAINERS.get(name)(ctx.model, **p.options.get(name, {}))
         generator = torch.Generator().manual_seed(p.seed)
         maps: list[torch.Tensor] = []
@@ -235,8 +252,8 @@ class AttributionSuite(Suite):
         for init in INITS:
             started = time.perf_counter()
             generator = torch.Generator().manual_seed(p.seed)
-            _, recorded = optimise_masks(ctx.model, x, target, generator, init=init,
-                                         iterations=max(p.mask_comparison), record_at=p.mask_comparison, **o)
+            params = PixelMaskParams(init=init, iterations=max(p.mask_comparison), **o)
+            _, recorded = optimise_masks(ctx.model, x, target, generator, params, record_at=p.mask_comparison)
             for iterations, mask in sorted(recorded.items()):
                 retained, cp = cp_pixel(ctx.model, x, mask, target)
                 extra = {"init": init, "iterations": iterations, "comparison": True, **o}

@@ -96,6 +96,20 @@ def other_classes(labels: torch.Tensor, classes: int, generator: torch.Generator
     return (labels.cpu() + shift) % classes
 
 
+@dataclass(frozen=True)
+class Explained:
+    """The samples every explainer of the suite explains: images, labels, the other class each
+    random-logit map explains, object masks (B, N), sample ids, the control metrics and top-k."""
+
+    x: torch.Tensor
+    labels: torch.Tensor
+    others: torch.Tensor
+    masks: torch.Tensor
+    samples: torch.Tensor
+    metrics: tuple[str, ...]
+    top_k: int
+
+
 @SUITES.register("sanity")
 class SanitySuite(Suite):
     """Randomisation sanity checks of the explainers (MPRT, random logit) and model-blind controls."""
@@ -129,17 +143,18 @@ class SanitySuite(Suite):
         samples = torch.cat([b.index for b in batches]).cpu()
         others = other_classes(labels, ctx.dataset.info.num_classes, torch.Generator().manual_seed(p.seed)).to(x.device)
         top_k = max(1, round(top_k_fraction * masks.shape[1]))
-        shared = (x, labels, others, masks, samples, metrics, top_k)
+        shared = Explained(x, labels, others, masks, samples, metrics, top_k)
         out: list[Piece] = [partial(self._random_maps, masks, samples, metrics, top_k)]
-        out += [partial(self._explainer, ctx, name, options.get(name, {}), *shared) for name in explainers]
+        out += [partial(self._explainer, ctx, name, options.get(name, {}), shared) for name in explainers]
         return out
 
     def _maps(self, model, name, options, x, target) -> torch.Tensor:
         explainer = EXPLAINERS.get(name)(model.eval(), **options)
         return pixel_map(explainer(x, target, torch.Generator().manual_seed(self.params.seed)))
 
-    def _explainer(self, ctx, name, options, x, labels, others, masks, samples, metrics, top_k) -> list[Measurement]:
+    def _explainer(self, ctx, name, options, explained: Explained) -> list[Measurement]:
         p: SanityParams = self.params
+        x, labels, others, samples = explained.x, explained.labels, explained.others, explained.samples
         started = time.perf_counter()
         trained = self._maps(ctx.model, name, options, x, labels)
         rows: list[Measurement] = []
@@ -164,13 +179,14 @@ class SanitySuite(Suite):
             if full.value > p.threshold:
                 full.flags = (INSENSITIVE,)
             rows.append(full)
-            rows += self._controls(trained, randomised, masks, samples, metrics, top_k, name, full.flags)
+            rows += self._controls(trained, randomised, explained, name, full.flags)
         for row in rows:
             row.duration_s = time.perf_counter() - started
         return rows
 
-    def _controls(self, trained, randomised, masks, samples, metrics, top_k, name, flags) -> list[Measurement]:
+    def _controls(self, trained, randomised, explained: Explained, name, flags) -> list[Measurement]:
         """Agreement of the fully randomised model's maps, and the trained model's above it."""
+        masks, samples, metrics, top_k = explained.masks, explained.samples, explained.metrics, explained.top_k
         kept = masks.any(dim=1)
         mine = agreement_scores(trained[kept], masks[kept], metrics, top_k)
         blind = agreement_scores(randomised[kept], masks[kept], metrics, top_k)

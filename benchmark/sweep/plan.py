@@ -11,7 +11,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
-from benchmark.config import RUN_PREFIX, RunConfig, merge_layers, parse_overrides, resolve, start_layers
+from benchmark.config import RUN_PREFIX, RunConfig, merge_layers, resolve, start_layers
+from benchmark.config.values import parse_overrides
 from benchmark.engine.start import carried
 from benchmark.engine.trained import checkpoint_config
 from benchmark.errors import ConfigError

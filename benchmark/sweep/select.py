@@ -94,8 +94,8 @@ def write_selection(selection: Selection, out_dir: Path, final_config_key: str |
         return path
     config = json.dumps({"rule": RULES[group.rule], "eps": group.eps, "seeds": list(group.seeds),
                          "points": [dict(p) for p in group.points]}, sort_keys=True)
-    run = provenance.run_columns(key=key, config_key="", method=group.method, dataset=group.dataset,
-                                 profile=group.profile, seed=None, config_json=config, created=provenance.now())
+    run = provenance.run_columns({"run_key": key, "config_key": "", "method": group.method, "dataset": group.dataset,
+                                  "profile": group.profile, "seed": None, "config": config}, created=provenance.now())
     rows = []
     for score in selection.scores:
         chosen = score.index == selection.chosen
