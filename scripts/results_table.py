@@ -9,6 +9,9 @@ difference to the reference, starred when significant after Holm's adjustment ov
 comparison the folder's leaderboard shows (columns the board does not show, e.g. diagnostics or
 sanity checks, get the cell alone). The numbers are the leaderboard's own (same boards,
 same intervals), so a table regenerates from the folder alone.
+
+With --per-explainer, each COLUMN is a prefix ("similarity after full randomisation") and the
+table has one row per explainer and one column per configuration (cells only).
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("columns", nargs="+")
     parser.add_argument("--reference", default="vanilla")
+    parser.add_argument("--per-explainer", action="store_true", help="COLUMNs are prefixes; rows are explainers")
     args = parser.parse_args()
     boards, problems, _ = build_report([args.folder], args.reference)
     for line in problems:
         print(f"skipped: {line}")
     table = tabulate(reported_rows(read_results([args.folder])[0]))  # columns the board does not show
+    if args.per_explainer:
+        return per_explainer(boards, table, args.columns)
     for board in boards:
         columns = {c.key: c for c in board.columns}
         extra = {k: c for k, c in table.columns.items() if k not in columns}
@@ -54,6 +60,24 @@ def main() -> None:
                     cells += [cell_text(table.cell(group, key), extra[key]), ""]
             print("| " + " | ".join(cells) + " |")
         print()
+
+
+def per_explainer(boards, table, prefixes: list[str]) -> None:
+    for board in boards:
+        entries = sorted(board.entries, key=lambda e: (e.method != "vanilla", e.method, e.point))
+        for prefix in prefixes:
+            keys = {k.rsplit(": ", 1)[1]: k for k in table.columns if k.startswith(prefix + ": ")}
+            if not keys:
+                raise SystemExit(f"no column starts with {prefix!r}")
+            print(f"{board.dataset} · {board.profile}: {prefix}\n")
+            header = ["explainer"] + [f"{e.method} {e.point}".strip() for e in entries]
+            print("| " + " | ".join(header) + " |")
+            print("|" + "---|" * len(header))
+            for explainer, key in keys.items():
+                cells = [cell_text(table.cell((board.dataset, board.profile, e.method, e.config_key), key),
+                                   table.columns[key]) for e in entries]
+                print("| " + " | ".join([explainer, *cells]) + " |")
+            print()
 
 
 if __name__ == "__main__":
