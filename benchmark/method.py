@@ -109,6 +109,12 @@ class Method(Generic[P]):
     def optimizer(self, model: Classifier, train: TrainConfig) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=train.lr, betas=train.adam_betas, eps=train.adam_eps)
 
+    def plain_epochs(self) -> int:
+        """How many first epochs are plain cross-entropy training exactly as `Method`'s own step
+        (no state or model buffer changes, the default optimiser): runs of the same seed and
+        settings share them (benchmark/engine/shared_start.py). 0 for anything else."""
+        return 0
+
     def on_train_start(self, model: Classifier, state: TrainState) -> None:
         """Called once before the first step, with the model on its device."""
 

@@ -172,6 +172,9 @@ class HSplid(Method[HSplidParams]):
         self.since_update = 0.0
         self._record(model, state)
 
+    def plain_epochs(self) -> int:
+        return self.params.warmup_epochs  # the warm-up: vanilla's step, beta = 1, no state kept
+
     def warming_up(self, state: TrainState) -> bool:
         return state.epoch < self.params.warmup_epochs
 

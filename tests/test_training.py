@@ -1,5 +1,7 @@
 """The training loop and the method contract: hooks, counts, optimiser settings, checkpoints."""
 
+import json
+
 import pandas as pd
 import torch
 
@@ -132,3 +134,38 @@ def test_a_version_bump_retrains_while_other_code_changes_reuse_the_checkpoint(t
     assert bumped.config.versions["method"] == Vanilla.version
     assert trained_by == evaluated_by == {"ccc"}
     assert bumped.checkpoint_path != first.checkpoint_path and first.checkpoint_path.is_file()
+
+
+def _trained(method: str, out, steps: list[int], monkeypatch) -> tuple[dict, dict]:
+    """Run `method` into `out`; its weights and its rows (value by what the row measures), the
+    optimisation steps it took appended to `steps`."""
+    import benchmark.engine.train as train_module
+
+    taken = []
+    real_step = train_module.Trainer.step
+    monkeypatch.setattr(train_module.Trainer, "step", lambda self, *a: taken.append(1) or real_step(self, *a))
+    overrides = ["train.samples=96", "train.batch_size=32", "eval.samples=32", "eval.suites=accuracy"]
+    outcome = run(method, "cmnist", overrides=overrides, workspace=Workspace(out_dir=out, device="cpu"))
+    monkeypatch.setattr(train_module.Trainer, "step", real_step)
+    steps.append(len(taken))
+    weights = torch.load(outcome.checkpoint_path, weights_only=True)["model"]
+    rows = {(m.suite, m.metric, m.eval_set, json.dumps(m.extra, sort_keys=True)): m.value
+            for m in outcome.measurements if not m.metric.endswith("duration_s")}  # times differ, nothing else
+    return weights, rows
+
+
+def test_vanilla_and_h_splid_share_their_first_epoch_with_identical_numbers(tmp_path, monkeypatch):
+    """H-SPLID's quick warm-up epoch is vanilla's first epoch: whichever runs second continues
+    from the first one's state and trains one epoch instead of two, with the same weights and rows
+    as when it runs alone (here: first in its folder)."""
+    steps: list[int] = []
+    vanilla_alone, vanilla_alone_rows = _trained("vanilla", tmp_path / "a", steps, monkeypatch)
+    hsplid_shared, hsplid_shared_rows = _trained("hsplid", tmp_path / "a", steps, monkeypatch)
+    hsplid_alone, hsplid_alone_rows = _trained("hsplid", tmp_path / "b", steps, monkeypatch)
+    vanilla_shared, vanilla_shared_rows = _trained("vanilla", tmp_path / "b", steps, monkeypatch)
+    assert steps == [6, 3, 6, 3]  # 96 samples in batches of 32, two epochs; the second run of a folder: one
+    assert len(list((tmp_path / "a" / "checkpoints" / "shared").glob("first-epoch-*.pt"))) == 1
+    for alone, shared in ((hsplid_alone, hsplid_shared), (vanilla_alone, vanilla_shared)):
+        assert alone.keys() == shared.keys() and all(torch.equal(alone[k], shared[k]) for k in alone)
+    assert hsplid_alone_rows == hsplid_shared_rows and vanilla_alone_rows == vanilla_shared_rows
+    assert ("training", "loss", "train", '{"epoch": 1}') in hsplid_shared_rows

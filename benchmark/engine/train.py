@@ -18,6 +18,7 @@ from benchmark.data.loader import load_batches, resolve_workers
 from benchmark.data.split import first_of_shuffle, shuffled
 from benchmark.dataset import BenchmarkDataset
 from benchmark.distributed import World
+from benchmark.engine import shared_start
 from benchmark.engine.step import Stepper
 from benchmark.errors import DataError, DivergedError
 from benchmark.method import Method, TrainState
@@ -64,11 +65,13 @@ class Checkpointing:
     """Where an unfinished run keeps its resume checkpoint, and how often it is rewritten.
 
     It is always written at the end of an epoch (but the last); `every_steps` and `every_seconds`
-    add more points. Saving never changes the numbers, so none of this is part of the config."""
+    add more points. With `share`, a first epoch another method's run left beside it is taken
+    (engine/shared_start.py). None of this changes the numbers, so none of it is in the config."""
 
     path: Path | None = None  # None: no resume checkpoint
     every_steps: int | None = None
     every_seconds: float | None = 600.0
+    share: bool = True
 
     def due(self, step: int, since_last_s: float) -> bool:
         if self.path is None:
@@ -84,12 +87,15 @@ def train(model: Classifier, method: Method, dataset: BenchmarkDataset, config: 
     With several ranks (`world`), each trains on its slice of every batch and only rank 0 saves."""
     trainer = Trainer(model, method, dataset, config, device, reporter, checkpointing, world)
     position = trainer.restore()
+    resumed_from = position.step if position.step or position.epoch else None
+    if resumed_from is None and trainer.sharing:
+        position = shared_start.take(trainer, trainer.sharing) or position
     history = position.history
     for epoch in range(position.epoch, config.train.epochs):
         history.append(trainer.epoch(epoch, position if epoch == position.epoch else None, history))
         if epoch + 1 < config.train.epochs and checkpointing.path is not None:
             trainer.save(Position(epoch + 1, 0, history=history))
-    return trainer.finish(history, resumed_from=position.step if position.step or position.epoch else None)
+    return trainer.finish(history, resumed_from=resumed_from)
 
 
 @dataclass
@@ -139,6 +145,9 @@ class Trainer:
         self.optimizer = method.optimizer(model, self.cfg)
         self.stepper = Stepper(model, method, self.optimizer, self.cfg, self.state)
         method.on_train_start(model, self.state)
+        # the first epoch shared with other methods' runs of the same seed and settings (shared_start.py)
+        self.sharing = shared_start.shared_path(config, checkpointing.path) if checkpointing.share \
+            and world.size == 1 and method.plain_epochs() >= shared_start.SHARED_EPOCHS else None
         self.last = None  # the last batch trained on
         self.started = self.last_save = time.perf_counter()
 
@@ -196,6 +205,8 @@ class Trainer:
                     self.save(Position(epoch, number, epoch_generator=drawn_from, history=history,
                                        sums=dict(totals.sums), correct=totals.correct, seen=totals.seen))
         record = totals.record(epoch, self.world)
+        if self.sharing and epoch + 1 == shared_start.SHARED_EPOCHS:
+            shared_start.leave(self, self.sharing, record, epoch_start)
         record.update(self.method.on_epoch_end(self.model, self.state))
         record["duration_s"] = time.perf_counter() - epoch_start
         return record
@@ -267,10 +278,7 @@ def restore(checkpointing: Checkpointing, run_key: str, model: Classifier, optim
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     method.load_state_dict(to_device(saved["method_state"], state.device))
-    state.generator.set_state(saved["generator"])
-    torch.set_rng_state(saved["global_rng"])
-    if saved["cuda_rng"] is not None and state.device.type == "cuda":
-        torch.cuda.set_rng_state(saved["cuda_rng"], state.device)
+    shared_start.load_generators(saved, state.generator, state.device)
     state.step, state.samples_seen = position.step, position.samples_seen
     reporter.log(f"  resuming from {checkpointing.path} (epoch {position.epoch + 1}, step {position.step})")
     return position

@@ -124,7 +124,8 @@ class Training:
             load_start(built.model, start)
             built.reporter.log(f"  starting from the weights of {start.path}")
         result = train(built.model, built.method, built.dataset, built.config, built.device, built.reporter,
-                       Checkpointing(built.files.resume, every_steps=self.checkpoint_every), built.world)
+                       Checkpointing(built.files.resume, every_steps=self.checkpoint_every, share=self.resume),
+                       built.world)
         result.train_commit = provenance.git_commit()
         result.init_from = start.run_key if start else None
         return result
