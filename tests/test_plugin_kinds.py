@@ -1,6 +1,7 @@
 """Every kind a user extends is one file: a temporary plugin registers an agreement metric, an
-explainer, an attack, a region, a corruption and a dataset, and `benchmark run` and `benchmark
-report` use all of them without any other edit."""
+explainer, an attack, a region, a corruption, a dataset and an evaluation suite with its own
+metric, and `benchmark run`, `benchmark results` and `benchmark report` use all of them without
+any other edit (the report even without the plugin: the results file declares its metrics)."""
 
 import re
 import subprocess
@@ -18,7 +19,29 @@ from benchmark.attribution import Explainer
 from benchmark.data.split import DataInfo, TensorSplit
 from benchmark.dataset import BenchmarkDataset
 from benchmark.metrics import AgreementMetric
-from benchmark.registry import ATTACKS, CORRUPTIONS, DATASETS, EXPLAINERS, METRICS, REGIONS
+from benchmark.engine.evaluate import Suite
+from benchmark.metrics import Metric
+from benchmark.registry import ATTACKS, CORRUPTIONS, DATASETS, EXPLAINERS, METRICS, REGIONS, SUITES
+from benchmark.results.records import Records
+from benchmark.results.store import Measurement
+
+
+@METRICS.register("inverted_accuracy")
+class InvertedAccuracy(Metric):
+    """Accuracy on the test images with every pixel inverted."""
+
+    label = "accuracy on inverted images"
+
+
+@SUITES.register("inversion")
+class Inversion(Suite):
+    """Accuracy when every pixel x becomes 1 - x."""
+
+    @torch.no_grad()
+    def run(self, ctx):
+        parts = [Records.of(b.index, (ctx.model(1 - b.x).argmax(1) == b.y).float())
+                 for b in ctx.batches(ctx.split("test"), limit=16)]
+        return [Measurement.of_records("inversion", "inverted_accuracy", Records.concat(parts), eval_set="test")]
 
 
 @METRICS.register("squared_mass")
@@ -103,7 +126,7 @@ def test_one_plugin_file_adds_a_metric_explainer_attack_region_corruption_and_da
     proc = subprocess.run([
         *BENCHMARK_CLI, "run", "--plugin", str(plugin), "--method", "vanilla", "--dataset", "stripes", "--out",
         str(out), "--quiet", "--set", "train.epochs=1", "--set", "train.batch_size=16",
-        "--set", "eval.suites=accuracy,robustness,corruptions,attribution",
+        "--set", "eval.suites=accuracy,robustness,corruptions,attribution,inversion",
         "--set", 'robustness.grid={"fgsm": {"background": [0.1], "top_half": [0.1]}}', "--set", "robustness.samples=16",
         "--set", 'corruptions.grid={"darken": [2]}', "--set", "corruptions.samples=16",
         "--set", "attribution.explainers=saliency,gradient_squared", "--set", "attribution.samples=8",
@@ -121,9 +144,15 @@ def test_one_plugin_file_adds_a_metric_explainer_attack_region_corruption_and_da
     listing = subprocess.run([*BENCHMARK_CLI, "list", "metrics", "squared*", "--plugin", str(plugin)],
                              capture_output=True, text=True, env=cli_env(), timeout=300)
     assert "Share of the squared relevance that falls on the object." in listing.stdout
-    report = subprocess.run([*BENCHMARK_CLI, "report", "--plugin", str(plugin), "--results", str(out), "--out",
-                             str(tmp_path / "board.html")], capture_output=True, text=True, env=cli_env(), timeout=300)
+    inverted = frame[frame.suite == "inversion"]
+    assert list(inverted.metric) == ["inverted_accuracy"] and inverted.n.iloc[0] == 16
+    results = subprocess.run([*BENCHMARK_CLI, "results", "--out", str(out)], capture_output=True, text=True,
+                             env=cli_env(), timeout=300)
+    assert results.returncode == 0 and "accuracy on inverted images (inversion) test" in results.stdout
+    report = subprocess.run([*BENCHMARK_CLI, "report", "--results", str(out), "--out", str(tmp_path / "board.html")],
+                            capture_output=True, text=True, env=cli_env(), timeout=300)  # no --plugin
     assert report.returncode == 0, report.stderr
     page = (tmp_path / "board.html").read_text()
     assert "stripes" in page and "fgsm" in page and "darken" in page
     assert re.search(r"squared mass on the object", page), "the metric's declared label is on the page"
+    assert "accuracy on inverted images (inversion) test" in page, "the plugin suite's column is on the board"
