@@ -27,7 +27,7 @@ class Holdings:
 
     done: str | None  # the run id of a complete results file (`completed_run_id`)
     has_checkpoint: bool
-    kept: dict[str, list[Measurement]]  # suites the results file holds complete (`finished_suites`)
+    kept: dict[str, list[Measurement]]  # suites the results file holds complete
     pieces: dict[str, dict[int, list[Measurement]]]  # finished pieces of unfinished suites
 
 
@@ -57,15 +57,9 @@ def _rows_of_run(path: Path, run_key: str) -> pd.DataFrame | None:
     return None if frame is None or frame.empty or set(frame["run_key"]) != {run_key} else frame
 
 
-def finished_suites(path: Path, run_key: str, suites: Mapping[str, Sequence[str]]) -> dict[str, list[Measurement]]:
-    """The measurements of each suite (name -> the `suite` values of its rows) that a readable
-    results file of this run holds complete (rows present, no failure recorded); a missing or
-    foreign file holds none."""
-    frame = _rows_of_run(path, run_key)
-    return _finished(frame, records_by_row(path), suites) if frame is not None else {}
-
-
 def _finished(frame: pd.DataFrame, records, suites: Mapping[str, Sequence[str]]) -> dict[str, list[Measurement]]:
+    """The measurements of each suite (name -> the `suite` values of its rows) that the rows hold
+    complete (rows present, no failure recorded)."""
     done = {}
     for suite, row_suites in suites.items():
         rows = frame[frame["suite"].isin(row_suites)]
