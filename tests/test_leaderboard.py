@@ -325,3 +325,10 @@ def test_files_written_before_the_context_are_read_through_today_s_registries(re
     _change_the_registries(monkeypatch, request)
     after = _report_bytes(results, tmp_path / "after")
     assert after != before and b"Ranked by clean" in after[0] and b"changed label" in after[0]
+
+
+def test_a_page_names_its_results_folder_as_given_never_the_machine_s_absolute_path(results, tmp_path, monkeypatch):
+    monkeypatch.chdir(results.parent)
+    write_report([Path("results")], Path("page.html"), "2026-12-06 00:00 UTC")
+    page = Path("page.html").read_text()
+    assert "result file(s) in results." in page and str(tmp_path) not in page
