@@ -10,6 +10,9 @@ comparison the folder's leaderboard shows (columns the board does not show, e.g.
 sanity checks, get the cell alone). The numbers are the leaderboard's own (same boards,
 same intervals), so a table regenerates from the folder alone.
 
+With --selection (no COLUMN), the sweep's model selection: each scored grid point's validation
+score (mean over its seeds), clean validation accuracy, and which one was chosen.
+
 With --per-explainer, each COLUMN is a prefix ("similarity after full randomisation") and the
 table has one row per explainer and one column per configuration (cells only).
 """
@@ -17,6 +20,7 @@ table has one row per explainer and one column per configuration (cells only).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from benchmark.results.aggregate import tabulate
@@ -28,10 +32,13 @@ from benchmark_leaderboard.report import build_report
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
-    parser.add_argument("columns", nargs="+")
+    parser.add_argument("columns", nargs="*")
     parser.add_argument("--reference", default="vanilla")
     parser.add_argument("--per-explainer", action="store_true", help="COLUMNs are prefixes; rows are explainers")
+    parser.add_argument("--selection", action="store_true", help="the sweep's model selection")
     args = parser.parse_args()
+    if args.selection:
+        return selection(args.folder)
     boards, problems, _ = build_report([args.folder], args.reference)
     for line in problems:
         print(f"skipped: {line}")
@@ -78,6 +85,21 @@ def per_explainer(boards, table, prefixes: list[str]) -> None:
                                    table.columns[key]) for e in entries]
                 print("| " + " | ".join([explainer, *cells]) + " |")
             print()
+
+
+def selection(folder: Path) -> None:
+    frame = read_results([folder])[0]
+    rows = frame[frame["suite"] == "selection"]
+    for (method, dataset, profile), part in rows.groupby(["method", "dataset", "profile"]):
+        print(f"{dataset} · {profile}: {method}\n")
+        print("| point | seeds | val score (%) | clean val (%) | chosen |")
+        print("|---|---|---|---|---|")
+        for record in part.sort_values("value", ascending=False).to_dict("records"):
+            extra = json.loads(record["extra"])
+            point = " ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in sorted(extra["point"].items()))
+            print(f"| {point} | {','.join(map(str, extra['seeds']))} | {100 * record['value']:.1f} | "
+                  f"{100 * extra['clean_val_accuracy']:.1f} | {'yes' if extra['selected'] else ''} |")
+        print()
 
 
 if __name__ == "__main__":
