@@ -8,7 +8,9 @@ computing the epoch again, with identical numbers (tests/test_training.py).
 The key is everything that determines the first epoch's trajectory: the seed, the whole `train`
 section, the model and dataset sections and the code versions of the dataset and encoder. A
 method opts in with `Method.plain_epochs`; its state and its model's extra buffers must not change
-during those epochs (its `on_epoch_end` still runs after the shared epoch).
+during those epochs (its `on_epoch_end` still runs after the shared epoch). The file is as large
+as a resume checkpoint (weights and optimiser state: about 200 MB for C-MNIST's LeNet-3) and may
+be deleted at any time: a run that finds none trains the epoch itself.
 """
 
 from __future__ import annotations
