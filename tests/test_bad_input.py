@@ -153,29 +153,17 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(store, args, expected)
     assert snapshot(store["OUT"].parent) == before
 
 
-@pytest.mark.parametrize(
-    "call, expected",
-    [
-        (
-            lambda s: resolve("vanilla", "cmnist", overrides={"train": {"lr": float("nan")}}),
-            "train.lr expects a finite",
-        ),
-        (
-            lambda s: resolve(
-                "vanilla", "cmnist", overrides={"robustness": {"grid": {"pgd": {"full": [float("inf")]}}}}
-            ),
-            "robustness.grid expects a finite number",
-        ),
-        (lambda s: resolve("vanilla", "cmnist", seed=-3), "seed must be an integer >= 0"),
-        (lambda s: resolve("vanilla", "cmnist", profile="slow"), "unknown profile 'slow'"),
-        (
-            lambda s: run("vanilla", "cmnist", overrides=["train.adam_eps=0"], workspace=Workspace(out_dir=s["OUT"])),
-            "train.adam_eps must be",
-        ),
-        (lambda s: evaluate_checkpoint(s["NAN"], workspace=Workspace(out_dir=s["OUT"])), "holds non-finite weights"),
-        (lambda s: load_checkpoint(s["NOTJSON"]), "not JSON"),
-    ],
-)
+@pytest.mark.parametrize("call, expected", [
+    (lambda s: resolve("vanilla", "cmnist", overrides={"train": {"lr": float("nan")}}), "train.lr expects a finite"),
+    (lambda s: resolve("vanilla", "cmnist", overrides={"robustness": {"grid": {"pgd": {"full": [float("inf")]}}}}),
+     "robustness.grid expects a finite number"),
+    (lambda s: resolve("vanilla", "cmnist", seed=-3), "seed must be an integer >= 0"),
+    (lambda s: resolve("vanilla", "cmnist", profile="slow"), "unknown profile 'slow'"),
+    (lambda s: run("vanilla", "cmnist", overrides=["train.adam_eps=0"], workspace=Workspace(s["OUT"])),
+     "train.adam_eps must be"),
+    (lambda s: evaluate_checkpoint(s["NAN"], workspace=Workspace(s["OUT"])), "holds non-finite weights"),
+    (lambda s: load_checkpoint(s["NOTJSON"]), "not JSON"),
+])
 def test_bad_input_through_the_python_api_is_one_benchmark_error(store, call, expected):
     before = snapshot(store["OUT"].parent)
     with pytest.raises(BenchmarkError, match=expected.replace("(", r"\(")) as err:
@@ -202,24 +190,9 @@ def test_a_checkpoint_for_another_class_count_is_one_line(store, tmp_path):
     plugin = tmp_path / "five_way.py"
     plugin.write_text(INCOMPATIBLE_DATASET)
     before = snapshot(store["OUT"].parent)
-    proc = subprocess.run(
-        [
-            *BENCHMARK_CLI,
-            "attack",
-            "--checkpoint",
-            str(store["CKPT"]),
-            "--dataset",
-            "cmnist-5way",
-            "--plugin",
-            str(plugin),
-            "--out",
-            str(store["OUT"]),
-        ],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        timeout=300,
-    )
+    proc = subprocess.run([*BENCHMARK_CLI, "attack", "--checkpoint", str(store["CKPT"]), "--dataset", "cmnist-5way",
+                           "--plugin", str(plugin), "--out", str(store["OUT"])],
+                          capture_output=True, text=True, env=cli_env(), timeout=300)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "does not fit a model for dataset 'cmnist-5way'" in proc.stderr
     assert snapshot(store["OUT"].parent) == before
@@ -244,21 +217,8 @@ def test_an_update_that_makes_the_weights_non_finite_is_never_saved(tmp_path, mo
 
 
 def test_a_finite_but_exploded_loss_flags_every_row_diverged_warns_under_quiet_and_is_never_ranked(tmp_path):
-    proc = run_cli(
-        "run",
-        "--method",
-        "vanilla",
-        "--out",
-        tmp_path,
-        *TINY,
-        "--set",
-        "train.lr=10",
-        "--set",
-        "train.samples=256",
-        "--set",
-        "train.batch_size=128",
-        "--quiet",
-    )
+    proc = run_cli("run", "--method", "vanilla", "--out", tmp_path, *TINY, "--set", "train.lr=10",
+                   "--set", "train.samples=256", "--set", "train.batch_size=128", "--quiet")
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "the final training loss is over 10 times the first" in warnings[0], proc.stderr
@@ -283,9 +243,8 @@ def test_a_finished_checkpoint_with_non_finite_weights_is_trained_again_not_reus
     proc = run_cli("run", "--method", "vanilla", "--out", out, *TINY)
     said = " ".join(proc.stderr.split())  # rich wraps long paths
     assert proc.returncode == 0 and "holds non-finite weights" in said and "training again" in said, proc.stderr
-    assert all(
-        torch.isfinite(t).all() for t in torch.load(ckpt, weights_only=True)["model"].values() if t.is_floating_point()
-    )
+    assert all(torch.isfinite(t).all() for t in torch.load(ckpt, weights_only=True)["model"].values()
+               if t.is_floating_point())
 
 
 # -- faults of the file system ------------------------------------------------------------------
@@ -351,11 +310,8 @@ def test_a_tar_hard_link_out_of_the_archive_root_is_refused_and_nothing_is_extra
 # -- untrusted strings ---------------------------------------------------------------------------
 def test_names_from_result_files_are_printed_as_text_never_as_markup(store, tmp_path):
     frame = pq.read_table(next(store["OUT"].glob("*.parquet")))
-    hostile = frame.set_column(
-        frame.schema.get_field_index("method"),
-        "method",
-        pa.array(["[/x] [bold]=cmd|' /C calc'!A0 <script>alert(1)</script>"] * len(frame)),
-    )
+    hostile = frame.set_column(frame.schema.get_field_index("method"), "method",
+                               pa.array(["[/x] [bold]=cmd|' /C calc'!A0 <script>alert(1)</script>"] * len(frame)))
     folder = tmp_path / "r[/x]"
     folder.mkdir(parents=True)
     pq.write_table(hostile, folder / "hostile.parquet")
@@ -379,17 +335,10 @@ def test_an_output_folder_with_markup_in_its_name_runs_every_method(tmp_path):
 
 def test_a_plugin_description_with_markup_is_listed_as_text(tmp_path):
     plugin = tmp_path / "marked.py"
-    plugin.write_text(
-        "from benchmark.method import Method\nfrom benchmark.registry import METHODS\n\n\n"
-        '@METHODS.register("marked")\nclass Marked(Method):\n    """Looks [/x] like [bold]markup."""\n'
-    )
-    proc = subprocess.run(
-        [*BENCHMARK_CLI, "list", "methods", "marked", "--plugin", str(plugin)],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        timeout=300,
-    )
+    plugin.write_text('from benchmark.method import Method\nfrom benchmark.registry import METHODS\n\n\n'
+                      '@METHODS.register("marked")\nclass Marked(Method):\n    """Looks [/x] like [bold]markup."""\n')
+    proc = subprocess.run([*BENCHMARK_CLI, "list", "methods", "marked", "--plugin", str(plugin)],
+                          capture_output=True, text=True, env=cli_env(), timeout=300)
     assert proc.returncode == 0 and "Looks [/x] like [bold]markup." in proc.stdout, proc.stderr
 
 
@@ -397,23 +346,17 @@ def test_a_plugin_description_with_markup_is_listed_as_text(tmp_path):
 def test_an_ill_typed_or_partial_results_file_is_skipped_with_one_line(store, tmp_path):
     good = next(store["OUT"].glob("*.parquet"))
     table = pq.read_table(good)
-    texty = table.set_column(
-        table.schema.get_field_index("value"), "value", pa.array([str(v) for v in table.column("value").to_pylist()])
-    )
+    texty = table.set_column(table.schema.get_field_index("value"), "value",
+                             pa.array([str(v) for v in table.column("value").to_pylist()]))
     pq.write_table(texty, tmp_path / "text-values.parquet")
-    pq.write_table(
-        table.select(["schema_version", "run_key", "method", "dataset", "suite", "metric", "value"]),
-        tmp_path / "required-only.parquet",
-    )
+    pq.write_table(table.select(["schema_version", "run_key", "method", "dataset", "suite", "metric", "value"]),
+                   tmp_path / "required-only.parquet")
     pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "foreign.parquet")
     (tmp_path / "good.parquet").write_bytes(good.read_bytes())
     frame, problems = read_results([tmp_path])
     assert set(frame.source_file) == {str(tmp_path / "good.parquet")}
     assert sorted(p.split(":")[0].rsplit("/", 1)[-1] for p in problems) == [
-        "foreign.parquet",
-        "required-only.parquet",
-        "text-values.parquet",
-    ]
+        "foreign.parquet", "required-only.parquet", "text-values.parquet"]
     assert any("column 'value' holds string, expected double" in p for p in problems)
     assert any("lacks 29 columns of schema version" in p for p in problems)
     for command in (["results", "--out", tmp_path], ["report", "--results", tmp_path, "--out", tmp_path / "b.html"]):

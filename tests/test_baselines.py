@@ -172,7 +172,7 @@ def test_named_grids_are_valid_overrides():
 def test_every_baseline_trains_on_cmnist_and_records_its_hyperparameters(name, tmp_path):
     outcome = run(name, "cmnist", overrides=["train.samples=128", "eval.samples=64", "eval.suites=accuracy,robustness",
                                              "robustness.samples=16", "robustness.steps=2"],
-                  workspace=Workspace(out_dir=tmp_path, device="cpu"))
+                  workspace=Workspace(tmp_path, device="cpu"))
     assert outcome.results_path.exists()
     metrics = {(m.suite, m.metric) for m in outcome.measurements}
     assert ("accuracy", "accuracy") in metrics and ("robustness", "robust_accuracy") in metrics

@@ -244,18 +244,15 @@ def test_checkpoint_round_trip_keeps_beta_mask_and_state(tmp_path, test_batch):
                                                  "eval.suites=accuracy,robustness", "robustness.samples=8",
                                                  "robustness.steps=1",
                                                  "method.beta_update_fraction=0.5"],
-                  workspace=Workspace(out_dir=tmp_path, device="cpu"))
+                  workspace=Workspace(tmp_path, device="cpu"))
     raw = torch.load(outcome.checkpoint_path, weights_only=True)
     _, _, method, model, _ = restore(outcome.checkpoint_path, device="cpu")
     assert torch.equal(model.beta, raw["model"]["beta"]) and torch.equal(model.salient, raw["model"]["salient"])
     assert torch.equal(method.centres, raw["method_state"]["centres"])
     assert method.trace() == raw["method_state"]["trace"] and len(method.trace()) >= 2
     rows = {(m.suite, m.metric) for m in outcome.measurements}
-    assert {
-        ("training", "salient_dims"),
-        ("diagnostics", "accuracy_salient_subspace"),
-        ("diagnostics", "accuracy_nonsalient_subspace"),
-    } <= rows
+    assert {("training", "salient_dims"), ("diagnostics", "accuracy_salient_subspace"),
+            ("diagnostics", "accuracy_nonsalient_subspace")} <= rows
     traced = [m for m in outcome.measurements if m.metric == "salient_dims" and "samples_seen" in m.extra]
     assert [m.extra["samples_seen"] for m in traced] == [0, 64, 96]
 
@@ -269,7 +266,6 @@ def test_recomputed_evaluation_mask_is_the_closed_form_on_the_training_set(cmnis
         z = model.embed(split.batch(indices).x).double()
     y = split.batch(indices).y
     means = class_means(z, y)
-    torch.testing.assert_close(
-        model.beta.double(), beta_reference(*scatter(z, y, means, z.mean(0))), atol=1e-4, rtol=1e-4
-    )
+    torch.testing.assert_close(model.beta.double(), beta_reference(*scatter(z, y, means, z.mean(0))),
+                               atol=1e-4, rtol=1e-4)
     assert torch.equal(model.salient, salient_mask(model.beta, config.method_params.threshold_offset))

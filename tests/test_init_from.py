@@ -40,8 +40,8 @@ def trainings(monkeypatch):
 
 
 def test_a_run_starts_from_exactly_the_weights_of_the_named_run(tmp_path, trainings):
-    vanilla = run("vanilla", "cmnist", overrides=FAST, workspace=Workspace(out_dir=tmp_path, device="cpu"))
-    hsplid = run("hsplid", "cmnist", overrides=FAST + FROM_VANILLA, workspace=Workspace(out_dir=tmp_path, device="cpu"))
+    vanilla = run("vanilla", "cmnist", overrides=FAST, workspace=Workspace(tmp_path, device="cpu"))
+    hsplid = run("hsplid", "cmnist", overrides=FAST + FROM_VANILLA, workspace=Workspace(tmp_path, device="cpu"))
     assert [m for m, _ in trainings] == ["vanilla", "hsplid"]  # the start was found, not trained again
 
     saved = load_checkpoint(vanilla.checkpoint_path)["model"]
@@ -56,13 +56,9 @@ def test_a_run_starts_from_exactly_the_weights_of_the_named_run(tmp_path, traini
 
 
 def test_a_missing_start_is_trained_once_and_shared(tmp_path, trainings, capsys):
-    first = run("hsplid", "cmnist", overrides=FAST + FROM_VANILLA, workspace=Workspace(out_dir=tmp_path, device="cpu"))
-    second = run(
-        "weight_decay",
-        "cmnist",
-        overrides=FAST + ["train.init_from=run:vanilla"],
-        workspace=Workspace(out_dir=tmp_path, device="cpu"),
-    )
+    first = run("hsplid", "cmnist", overrides=FAST + FROM_VANILLA, workspace=Workspace(tmp_path, device="cpu"))
+    second = run("weight_decay", "cmnist", overrides=FAST + ["train.init_from=run:vanilla"],
+                 workspace=Workspace(tmp_path, device="cpu"))
     assert [m for m, _ in trainings] == ["vanilla", "hsplid", "weight_decay"]
     start = start_run(first.config)
     assert start.train.init_from is None and start.eval.suites == () and start.train.samples == 64
@@ -96,28 +92,21 @@ def other_classes(payload):
         payload["model"][name] = payload["model"][name][:5]
 
 
-@pytest.mark.parametrize(
-    "case, expected",
-    [
-        ("missing", "no checkpoint file"),
-        ("dataset", "was trained on 'coco_animals', not 'cmnist'"),
-        ("encoder", "holds a 'resnet18' encoder"),
-        ("classes", "another number of classes"),
-    ],
-)
-def test_a_missing_or_mismatched_start_is_refused_in_one_line_before_training(
-    tmp_path, trainings, capsys, case, expected
-):
-    source = run(
-        "vanilla", "cmnist", overrides=FAST, workspace=Workspace(out_dir=tmp_path / "source", device="cpu")
-    ).checkpoint_path
+@pytest.mark.parametrize("case, expected", [
+    ("missing", "no checkpoint file"),
+    ("dataset", "was trained on 'coco_animals', not 'cmnist'"),
+    ("encoder", "holds a 'resnet18' encoder"),
+    ("classes", "another number of classes"),
+])
+def test_a_missing_or_mismatched_start_is_refused_in_one_line_before_training(tmp_path, trainings, capsys, case,
+                                                                             expected):
+    source = run("vanilla", "cmnist", overrides=FAST,
+                 workspace=Workspace(tmp_path / "source", device="cpu")).checkpoint_path
     trainings.clear()
-    start = {
-        "missing": lambda: tmp_path / "nope.pt",
-        "dataset": lambda: forged(source, tmp_path / "d.pt", other_dataset),
-        "encoder": lambda: forged(source, tmp_path / "e.pt", other_encoder),
-        "classes": lambda: forged(source, tmp_path / "c.pt", other_classes),
-    }[case]()
+    start = {"missing": lambda: tmp_path / "nope.pt",
+             "dataset": lambda: forged(source, tmp_path / "d.pt", other_dataset),
+             "encoder": lambda: forged(source, tmp_path / "e.pt", other_encoder),
+             "classes": lambda: forged(source, tmp_path / "c.pt", other_classes)}[case]()
     out = tmp_path / "results"
     args = [f"--set={s}" for s in FAST + ["method.warmup_epochs=0", f"train.init_from={start}"]]
     code, stdout, stderr = cli_in_process(capsys, "run", "--method", "hsplid", "--out", str(out), *args)
@@ -126,25 +115,9 @@ def test_a_missing_or_mismatched_start_is_refused_in_one_line_before_training(
     assert trainings == [] and not list(out.rglob("*.parquet")) and not list(out.rglob("*.pt"))
 
 
-SWEEP = [
-    "sweep",
-    "--methods",
-    "hsplid",
-    "--vary",
-    "method.lambda_s=0,0.1,0.5",
-    "--seeds",
-    "0,1",
-    "--workers",
-    "1",
-    *[f"--set={s}" for s in FAST + FROM_VANILLA],
-    "--set",
-    "eval.suites=accuracy,robustness",
-    "--set",
-    "robustness.samples=16",
-    "--set",
-    "robustness.steps=1",
-    "--quiet",
-]
+SWEEP = ["sweep", "--methods", "hsplid", "--vary", "method.lambda_s=0,0.1,0.5", "--seeds", "0,1", "--workers", "1",
+         *[f"--set={s}" for s in FAST + FROM_VANILLA], "--set", "eval.suites=accuracy,robustness",
+         "--set", "robustness.samples=16", "--set", "robustness.steps=1", "--quiet"]
 
 
 @pytest.mark.slow
@@ -162,41 +135,13 @@ def test_a_sweep_trains_each_start_once_per_seed_and_reuses_it(tmp_path, trainin
 
 @pytest.mark.slow
 def test_a_sweep_killed_during_its_starting_run_resumes_it(tmp_path):
-    slow_start = [
-        "--methods",
-        "hsplid",
-        "--seeds",
-        "0",
-        "--workers",
-        "1",
-        "--checkpoint-every",
-        "1",
-        "--set",
-        "train.samples=96",
-        "--set",
-        "train.batch_size=16",
-        "--set",
-        "train.epochs=1",
-        "--set",
-        "eval.samples=32",
-        "--set",
-        "eval.suites=accuracy,robustness",
-        *[f"--set={s}" for s in FROM_VANILLA],
-        "--set",
-        "robustness.samples=16",
-        "--set",
-        "robustness.steps=1",
-        "--out",
-        str(tmp_path),
-    ]
-    proc = subprocess.Popen(
-        [*BENCHMARK_CLI, "sweep", *slow_start],
-        cwd=tmp_path,
-        env=cli_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    slow_start = ["--methods", "hsplid", "--seeds", "0", "--workers", "1", "--checkpoint-every", "1",
+                  "--set", "train.samples=96", "--set", "train.batch_size=16", "--set", "train.epochs=1",
+                  "--set", "eval.samples=32", "--set", "eval.suites=accuracy,robustness",
+                  *[f"--set={s}" for s in FROM_VANILLA],
+                  "--set", "robustness.samples=16", "--set", "robustness.steps=1", "--out", str(tmp_path)]
+    proc = subprocess.Popen([*BENCHMARK_CLI, "sweep", *slow_start], cwd=tmp_path, env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     resume = None
     while proc.poll() is None and resume is None:
         resume = next((p for p in (tmp_path / "checkpoints").glob("vanilla__*.resume.pt")), None)
@@ -205,9 +150,8 @@ def test_a_sweep_killed_during_its_starting_run_resumes_it(tmp_path):
     assert resume is not None, "the sweep ended before its starting run wrote a resume checkpoint"
     assert not list((tmp_path / "checkpoints").glob("hsplid__*"))
 
-    again = subprocess.run(
-        [*BENCHMARK_CLI, "sweep", *slow_start], cwd=tmp_path, env=cli_env(), capture_output=True, text=True
-    )
+    again = subprocess.run([*BENCHMARK_CLI, "sweep", *slow_start], cwd=tmp_path, env=cli_env(), capture_output=True,
+                           text=True)
     assert again.returncode == 0, again.stderr
     assert re.search(r"done start vanilla cmnist seed 0 .*resumed at step \d", again.stderr), again.stderr
     assert len(list((tmp_path / "checkpoints").glob("vanilla__*.pt"))) == 1

@@ -140,38 +140,26 @@ def test_an_interrupted_suite_keeps_its_finished_pieces_and_a_rerun_measures_onl
 
     monkeypatch.setattr(robustness, "_measure", counted)
     stop_at = 0
-    whole = execute(
-        config,
-        AsGiven(trained_lenet),
-        workspace=Workspace(out_dir=tmp_path / "whole", data_root=None, device="cpu", reporter=None),
-    )
+    whole = execute(config, AsGiven(trained_lenet), workspace=Workspace(tmp_path / "whole", device="cpu"))
     settings = list(calls)
     assert len(settings) >= 4
     calls.clear()
     stop_at = 3
     out = tmp_path / "stopped"
     with pytest.raises(KeyboardInterrupt):
-        execute(
-            config,
-            AsGiven(trained_lenet),
-            workspace=Workspace(out_dir=out, data_root=None, device="cpu", reporter=None),
-        )
+        execute(config, AsGiven(trained_lenet), workspace=Workspace(out, device="cpu"))
     files = RunFiles.of(config, out)
     first, _ = read_results([files.results])
     assert list(first[first.metric == FAILED].suite) == ["robustness"] and files.pieces.is_file()
     calls.clear()
     stop_at = 0
-    again = execute(
-        config, AsGiven(trained_lenet), workspace=Workspace(out_dir=out, data_root=None, device="cpu", reporter=None)
-    )
+    again = execute(config, AsGiven(trained_lenet), workspace=Workspace(out, device="cpu"))
     assert calls == settings[2:]  # the two attack settings measured before Ctrl-C are not measured again
     assert not files.pieces.exists() and not again.failures
 
     def rows(outcome):
-        return [
-            (m.suite, m.metric, m.attack, m.region, m.eps, m.attack_seed, m.flags, m.value, m.n)
-            for m in outcome.measurements
-        ]
+        return [(m.suite, m.metric, m.attack, m.region, m.eps, m.attack_seed, m.flags, m.value, m.n)
+                for m in outcome.measurements]
 
     assert rows(again) == rows(whole)
     final, _ = read_results([files.results])
@@ -190,19 +178,8 @@ def test_a_run_stopped_during_evaluation_keeps_what_it_measured(tmp_path, stop):
     out = tmp_path / "out"
     # 40 PGD steps: the attack settings after the first take seconds, so the signal lands inside the
     # suite even when this process reads the line late on a busy machine
-    args = [
-        *BENCHMARK_CLI,
-        "run",
-        "--method",
-        "vanilla",
-        "--out",
-        str(out),
-        *TINY_RUN,
-        "--set",
-        "train.epochs=1",
-        "--set",
-        "robustness.steps=40",
-    ]
+    args = [*BENCHMARK_CLI, "run", "--method", "vanilla", "--out", str(out), *TINY_RUN, "--set", "train.epochs=1",
+            "--set", "robustness.steps=40"]
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=cli_env())
     lines = []
     for line in proc.stderr:  # type: ignore[union-attr]

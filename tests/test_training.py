@@ -75,18 +75,9 @@ def test_same_seed_trains_the_same_model():
 
 
 def test_run_writes_a_checkpoint_that_loads_with_weights_only(tmp_path, test_batch):
-    outcome = run(
-        "vanilla",
-        "cmnist",
-        overrides=[
-            "train.samples=64",
-            "eval.samples=32",
-            "robustness.samples=8",
-            "robustness.steps=1",
-            "eval.suites=accuracy,robustness",
-        ],
-        workspace=Workspace(out_dir=tmp_path, device="cpu"),
-    )
+    outcome = run("vanilla", "cmnist", overrides=["train.samples=64", "eval.samples=32", "robustness.samples=8",
+                                                  "robustness.steps=1", "eval.suites=accuracy,robustness"],
+                  workspace=Workspace(tmp_path, device="cpu"))
     raw = torch.load(outcome.checkpoint_path, weights_only=True)
     assert set(raw) >= {"format", "config", "model", "method_state", "history"}
     payload = load_checkpoint(outcome.checkpoint_path)
@@ -117,7 +108,7 @@ def test_a_version_bump_retrains_while_other_code_changes_reuse_the_checkpoint(t
 
     def run_at(commit: str):
         monkeypatch.setattr(provenance, "git_commit", lambda: commit)
-        outcome = run("vanilla", "cmnist", overrides=overrides, workspace=Workspace(out_dir=tmp_path, device="cpu"))
+        outcome = run("vanilla", "cmnist", overrides=overrides, workspace=Workspace(tmp_path, device="cpu"))
         frame = pd.read_parquet(outcome.results_path)
         return outcome, set(frame.train_commit), set(frame.git_commit)
 
