@@ -22,17 +22,21 @@ import torch
 from torch import Tensor
 
 from benchmark.errors import ConfigError
-from benchmark.losses.hsic import gaussian_kernel, label_kernel, nhsic, nhsic_from_operators, normalised_operator
+from benchmark.losses.hsic import (
+    gaussian_kernel,
+    label_kernel,
+    nhsic_from_operators,
+    normalised_operator,
+    subset_kernels,
+)
 from benchmark.losses.subspaces import (
     HSplidClassifier,
     ScatterSums,
     beta_paper,
     beta_reference,
-    class_compactness,
-    global_compactness,
+    deviations,
     has_split,
     salient_mask,
-    scatter,
     update_centres,
 )
 from benchmark.method import Method, StepOutput, TrainState
@@ -135,6 +139,7 @@ class HSplid(Method[HSplidParams]):
         self.since_update = 0.0
         self._trace: list[dict[str, float]] = []
         self._last: tuple[Tensor, Tensor, Tensor] | None = None
+        self._split: tuple[Tensor, int, bool] | None = None  # (mask, its version, whether it is a hard split)
 
     # The public code multiplies HSIC(Y, Z_n) by the weight it calls hsicx and vice versa.
     @property
@@ -185,33 +190,52 @@ class HSplid(Method[HSplidParams]):
         # The terms need the whole batch: with several ranks, every rank's embeddings (gathered).
         world, z_local = state.world, model.embed(batch.x)
         z, y = world.gather(z_local), world.gather(batch.y)
-        with torch.no_grad():  # the closed form in fp32, whatever the training precision
-            beta_star = self.closed_form(*scatter(z.float(), y, self.centres, self.global_centre))
-        salient_gate, _ = model.gates()
-        logits = model.head(z * salient_gate)
+        split = self.split_of(model)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and bool(p.lambda_s or p.lambda_n)):
+            within, spread = deviations(z, y, self.centres, self.global_centre)  # fp32, whatever the precision
+        beta_star = self.closed_form(within.detach().sum(0), spread.detach().sum(0))  # `scatter`'s a and b
+        logits = model.head(z * model.gates(split)[0])
         losses = {"ce": p.lambda_ce * self.cross_entropy(logits, y, state)}
+        n, k = len(z), self.info.num_classes  # the terms of losses/subspaces.py, from the same deviations:
         if p.lambda_s:
-            losses["class_compactness"] = p.lambda_s * class_compactness(
-                z, y, self.centres, beta_star, self.info.num_classes)
+            losses["class_compactness"] = p.lambda_s * (beta_star.pow(2) * within).sum() / (n * k)
         if p.lambda_n:
-            losses["global_compactness"] = p.lambda_n * global_compactness(z, self.global_centre, beta_star)
-        w_x, w_y = self.hsic_weights
-        mask = model.salient
-        if has_split(mask) and (w_x or w_y):  # HSIC terms start once a hard split exists
-            if w_x:
-                with torch.no_grad():
-                    r_x = normalised_operator(gaussian_kernel(world.gather(model.normalize(batch.x)), p.sigma),
-                                              p.hsic_eps)
-                r_s = normalised_operator(gaussian_kernel(z[:, mask], p.sigma), p.hsic_eps)
-                losses["hsic_x_salient"] = w_x * nhsic_from_operators(r_x, r_s)
-            if w_y:
-                k_y = label_kernel(y, self.info.num_classes, z.dtype)
-                losses["hsic_y_nonsalient"] = w_y * nhsic(k_y, gaussian_kernel(z[:, ~mask], p.sigma), p.hsic_eps)
+            losses["global_compactness"] = p.lambda_n * ((1 - beta_star).pow(2) * spread).sum() / n
+        if split:  # HSIC terms start once a hard split exists
+            losses.update(self.hsic_terms(model, world.gather(model.normalize(batch.x)), z, y))
         self._last = (z.detach().float(), y, beta_star)
         if world.size == 1:
             return StepOutput(losses, logits)
         start, stop = world.span(len(z_local))
         return StepOutput(losses, logits[start:stop], scope="global")
+
+    def hsic_terms(self, model: HSplidClassifier, x: Tensor, z: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """w_x nHSIC(X, Z_s) and w_y nHSIC(Y, Z_n), each term only when its weight is set: the
+        subspace kernels in one batched product, the operators in two batched solves (the
+        inputs' and labels' without gradients)."""
+        p, (w_x, w_y) = self.params, self.hsic_weights
+        names = [name for name, w in (("hsic_x_salient", w_x), ("hsic_y_nonsalient", w_y)) if w]
+        if not names:
+            return {}
+        salient = model.salient.to(z.dtype if z.is_floating_point() else torch.float32)
+        keep = torch.stack([salient if name == "hsic_x_salient" else 1 - salient for name in names])
+        subspaces = normalised_operator(subset_kernels(z, keep, p.sigma), p.hsic_eps)
+        with torch.no_grad():
+            given = [gaussian_kernel(x, p.sigma) if name == "hsic_x_salient"
+                     else label_kernel(y, self.info.num_classes) for name in names]
+            fixed = normalised_operator(torch.stack(given), p.hsic_eps)
+        traces = nhsic_from_operators(fixed, subspaces)
+        weights = {"hsic_x_salient": w_x, "hsic_y_nonsalient": w_y}
+        return {name: weights[name] * traces[k] for k, name in enumerate(names)}
+
+    def split_of(self, model: HSplidClassifier) -> bool:
+        """Whether the model's mask is a hard split, read from the device only when the mask has
+        changed (every in-place write, `load_state_dict` included, bumps its version), so a GPU
+        step does not wait on it. Holding the tensor keeps its identity from being reused."""
+        mask = model.salient
+        if self._split is None or self._split[0] is not mask or self._split[1] != mask._version:
+            self._split = (mask, mask._version, has_split(mask))
+        return self._split[2]
 
     def on_step_end(self, model: HSplidClassifier, batch, output: StepOutput, state: TrainState) -> None:
         if self._last is None:  # warm-up step

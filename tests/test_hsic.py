@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 
-from benchmark.losses.hsic import gaussian_kernel, label_kernel, nhsic, nhsic_from_operators, normalised_operator
+from benchmark.losses.hsic import (
+    gaussian_kernel,
+    label_kernel,
+    nhsic,
+    nhsic_from_operators,
+    normalised_operator,
+    subset_kernels,
+)
 
 F64 = torch.float64
 
@@ -90,3 +97,25 @@ def test_nhsic_has_finite_gradients_even_with_duplicate_rows():
     value = nhsic(label_kernel(y, 3), gaussian_kernel(z)) + nhsic(gaussian_kernel(z[:, :3]), gaussian_kernel(z))
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
+def test_subset_kernels_equal_the_kernels_of_the_selected_columns():
+    g = torch.Generator().manual_seed(3)
+    u = torch.randn(12, 9, generator=g, dtype=F64)
+    keep = torch.tensor([[1, 0, 1, 1, 0, 0, 1, 0, 1], [0, 1, 0, 0, 1, 1, 0, 1, 0]], dtype=F64)
+    stacked = subset_kernels(u, keep, sigma=2.0)
+    assert stacked.shape == (2, 12, 12)
+    for row, kernel in zip(keep, stacked):
+        torch.testing.assert_close(kernel, slow_gaussian(u[:, row.bool()], 2.0), rtol=1e-12, atol=1e-12)
+
+
+def test_operators_and_traces_of_a_stack_equal_those_of_each_kernel():
+    g = torch.Generator().manual_seed(4)
+    kernels = torch.stack([gaussian_kernel(torch.randn(10, 5, generator=g, dtype=F64)) for _ in range(3)])
+    operators = normalised_operator(kernels, 1e-3)
+    for k in range(3):
+        torch.testing.assert_close(operators[k], normalised_operator(kernels[k], 1e-3), rtol=1e-12, atol=1e-12)
+    traces = nhsic_from_operators(operators[:2], operators[1:])
+    assert traces.shape == (2,)
+    for k in range(2):
+        assert float(traces[k]) == pytest.approx(slow_nhsic(kernels[k], kernels[k + 1], 1e-3), rel=1e-9)

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from benchmark.config import resolve
 from benchmark.data.split import first_of_shuffle
@@ -10,6 +11,7 @@ from benchmark.engine.train import train
 from benchmark.engine.trained import build, restore
 from benchmark.engine.weights import Workspace
 from benchmark.errors import ConfigError
+from benchmark.losses.hsic import gaussian_kernel, label_kernel, nhsic, nhsic_from_operators, normalised_operator
 from benchmark.losses.subspaces import (
     ScatterSums,
     beta_paper,
@@ -236,6 +238,57 @@ def test_training_step_reports_named_terms_and_finite_gradients(cmnist):
     out.loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def unfused_step(method, model, batch):
+    """The step as it was before its terms were fused, from the pure functions one at a time:
+    the reference the fused step must equal (losses, gradients, closed form)."""
+    p, k = method.params, method.info.num_classes
+    z, y, mask = model.embed(batch.x), batch.y, model.salient
+    with torch.no_grad():
+        beta_star = method.closed_form(*scatter(z.float(), y, method.centres, method.global_centre))
+    logits = model.head(z * model.gates()[0])
+    w_x, w_y = method.hsic_weights
+    r_x = normalised_operator(gaussian_kernel(model.normalize(batch.x), p.sigma), p.hsic_eps)
+    r_s = normalised_operator(gaussian_kernel(z[:, mask], p.sigma), p.hsic_eps)
+    losses = {"ce": p.lambda_ce * F.cross_entropy(logits, y),
+              "class_compactness": p.lambda_s * class_compactness(z, y, method.centres, beta_star, k),
+              "global_compactness": p.lambda_n * global_compactness(z, method.global_centre, beta_star),
+              "hsic_x_salient": w_x * nhsic_from_operators(r_x, r_s),
+              "hsic_y_nonsalient": w_y * nhsic(label_kernel(y, k), gaussian_kernel(z[:, ~mask], p.sigma), p.hsic_eps)}
+    return {name: term for name, term in losses.items() if name == "ce" or term.requires_grad and term != 0}, beta_star
+
+
+@pytest.mark.parametrize("extra", [[], ["method.reference=true"], ["method.rho_y=0"]])
+def test_fused_step_equals_the_step_term_by_term(cmnist, extra):
+    config = resolve("hsplid", "cmnist", overrides=["train.samples=64", "method.threshold_offset=0.0",
+                                                    "method.warmup_epochs=0", *TERMS_ON, *extra])
+    torch.manual_seed(0)
+    ds, method, model = build(config, None)
+    state = TrainState(torch.device("cpu"), 1, 64, 32, ds.split("train"), train_indices=torch.arange(64))
+    method.on_train_start(model, state)  # centres and beta from the data
+    model.salient.copy_(torch.arange(model.embed_dim) % 3 == 0)  # a hard split of unequal sizes
+    batch = ds.split("train").batch(torch.arange(32))
+    expected, beta_expected = unfused_step(method, model, batch)
+    grads_expected = torch.autograd.grad(sum(expected.values()), list(model.parameters()))
+    out = method.training_step(model, batch, state)
+    assert set(out.losses) == set(expected)
+    for name, term in expected.items():
+        torch.testing.assert_close(out.losses[name], term, rtol=1e-5, atol=1e-7, msg=name)
+    for got, want in zip(torch.autograd.grad(out.loss, list(model.parameters())), grads_expected):
+        # rounding differs (one batched solve, zeroed columns): compare at the gradient's own scale
+        assert float((got - want).abs().max()) <= 1e-4 * float(want.abs().max())
+    torch.testing.assert_close(method._last[2], beta_expected, rtol=0, atol=0)  # the closed form: the same sums
+
+
+def test_split_is_read_again_after_the_mask_changes(cmnist):
+    _, method, model, _ = tiny_hsplid(cmnist, samples=20)
+    model.salient.fill_(True)
+    assert not method.split_of(model)
+    model.salient[::2] = False
+    assert method.split_of(model)
+    model.load_state_dict({**model.state_dict(), "salient": torch.ones_like(model.salient)})
+    assert not method.split_of(model)
 
 
 def test_checkpoint_round_trip_keeps_beta_mask_and_state(tmp_path, test_batch):

@@ -36,12 +36,28 @@ def label_kernel(y: Tensor, num_classes: int, dtype: torch.dtype = torch.float32
     return onehot @ onehot.T
 
 
+def subset_kernels(u: Tensor, keep: Tensor, sigma: float = 5.0) -> Tensor:
+    """Gaussian kernels of several subsets of u's columns at once: for each 0/1 row of `keep`
+    (g, p), the kernel of u[:, keep_g] with its own bandwidth 2 sigma^2 p_g; shape (g, B, B).
+
+    Equal to `gaussian_kernel(u[:, keep_g.bool()])` up to rounding, but one batched product
+    for every subset and no boolean indexing (which waits for the device on a GPU)."""
+    with torch.autocast(u.device.type, enabled=False):
+        u = u if u.dtype == torch.float64 else u.float()
+        kept = u.unsqueeze(0) * keep.to(u.dtype).unsqueeze(1)  # zeroed columns add nothing to a distance
+        sq = kept.pow(2).sum(dim=2)
+        distances = (sq.unsqueeze(2) + sq.unsqueeze(1) - 2.0 * kept @ kept.transpose(1, 2)).clamp_min(0.0)
+        widths = keep.to(u.dtype).sum(dim=1).clamp_min(1.0)
+        return torch.exp(-distances / (2.0 * sigma**2 * widths.view(-1, 1, 1)))
+
+
 def normalised_operator(kernel: Tensor, eps: float = 1e-5) -> Tensor:
-    """R = K H (K H + eps B I)^-1, the normalised cross-covariance operator of one variable."""
-    b = kernel.shape[0]
+    """R = K H (K H + eps B I)^-1, the normalised cross-covariance operator of one variable;
+    for a stack of kernels (n, B, B), one operator each, in one batched solve."""
+    b = kernel.shape[-1]
     with torch.autocast(kernel.device.type, enabled=False):
         kernel = kernel if kernel.dtype == torch.float64 else kernel.float()
-        centred = kernel - kernel.mean(dim=1, keepdim=True)  # K H: subtract each row's mean
+        centred = kernel - kernel.mean(dim=-1, keepdim=True)  # K H: subtract each row's mean
         eye = torch.eye(b, dtype=kernel.dtype, device=kernel.device)
         return torch.linalg.solve(centred + eps * b * eye, centred, left=False)
 
@@ -52,5 +68,6 @@ def nhsic(kernel_u: Tensor, kernel_v: Tensor, eps: float = 1e-5) -> Tensor:
 
 
 def nhsic_from_operators(r_u: Tensor, r_v: Tensor) -> Tensor:
-    """trace(R_U R_V) without forming the product (reuse an operator across terms)."""
-    return (r_u * r_v.T).sum()
+    """trace(R_U R_V) without forming the product (reuse an operator across terms); for stacks
+    of operators, one trace per pair."""
+    return (r_u * r_v.transpose(-2, -1)).sum(dim=(-2, -1))

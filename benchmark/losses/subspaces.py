@@ -18,6 +18,14 @@ def scatter(z: Tensor, y: Tensor, centres: Tensor, global_centre: Tensor) -> tup
     return (z - centres[y]).pow(2).sum(0), (z - global_centre).pow(2).sum(0)
 
 
+def deviations(z: Tensor, y: Tensor, centres: Tensor, global_centre: Tensor) -> tuple[Tensor, Tensor]:
+    """Per sample and dimension, in fp32: (z_i - c_{y_i})^2 and (z_i - c_0)^2. Summed over the
+    batch they are `scatter`'s a and b; weighted by beta they are the compactness terms, so one
+    step computes them once for both."""
+    z = z.float()
+    return (z - centres[y]).pow(2), (z - global_centre).pow(2)
+
+
 def beta_reference(a: Tensor, b: Tensor) -> Tensor:
     """b^2 / (a^2 + b^2): the public code's form, minimiser of beta^2 a^2 + (1 - beta)^2 b^2."""
     return torch.nan_to_num(b.pow(2) / (a.pow(2) + b.pow(2)), nan=1e-12)
@@ -108,9 +116,10 @@ class HSplidClassifier(Classifier):
         self.register_buffer("beta", torch.ones(m))
         self.register_buffer("salient", torch.ones(m, dtype=torch.bool))
 
-    def gates(self) -> tuple[Tensor, Tensor]:
-        """(salient gate, non-salient gate): hard masks when a split exists, else beta and 1 - beta."""
-        if has_split(self.salient):
+    def gates(self, split: bool | None = None) -> tuple[Tensor, Tensor]:
+        """(salient gate, non-salient gate): hard masks when a split exists, else beta and 1 - beta.
+        `split`: whether one exists, when the caller knows (saves reading the mask from the device)."""
+        if has_split(self.salient) if split is None else split:
             s = self.salient.to(self.beta.dtype)
             return s, 1 - s
         return self.beta, 1 - self.beta
