@@ -87,6 +87,11 @@ class Method(Generic[P]):
     # Named hyperparameter grids for sweeps: {grid name: {"method.key": [values]}} (the product of
     # the lists) or {grid name: [{"method.key": value, ...}, ...]} (these points, e.g. an ablation).
     grids: ClassVar[dict[str, Grid]] = {}
+    # Several seeds may train as one vmapped model (benchmark/engine/stacked.py): the training
+    # step is a pure function of the parameters and the batch (no random draws, no Python
+    # decisions on tensor values), no hook reads or changes the model during an epoch, and the
+    # optimiser works elementwise. Set it only with a test that stacked seeds equal separate runs.
+    stackable: ClassVar[bool] = False
 
     def __init__(self, params: P, info: DataInfo):
         self.params = params

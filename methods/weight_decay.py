@@ -30,6 +30,7 @@ class WeightDecay(Method[WeightDecayParams]):
     """Cross-entropy with Adam's coupled weight decay (COCO 1e-3, ISIC 1e-4, ImageNet 1e-5)."""
 
     Params = WeightDecayParams
+    stackable = True  # tests/test_stacked.py
     presets = PRESETS
     grids = {"paper": {"method.weight_decay": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]}}  # paper Table 8
 

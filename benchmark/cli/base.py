@@ -51,6 +51,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fresh", action="store_true",
                    help="train from scratch even if a checkpoint of the same config exists (default: resume "
                         "an interrupted run, reuse a finished one)")
+    p.add_argument("--stack-seeds", action="store_true",
+                   help="train the seeds of a configuration as one vmapped model, then evaluate each (methods "
+                        "that allow it; the others train one seed at a time; not with --fresh)")
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
@@ -89,6 +92,11 @@ def seeds(text: str, option: str = "--seed") -> list[int]:
     if not values or any(s < 0 for s in values):
         raise BenchmarkError(f"{option} expects integers >= 0, got {text!r}")
     return values
+
+
+def check_stacking(args: argparse.Namespace) -> None:
+    if args.stack_seeds and args.fresh:
+        raise BenchmarkError("--stack-seeds keeps finished checkpoints; it cannot be combined with --fresh")
 
 
 def check_checkpoint_every(steps: int | None) -> None:

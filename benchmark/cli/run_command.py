@@ -15,6 +15,7 @@ from benchmark.cli.base import (
     add_training_options,
     check_checkpoint_every,
     check_out_folder,
+    check_stacking,
     load_plugins,
     names,
     print_summary,
@@ -54,6 +55,7 @@ class Run(Command):
         methods = names(args.method or [",".join(DEFAULT_METHODS)], "--method")
         run_seeds = seeds(args.seed)
         check_checkpoint_every(args.checkpoint_every)
+        check_stacking(args)
         # Resolving every configuration first rejects unknown names and bad overrides before training.
         for m in methods:
             resolve(m, args.dataset, profile=args.profile, seed=run_seeds[0], overrides=args.overrides)
@@ -61,9 +63,15 @@ class Run(Command):
         main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports and writes
         reporter = Reporter(Console(stderr=True), quiet=args.quiet or not main)
         outcomes = []
+        where = Workspace(Path(args.out), data_root_from(args.data_root), args.device, reporter)
+        if args.stack_seeds and len(run_seeds) > 1:
+            from benchmark.engine.stacked import stack_seeds
+
+            for m in methods:
+                reporter.log(stack_seeds(m, args.dataset, profile=args.profile, seeds=run_seeds,
+                                         overrides=args.overrides, workspace=where))
         for seed in run_seeds:
             for m in methods:
-                where = Workspace(Path(args.out), data_root_from(args.data_root), args.device, reporter)
                 outcome = run(m, args.dataset, profile=args.profile, seed=seed, overrides=args.overrides,
                               workspace=where, resume=not args.fresh, checkpoint_every=args.checkpoint_every)
                 outcomes.append(outcome)

@@ -18,6 +18,7 @@ from benchmark.cli.base import (
     add_training_options,
     check_checkpoint_every,
     check_out_folder,
+    check_stacking,
     load_plugins,
     names,
     print_problems,
@@ -83,6 +84,7 @@ class Sweep(Command):
             if eps is None or not 0 <= eps < float("inf"):
                 raise BenchmarkError(f"--select-eps expects a number >= 0 such as 2/255, got {args.select_eps!r}")
         check_checkpoint_every(args.checkpoint_every)
+        check_stacking(args)
         if args.workers is not None and args.workers < 1:
             raise BenchmarkError(f"--workers expects an integer >= 1, got {args.workers}")
         if not args.cpus_per_run > 0 or args.gpus_per_run < 0 or args.retries < 0:
@@ -103,7 +105,7 @@ class Sweep(Command):
         settings = WorkerSettings(out_dir=str(out_dir), data_root=str(root.resolve()) if root else None,
                                   device=args.device, threads=max(1, int(args.cpus_per_run)),
                                   plugins=plugins, checkpoint_every=args.checkpoint_every, fresh=args.fresh,
-                                  processes=processes)
+                                  processes=processes, stack_seeds=spec.seeds if args.stack_seeds else ())
         progress = SweepProgress(Console(stderr=True), quiet=args.quiet)
         with make_executor(args.executor, settings, workers=args.workers, address=args.address,
                            cpus=args.cpus_per_run, gpus=args.gpus_per_run, retries=args.retries) as executor:

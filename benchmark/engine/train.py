@@ -21,7 +21,7 @@ from benchmark.distributed import World
 from benchmark.engine import shared_start
 from benchmark.engine.step import Stepper
 from benchmark.errors import DataError, DivergedError
-from benchmark.method import Method, TrainState
+from benchmark.method import Method, StepOutput, TrainState
 from benchmark.models import Classifier
 from benchmark.progress import Reporter
 
@@ -213,10 +213,20 @@ class Trainer:
 
     def step(self, batch, number: int, totals: Totals) -> None:
         """One optimisation step on batch `number` of the epoch, added to the epoch's totals."""
-        if self.cfg.augment:
-            batch = self.dataset.augment(batch, self.state.generator)
-        global_size = min(self.cfg.batch_size, len(self.order) - (number - 1) * self.cfg.batch_size)
-        out = self.stepper(batch, global_size)
+        batch = self.prepared(batch)
+        global_size = self.global_size(number)
+        self.account(batch, self.stepper(batch, global_size), global_size, totals)
+
+    def prepared(self, batch):
+        """The batch as the step sees it: augmented with this run's generator when configured."""
+        return self.dataset.augment(batch, self.state.generator) if self.cfg.augment else batch
+
+    def global_size(self, number: int) -> int:
+        """Samples in batch `number` of the epoch over every rank (the last batch may be short)."""
+        return min(self.cfg.batch_size, len(self.order) - (number - 1) * self.cfg.batch_size)
+
+    def account(self, batch, out: StepOutput, global_size: int, totals: Totals) -> None:
+        """After the optimiser step on `batch`: the position, the method's hook, the epoch's sums."""
         self.last = batch
         if self.state.step == 0:  # the yardstick of divergence, in the unit every method shares
             totals.sums["first_loss_ce"] = world_mean(

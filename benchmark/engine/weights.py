@@ -108,10 +108,7 @@ class Training:
             result = self._train(built, start)
             if not built.world.main:
                 return result
-            record = TrainingRecord(key, result.history, result.duration_s, result.train_commit,
-                                    provenance.versions_json(), result.init_from)
-            save_checkpoint(files.checkpoint, model=built.model, method_state=built.method.state_dict(),
-                            config_json=built.config.to_json(), training=record)
+            save_trained(built, result)
         files.resume.unlink(missing_ok=True)
         return result
 
@@ -138,6 +135,14 @@ class Training:
 
     def marks(self, result: TrainResult | None) -> dict[str, Any]:
         return {"init_from": result.init_from} if result and result.init_from else {}
+
+
+def save_trained(built: Built, result: TrainResult) -> None:
+    """The finished checkpoint of a run trained now: weights, method state, config, training record."""
+    record = TrainingRecord(built.config.key(), result.history, result.duration_s, result.train_commit,
+                            provenance.versions_json(), result.init_from)
+    save_checkpoint(built.files.checkpoint, model=built.model, method_state=built.method.state_dict(),
+                    config_json=built.config.to_json(), training=record)
 
 
 @dataclass(frozen=True)

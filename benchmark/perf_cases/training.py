@@ -51,6 +51,41 @@ def train_step_hsplid(device: torch.device) -> PerfCase:
                     "LeNet-3, batch 256, 1x64x64, hard split 512/512, all loss terms on")
 
 
+@PERF_CASES.register("train_stacked_seeds")
+def train_stacked_seeds(device: torch.device) -> PerfCase:
+    """One step of three LeNet-3 seeds stacked into one vmapped model (engine/stacked.py) against
+    three vanilla engine steps one after the other, batch 256 each: what `--stack-seeds` saves per
+    step. On a CPU both are compute-bound (ratio about 1); on a GPU one LeNet-3 step leaves most
+    of the device idle."""
+    from benchmark.engine.stacked import StackedStep
+
+    seeds = (0, 1, 2)
+    batch = cmnist_batch(device)
+    method = Method(None, CMNIST_INFO)
+    models = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        models.append(method.build_model(create_encoder("lenet3", CMNIST_INFO)).to(device).train())
+    state = TrainState(device=device, epochs=1, samples_per_epoch=len(batch), batch_size=len(batch),
+                       train_split=BatchSplit(batch))
+    stacked = StackedStep(models, method, state, method.optimizer(models[0], TrainConfig(lr=1e-3)), 1000.0, seeds)
+    alone = [method_stepper(Method(None, CMNIST_INFO), device, batch)[0] for _ in seeds]
+
+    def candidate() -> None:
+        stacked([batch] * len(seeds))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def peer() -> None:
+        for step in alone:
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    return PerfCase(candidate, peer, "3 seeds, one stacked step", "3 vanilla steps, one after the other",
+                    "ratio < 1 on a GPU (about 1 on a CPU: compute-bound)", "LeNet-3, batch 256 per seed, 1x64x64")
+
+
 @PERF_CASES.register("resume_checkpoint")
 def resume_checkpoint(device: torch.device) -> PerfCase:
     """Writing H-SPLID's resume checkpoint (weights, Adam state, method state, RNGs; fsynced) against a

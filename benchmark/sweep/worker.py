@@ -30,6 +30,7 @@ class WorkerSettings:
     checkpoint_every: int | None = None
     fresh: bool = False
     processes: int = 1  # ranks per job: more than one runs each job as one DDP group (execute_ranked)
+    stack_seeds: tuple[int, ...] = ()  # --stack-seeds: the sweep's seeds, trained as one stack per configuration
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,6 @@ def execute(job: Job, settings: WorkerSettings, notify: Callable[[str], None]) -
         return execute_ranked(job, settings, notify)
     import torch
 
-    from benchmark.engine.run import evaluate_checkpoint, run
     from benchmark.engine.weights import Workspace
     from benchmark.progress import Reporter
     from benchmark.registry import load_plugin_file
@@ -81,14 +81,7 @@ def execute(job: Job, settings: WorkerSettings, notify: Callable[[str], None]) -
         tags: dict[str, Any] = {"role": "start"} if job.stage == "start" else {"sweep_stage": job.stage}
         if job.point:
             tags["sweep_point"] = job.label
-        if job.stage in ("start", "candidate", "run"):
-            outcome = run(job.method, job.dataset, profile=job.profile, seed=job.seed, overrides=job.overrides,
-                          workspace=where, resume=not settings.fresh, skip_existing=not settings.fresh,
-                          checkpoint_every=settings.checkpoint_every, tags=tags)
-        else:
-            assert job.checkpoint is not None, "a final job evaluates its candidate's checkpoint"
-            outcome = evaluate_checkpoint(Path(job.checkpoint), suites=job.suites, overrides=job.overrides,
-                                          workspace=where, skip_existing=not settings.fresh, tags=tags)
+        outcome = run_job(job, settings, where, tags, notify)
         if outcome.config.key() != job.key:
             raise BenchmarkError(f"the job resolved to config key {outcome.config.key()}, not {job.key}: "
                                  "were the workers given other plugins or package versions than the driver?")
@@ -111,6 +104,26 @@ def execute(job: Job, settings: WorkerSettings, notify: Callable[[str], None]) -
                       time.perf_counter() - started)
     finally:
         torch.set_num_threads(threads)
+
+
+def run_job(job: Job, settings: WorkerSettings, where, tags: dict[str, Any], notify: Callable[[str], None]):
+    """The job's call: `run` for a training stage (its configuration's seeds stacked first with
+    --stack-seeds: the first job trains them all under every seed's lock, the others wait on a
+    lock, then find their checkpoint), `evaluate_checkpoint` for a final evaluation."""
+    from benchmark.engine.run import evaluate_checkpoint, run
+
+    if job.stage in ("start", "candidate", "run"):
+        if len(settings.stack_seeds) > 1 and job.seed in settings.stack_seeds:
+            from benchmark.engine.stacked import stack_seeds
+
+            notify(stack_seeds(job.method, job.dataset, profile=job.profile, seeds=settings.stack_seeds,
+                               overrides=job.overrides, workspace=where))
+        return run(job.method, job.dataset, profile=job.profile, seed=job.seed, overrides=job.overrides,
+                   workspace=where, resume=not settings.fresh, skip_existing=not settings.fresh,
+                   checkpoint_every=settings.checkpoint_every, tags=tags)
+    assert job.checkpoint is not None, "a final job evaluates its candidate's checkpoint"
+    return evaluate_checkpoint(Path(job.checkpoint), suites=job.suites, overrides=job.overrides,
+                               workspace=where, skip_existing=not settings.fresh, tags=tags)
 
 
 def execute_ranked(job: Job, settings: WorkerSettings, notify: Callable[[str], None]) -> Update:
