@@ -42,6 +42,7 @@ class TrainState:
     samples_seen: int = 0  # over every rank
     world: World = field(default_factory=World)
     workers: int = 0  # decoding processes for file-backed splits
+    decoder: str = "pil"  # where their JPEGs are decoded (train.decoder; data/device_decode.py)
 
     def clean_batches(self, fraction: float = 1.0) -> Iterator[Batch]:
         """Un-augmented training batches in a fixed order: the first ceil(fraction * N) samples
@@ -52,7 +53,7 @@ class TrainState:
         indices = self.train_indices if self.train_indices is not None else torch.arange(len(self.train_split))
         indices = indices[: math.ceil(fraction * len(indices))]
         yield from load_batches(self.train_split, indices, self.batch_size, workers=self.workers, device=self.device,
-                                world=self.world)
+                                world=self.world, decoder=self.decoder)
 
 
 @dataclass

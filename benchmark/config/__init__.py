@@ -37,6 +37,7 @@ class TrainConfig:
     init_from: str | None = None  # start from a finished run: "run:<method>" or a checkpoint file (start.py)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast of the training steps (fp16 with a grad scaler)
     workers: int | None = None  # decoding processes for file-backed splits; None: one per core (not in the key)
+    decoder: Literal["auto", "pil", "device"] = "auto"  # JPEGs of file-backed splits: data/device_decode.py
 
     def __post_init__(self) -> None:
         check(self.epochs >= 0, "train.epochs", "an integer >= 0", self.epochs)
@@ -60,6 +61,7 @@ class EvalConfig:
     batch_size: int = 256
     samples: int | None = None  # score a fixed seeded subset of each set; None = all of it
     workers: int | None = None  # decoding processes for file-backed splits; None: one per core (not in the key)
+    decoder: Literal["auto", "pil", "device"] = "auto"  # JPEGs of file-backed splits: data/device_decode.py
 
     def __post_init__(self) -> None:
         check(self.batch_size >= 1, "eval.batch_size", "an integer >= 1", self.batch_size)
@@ -120,6 +122,8 @@ class RunConfig:
             del out["train"]["precision"]
         for section in ("train", "eval"):  # how many processes decode never changes a number
             del out[section]["workers"]
+            if out[section]["decoder"] == "auto":  # like the device: follows the machine (keys as before)
+                del out[section]["decoder"]
         return out
 
     def to_json(self) -> str:

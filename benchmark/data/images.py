@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from benchmark.data.device_decode import EncodedBatch, is_jpeg
 from benchmark.data.split import Batch, StoredBatch, TensorSplit
 from benchmark.errors import DataError
 
@@ -110,3 +111,28 @@ class FileSplit:
                 check_mask_size(mask, self.paths[k], h, w)
                 masks[row] = resize_mask(mask, self.size)
         return StoredBatch(torch.from_numpy(x), self.labels[index], torch.from_numpy(masks), index)
+
+    def encoded(self, index: torch.Tensor) -> EncodedBatch:
+        """The batch for decoding on the device (data/device_decode.py): each JPEG's bytes as read,
+        any other file decoded and resized here; masks as `stored` gives them."""
+        images: list[torch.Tensor] = []
+        masks = np.zeros((len(index), 1, self.size, self.size), dtype=np.uint8)
+        for row, k in enumerate(index.tolist()):
+            path = self.paths[k]
+            data = read_bytes(path)
+            if is_jpeg(data):
+                images.append(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+            else:
+                images.append(torch.from_numpy(read_rgb(path, self.size)))
+            mask = self.mask_of(k) if self.mask_of else None
+            if mask is not None:
+                check_mask_size(mask, path, *image_size(path))
+                masks[row] = resize_mask(mask, self.size)
+        return EncodedBatch(images, self.size, self.labels[index], torch.from_numpy(masks), index)
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"image file {str(path)!r} not found") from None

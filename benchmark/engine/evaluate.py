@@ -66,7 +66,8 @@ class EvalContext:
         `limit` takes a fixed seeded subset (the same for every run)."""
         indices = first_of_shuffle(len(split), limit)
         yield from iterate(split, batch_size or self.config.eval.batch_size, indices=indices,
-                           workers=resolve_workers(self.config.eval.workers), device=self.device)
+                           workers=resolve_workers(self.config.eval.workers), device=self.device,
+                           decoder=self.config.eval.decoder)
 
 
 Piece = Callable[[], list[Measurement]]

@@ -130,7 +130,7 @@ def train_stacked(trainers: Sequence[Trainer], reporter: Reporter) -> list[Train
             t.model.train()
             t.state.epoch = epoch
             loaders.append(load_batches(t.split, t.epoch_order(None)[0], t.cfg.batch_size, workers=t.state.workers,
-                                        device=t.device))
+                                        device=t.device, decoder=t.state.decoder))
         title = f"train {first.method.name} epoch {epoch + 1}/{first.cfg.epochs}, {count} seeds stacked"
         with reporter.task(title, first.steps) as update:
             for number, batches in enumerate(zip(*loaders), 1):

@@ -141,7 +141,7 @@ class Trainer:
             batch_size=self.cfg.batch_size, train_split=self.split, train_indices=indices,
             class_weights=dataset.class_weights().to(device) if self.cfg.class_balanced else None,
             generator=torch.Generator().manual_seed(config.seed), world=world,
-            workers=resolve_workers(self.cfg.workers))
+            workers=resolve_workers(self.cfg.workers), decoder=self.cfg.decoder)
         self.optimizer = method.optimizer(model, self.cfg)
         self.stepper = Stepper(model, method, self.optimizer, self.cfg, self.state)
         method.on_train_start(model, self.state)
@@ -196,7 +196,8 @@ class Trainer:
             if first:
                 update(advance=first)
             batches = load_batches(self.split, order, self.cfg.batch_size, first_batch=first,
-                                   workers=self.state.workers, device=self.device, world=self.world)
+                                   workers=self.state.workers, device=self.device, world=self.world,
+                                   decoder=self.state.decoder)
             for number, batch in enumerate(batches, first + 1):
                 self.step(batch, number, totals)
                 update(loss=totals.sums["loss"] / totals.seen, acc=totals.correct / totals.seen)

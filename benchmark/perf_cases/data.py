@@ -111,3 +111,35 @@ def data_pipeline(device: torch.device) -> PerfCase:
     return PerfCase(lambda: one_pass(workers), lambda: one_pass(0), f"{workers} loader workers",
                     "decoded in the training process", f"ratio <= {1 / (0.85 * workers):.2f} (85% of linear)",
                     "8 batches of 256 from 512 JPEGs of 500x375: PIL decode + resize 224 + flip (the in9 pipeline)")
+
+
+@PERF_CASES.register("decode_on_device")
+def decode_on_device(device: torch.device) -> PerfCase:
+    """2,048 ImageNet-sized JPEGs to flipped 224 px batches on `device` with at most 4 loader
+    workers: decoded on the device (the workers read bytes; data/device_decode.py) against PIL
+    in the workers. On a CPU the "device" is the training process (torchvision's decoder)."""
+    import atexit
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from benchmark.data.augment import flipped
+    from benchmark.data.images import FileSplit
+    from benchmark.data.loader import available_cores, load_batches
+
+    root = Path(tempfile.mkdtemp(prefix="benchmark-perf-"))
+    atexit.register(shutil.rmtree, root, True)
+    split = FileSplit(photo_like_jpegs(root, 512), [k % 10 for k in range(512)], 224)
+    order = torch.randperm(2048, generator=torch.Generator().manual_seed(0)) % 512
+    workers = min(4, available_cores())
+
+    def one_pass(decoder: str) -> None:
+        generator = torch.Generator().manual_seed(0)
+        for batch in load_batches(split, order, 256, workers=workers, device=device, decoder=decoder):
+            flipped(batch, generator)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    return PerfCase(lambda: one_pass("device"), lambda: one_pass("pil"), f"decoded on {device.type}, {workers} workers",
+                    f"PIL in {workers} workers", "ratio < 1 on a GPU",
+                    "8 batches of 256 from 512 JPEGs of 500x375: decode + resize 224 + flip")

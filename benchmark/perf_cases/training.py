@@ -124,10 +124,37 @@ def resume_checkpoint(device: torch.device) -> PerfCase:
 @PERF_CASES.register("resnet50_training")
 @gpu_case
 def resnet50_training(device: torch.device) -> PerfCase:
-    """ResNet-50 training as `benchmark run --dataset in9` does it: ImageNet-sized JPEGs decoded by
-    the real loader (one worker per core), flipped, stepped by the engine; bf16 autocast with
-    channels-last against fp32. A GPU case: images/s is the images per call over the median. On a
-    CPU it only shows that the pipeline runs (two batches of 4)."""
+    """ResNet-50 training as `benchmark run --dataset in9` did it before JPEGs were decoded on the
+    device: PIL in the loader's workers (one per core), flipped, stepped by the engine; bf16
+    autocast with channels-last against fp32. A GPU case: images/s is the images per call over
+    the median. On a CPU it only shows that the pipeline runs (two batches of 4)."""
+    from benchmark.data.loader import resolve_workers
+
+    bf16, files = resnet50_through_loader(device, "bf16", "pil", resolve_workers(None))
+    fp32, _ = resnet50_through_loader(device, "fp32", "pil", resolve_workers(None))
+    return PerfCase(bf16, fp32, "bf16 autocast, channels-last", "fp32", "images/s = images per call / median",
+                    f"ResNet-50 from scratch, {files}, PIL decoding in {resolve_workers(None)} loader workers")
+
+
+@PERF_CASES.register("resnet50_training_device_decode")
+@gpu_case
+def resnet50_training_device_decode(device: torch.device) -> PerfCase:
+    """ResNet-50 bf16 training through the real loader with JPEGs decoded on the device
+    (`train.decoder=device`, what "auto" does on CUDA) and at most 4 loader workers reading
+    bytes, against PIL decoding in the same workers. Read its images/s against
+    `resnet50_ceiling` (issue 32's target: >= 80 %)."""
+    from benchmark.data.loader import available_cores
+
+    workers = min(4, available_cores())
+    on_device, files = resnet50_through_loader(device, "bf16", "device", workers)
+    pil, _ = resnet50_through_loader(device, "bf16", "pil", workers)
+    return PerfCase(on_device, pil, f"decoded on the device, {workers} workers", f"PIL in {workers} workers",
+                    "images/s >= 80 % of resnet50_ceiling's bf16", f"ResNet-50 bf16 + channels-last, {files}")
+
+
+def resnet50_through_loader(device: torch.device, precision: Literal["bf16", "fp32"], decoder: str, workers: int):
+    """One pass of ResNet-50 training steps over ImageNet-sized JPEGs through the loader (resize
+    224, seeded flip, Adam), as a closure; and what it reads, in words."""
     import atexit
     import shutil
     import tempfile
@@ -135,7 +162,7 @@ def resnet50_training(device: torch.device) -> PerfCase:
 
     from benchmark.data.augment import flipped
     from benchmark.data.images import FileSplit
-    from benchmark.data.loader import load_batches, resolve_workers
+    from benchmark.data.loader import load_batches
     from benchmark.data.split import DataInfo
     from benchmark.engine.step import Stepper
     from benchmark.perf_cases.data import photo_like_jpegs
@@ -147,28 +174,22 @@ def resnet50_training(device: torch.device) -> PerfCase:
     info = DataInfo(9, tuple(f"class{k}" for k in range(9)), (3, 224, 224), (0.485, 0.456, 0.406),
                     (0.229, 0.224, 0.225))
     order = torch.randperm(batch_size * batches, generator=torch.Generator().manual_seed(0)) % files
-    workers = resolve_workers(None)
+    method = Method(None, info)
+    model = method.build_model(create_encoder("resnet50", info)).to(device).train()
+    cfg = TrainConfig(lr=1e-4, precision=precision)
+    state = TrainState(device=device, epochs=1, samples_per_epoch=len(order), batch_size=batch_size,
+                       train_split=split)
+    stepper = Stepper(model, method, method.optimizer(model, cfg), cfg, state)
+    generator = torch.Generator().manual_seed(0)
 
-    def trainer(precision: Literal["bf16", "fp32"]):
-        method = Method(None, info)
-        model = method.build_model(create_encoder("resnet50", info)).to(device).train()
-        cfg = TrainConfig(lr=1e-4, precision=precision)
-        state = TrainState(device=device, epochs=1, samples_per_epoch=len(order), batch_size=batch_size,
-                           train_split=split)
-        stepper = Stepper(model, method, method.optimizer(model, cfg), cfg, state)
-        generator = torch.Generator().manual_seed(0)
+    def one_pass() -> None:
+        for batch in load_batches(split, order, batch_size, workers=workers, device=device, decoder=decoder):
+            stepper(flipped(batch, generator), len(batch))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
-        def one_pass() -> None:
-            for batch in load_batches(split, order, batch_size, workers=workers, device=device):
-                stepper(flipped(batch, generator), len(batch))
-
-        return one_pass
-
-    images = batch_size * batches
-    return PerfCase(trainer("bf16"), trainer("fp32"), f"bf16 autocast, channels-last: {images} images per call",
-                    f"fp32: {images} images per call", "images/s = images per call / median",
-                    f"ResNet-50 from scratch, {batches} batches of {batch_size} from {files} JPEGs of 500x375, "
-                    f"{workers} loader workers, resize 224 + flip, Adam")
+    return one_pass, f"{batches} batches of {batch_size} ({batch_size * batches} images per call) from {files} " \
+                     "JPEGs of 500x375"
 
 
 @PERF_CASES.register("resnet50_ceiling")
