@@ -94,7 +94,7 @@ def test_resume_checkpoint_case_writes_a_checkpoint_that_restores_adam(monkeypat
 
 @pytest.mark.parametrize("name", ["agreement_metrics", "pgd_masked", "prepared_cache", "report_intervals",
                                   "external_pgd", "resnet50_ceiling", "mprt_explainers", "train_stacked_seeds",
-                                  "decode_on_device"])
+                                  "decode_on_device", "train_step_hsplid_resnet50"])
 def test_every_case_builds_its_two_sides(name, monkeypatch, tmp_path):
     """Building a case runs its imports and set-up (timing is `benchmark perf`'s job, not a test's)."""
     import tempfile
@@ -127,5 +127,6 @@ def test_resnet50_training_case_trains_both_precisions_through_the_loader(monkey
 def test_gpu_cases_are_left_out_of_a_cpu_run_by_default():
     cpu, cuda = perf.default_cases(torch.device("cpu")), perf.default_cases(torch.device("cuda"))
     assert "resnet50_training" not in cpu and "resnet50_training" in cuda
-    assert set(cuda) - set(cpu) == {"resnet50_training", "resnet50_ceiling", "resnet50_training_device_decode"}
+    assert set(cuda) - set(cpu) == {"resnet50_training", "resnet50_ceiling", "resnet50_training_device_decode",
+                                    "train_step_hsplid_resnet50"}
     assert "data_pipeline" in cpu
