@@ -219,3 +219,42 @@ def test_core_and_spurious_noise_leaves_the_other_region_bit_identical():
     assert not torch.equal(out[..., :, 8:], x[..., :, 8:]) and out.min() >= 0 and out.max() <= 1
     again = noisy_in(x, region, 0.25, torch.Generator().manual_seed(1))
     assert torch.equal(out, again)
+
+
+class NoisyLogits(torch.nn.Module):
+    """A randomised model (fresh noise on every sample's logits): EOT draws then differ."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x + 0.05 * torch.randn_like(x))
+
+
+def one_draw_at_a_time(attack, x, y, eot):
+    """The EOT gradient as a loop over draws, one forward pass each (the reference)."""
+    grad = torch.zeros_like(x)
+    for _ in range(eot):
+        x_ = x.detach().requires_grad_(True)
+        grad += torch.autograd.grad(attack.loss(attack.model(x_), y, None).sum(), x_)[0]
+    return grad / eot
+
+
+@pytest.mark.parametrize("elements", [2**24, 3 * 6 * 64 * 64])  # all draws in one pass; passes of 3, 3 and 1
+def test_stacked_eot_draws_equal_one_draw_at_a_time(trained_lenet, test_batch, monkeypatch, elements):
+    import benchmark.attacks.apgd as apgd
+
+    monkeypatch.setattr(apgd, "EOT_ELEMENTS", elements)
+    x, y = test_batch.x[:6], test_batch.y[:6]
+    attack = ATTACKS.get("apgd-ce")(trained_lenet, eps=0.2, steps=2, eot=7, num_classes=10)
+    loss, logits, grad = attack._grad(x, y, None)
+    torch.testing.assert_close(grad, one_draw_at_a_time(attack, x, y, 7), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(logits, trained_lenet(x), rtol=1e-5, atol=1e-6)
+    noisy = ATTACKS.get("apgd-ce")(NoisyLogits(trained_lenet), eps=0.2, steps=2, eot=7, num_classes=10)
+    torch.manual_seed(0)
+    draws = noisy._grad(x, y, None)[2]
+    torch.manual_seed(0)
+    one = ATTACKS.get("apgd-ce")(NoisyLogits(trained_lenet), eps=0.2, steps=2, eot=1, num_classes=10)
+    single = one._grad(x, y, None)[2]
+    assert not torch.allclose(draws, single)  # seven independent draws averaged, not one draw seven times

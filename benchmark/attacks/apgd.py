@@ -46,6 +46,10 @@ def checkpoints(steps: int) -> list[int]:
     return sorted({math.ceil(round(q * steps, 9)) for q in p if q <= 1})
 
 
+# Input elements per forward pass when EOT draws are stacked: 4,096 C-MNIST images (64x64), and
+# fewer than one batch of 224 px images, which then take their draws one pass at a time.
+EOT_ELEMENTS = 2**24
+
 @dataclass
 class APGDParams(AttackParams):
     steps: int = 100
@@ -103,14 +107,20 @@ class APGD(Attack):
         return adv
 
     def _grad(self, x: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        """Per-sample loss, logits and the input gradient averaged over `eot` evaluations."""
-        grad = torch.zeros_like(x)
-        for _ in range(self.eot):
-            x_ = x.detach().requires_grad_(True)
+        """Per-sample loss, logits and the input gradient averaged over `eot` evaluations, the
+        draws stacked into one forward pass as far as EOT_ELEMENTS allows (one pass of 20 draws
+        instead of 20 passes on C-MNIST; with eot = 1 exactly the single evaluation)."""
+        per_pass = max(1, min(self.eot, EOT_ELEMENTS // max(1, x.numel())))
+        grad, done = torch.zeros_like(x), 0
+        while done < self.eot:
+            n = min(per_pass, self.eot - done)
+            x_ = x.detach().repeat(n, *([1] * (x.ndim - 1))).requires_grad_(True)
             logits = self.model(x_)
-            loss = self.loss(logits, y, target)
-            grad += torch.autograd.grad(loss.sum(), x_)[0]
-        return loss.detach(), logits.detach(), grad / self.eot
+            loss = self.loss(logits, y.repeat(n), None if target is None else target.repeat(n))
+            grad += torch.autograd.grad(loss.sum(), x_)[0].view(n, *x.shape).sum(0)
+            done += n
+        last = slice(len(logits) - len(x), None)  # the last draw's, as the one-draw-at-a-time loop returned
+        return loss[last].detach(), logits[last].detach(), grad / self.eot
 
     def _run(self, x, y, region, target, generator) -> tuple[Tensor, Tensor]:
         eps = self.eps
