@@ -46,9 +46,11 @@ def checkpoints(steps: int) -> list[int]:
     return sorted({math.ceil(round(q * steps, 9)) for q in p if q <= 1})
 
 
-# Input elements per forward pass when EOT draws are stacked: 4,096 C-MNIST images (64x64), and
-# fewer than one batch of 224 px images, which then take their draws one pass at a time.
-EOT_ELEMENTS = 2**24
+# Input elements per forward pass when EOT draws are stacked, per device type: on a GPU 4,096
+# C-MNIST images (64x64), and fewer than one batch of 224 px images, which then take their draws
+# one pass at a time; on a CPU one draw per pass (stacking measured 1.09x slower there: a bigger
+# batch, and no kernel launches to save; docs/PERFORMANCE.md).
+EOT_ELEMENTS = {"cpu": 0, "accelerator": 2**24}
 
 @dataclass
 class APGDParams(AttackParams):
@@ -108,9 +110,10 @@ class APGD(Attack):
 
     def _grad(self, x: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """Per-sample loss, logits and the input gradient averaged over `eot` evaluations, the
-        draws stacked into one forward pass as far as EOT_ELEMENTS allows (one pass of 20 draws
-        instead of 20 passes on C-MNIST; with eot = 1 exactly the single evaluation)."""
-        per_pass = max(1, min(self.eot, EOT_ELEMENTS // max(1, x.numel())))
+        draws stacked into one forward pass as far as EOT_ELEMENTS allows (on a GPU one pass of 20
+        draws instead of 20 passes on C-MNIST; with eot = 1 exactly the single evaluation)."""
+        budget = EOT_ELEMENTS.get(x.device.type, EOT_ELEMENTS["accelerator"])
+        per_pass = max(1, min(self.eot, budget // max(1, x.numel())))
         grad, done = torch.zeros_like(x), 0
         while done < self.eot:
             n = min(per_pass, self.eot - done)
