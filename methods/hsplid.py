@@ -22,13 +22,6 @@ import torch
 from torch import Tensor
 
 from benchmark.errors import ConfigError
-from benchmark.losses.hsic import (
-    gaussian_kernel,
-    label_kernel,
-    nhsic_from_operators,
-    normalised_operator,
-    subset_kernels,
-)
 from benchmark.losses.subspaces import (
     HSplidClassifier,
     ScatterSums,
@@ -36,6 +29,7 @@ from benchmark.losses.subspaces import (
     beta_reference,
     deviations,
     has_split,
+    hsic_terms,
     salient_mask,
     update_centres,
 )
@@ -202,31 +196,15 @@ class HSplid(Method[HSplidParams]):
         if p.lambda_n:
             losses["global_compactness"] = p.lambda_n * ((1 - beta_star).pow(2) * spread).sum() / n
         if split:  # HSIC terms start once a hard split exists
-            losses.update(self.hsic_terms(model, world.gather(model.normalize(batch.x)), z, y))
+            w_x, w_y = self.hsic_weights
+            losses.update(hsic_terms(world.gather(model.normalize(batch.x)), z, y, model.salient,
+                                     {"hsic_x_salient": w_x, "hsic_y_nonsalient": w_y}, self.info.num_classes,
+                                     p.sigma, p.hsic_eps))
         self._last = (z.detach().float(), y, beta_star)
         if world.size == 1:
             return StepOutput(losses, logits)
         start, stop = world.span(len(z_local))
         return StepOutput(losses, logits[start:stop], scope="global")
-
-    def hsic_terms(self, model: HSplidClassifier, x: Tensor, z: Tensor, y: Tensor) -> dict[str, Tensor]:
-        """w_x nHSIC(X, Z_s) and w_y nHSIC(Y, Z_n), each term only when its weight is set: the
-        subspace kernels in one batched product, the operators in two batched solves (the
-        inputs' and labels' without gradients)."""
-        p, (w_x, w_y) = self.params, self.hsic_weights
-        names = [name for name, w in (("hsic_x_salient", w_x), ("hsic_y_nonsalient", w_y)) if w]
-        if not names:
-            return {}
-        salient = model.salient.to(z.dtype if z.is_floating_point() else torch.float32)
-        keep = torch.stack([salient if name == "hsic_x_salient" else 1 - salient for name in names])
-        subspaces = normalised_operator(subset_kernels(z, keep, p.sigma), p.hsic_eps)
-        with torch.no_grad():
-            given = [gaussian_kernel(x, p.sigma) if name == "hsic_x_salient"
-                     else label_kernel(y, self.info.num_classes) for name in names]
-            fixed = normalised_operator(torch.stack(given), p.hsic_eps)
-        traces = nhsic_from_operators(fixed, subspaces)
-        weights = {"hsic_x_salient": w_x, "hsic_y_nonsalient": w_y}
-        return {name: weights[name] * traces[k] for k, name in enumerate(names)}
 
     def split_of(self, model: HSplidClassifier) -> bool:
         """Whether the model's mask is a hard split, read from the device only when the mask has

@@ -62,12 +62,11 @@ class EvalContext:
         return [EvalSet(name, self.split(name)) for name in self.config.eval.splits] + self.dataset.eval_sets()
 
     def batches(self, split: Split, limit: int | None = None, batch_size: int | None = None) -> Iterator[Batch]:
-        """Batches on the device, decoded by `eval.workers` processes for file-backed splits;
-        `limit` takes a fixed seeded subset (the same for every run)."""
-        indices = first_of_shuffle(len(split), limit)
-        yield from iterate(split, batch_size or self.config.eval.batch_size, indices=indices,
-                           workers=resolve_workers(self.config.eval.workers), device=self.device,
-                           decoder=self.config.eval.decoder)
+        """Batches on the device, decoded by `eval.workers` processes (and `eval.decoder`) for
+        file-backed splits; `limit` takes a fixed seeded subset (the same for every run)."""
+        cfg = self.config.eval
+        yield from iterate(split, batch_size or cfg.batch_size, indices=first_of_shuffle(len(split), limit),
+                           workers=resolve_workers(cfg.workers), device=self.device, decoder=cfg.decoder)
 
 
 Piece = Callable[[], list[Measurement]]

@@ -10,6 +10,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from benchmark.losses.hsic import (
+    gaussian_kernel,
+    label_kernel,
+    nhsic_from_operators,
+    normalised_operator,
+    subset_kernels,
+)
 from benchmark.models import Classifier, Encoder
 
 
@@ -55,6 +62,26 @@ def class_compactness(z: Tensor, y: Tensor, centres: Tensor, beta: Tensor, num_c
 def global_compactness(z: Tensor, global_centre: Tensor, beta: Tensor) -> Tensor:
     """L_n = 1/B sum_i sum_d (1 - beta_d)^2 (z_id - c_0d)^2."""
     return ((1 - beta).pow(2) * (z - global_centre).pow(2)).sum() / len(z)
+
+
+def hsic_terms(x: Tensor, z: Tensor, y: Tensor, salient: Tensor, weights: dict[str, float],  # noqa: PLR0913
+               num_classes: int, sigma: float, eps: float) -> dict[str, Tensor]:
+    """H-SPLID's weighted "hsic_x_salient" = w nHSIC(X, Z_s) and "hsic_y_nonsalient" = w
+    nHSIC(Y, Z_n), each only when its weight in `weights` is set: the subspace kernels in one
+    batched product (`subset_kernels`), the operators in two batched solves (the inputs' and the
+    labels' without gradients)."""
+    names = [name for name in ("hsic_x_salient", "hsic_y_nonsalient") if weights.get(name)]
+    if not names:
+        return {}
+    gate = salient.to(z.dtype if z.is_floating_point() else torch.float32)
+    keep = torch.stack([gate if name == "hsic_x_salient" else 1 - gate for name in names])
+    subspaces = normalised_operator(subset_kernels(z, keep, sigma), eps)
+    with torch.no_grad():
+        given = [gaussian_kernel(x, sigma) if name == "hsic_x_salient" else label_kernel(y, num_classes)
+                 for name in names]
+        fixed = normalised_operator(torch.stack(given), eps)
+    traces = nhsic_from_operators(fixed, subspaces)
+    return {name: weights[name] * traces[k] for k, name in enumerate(names)}
 
 
 def update_centres(centres: Tensor, counts: Tensor, global_centre: Tensor, z: Tensor, y: Tensor
