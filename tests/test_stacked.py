@@ -21,8 +21,8 @@ TWENTY_STEPS = ["train.samples=320", "train.batch_size=16", "train.epochs=1", "t
                 "train.grad_clip=0.5", "train.lr=2e-4"]
 
 
-def configs(method, *extra):
-    return [resolve(method, "cmnist", seed=seed, overrides=[*TWENTY_STEPS, *extra]) for seed in SEEDS]
+def configs(method, *extra, seeds=SEEDS):
+    return [resolve(method, "cmnist", seed=seed, overrides=[*TWENTY_STEPS, *extra]) for seed in seeds]
 
 
 @pytest.fixture
@@ -44,20 +44,20 @@ def built(config):
         return build(config, None)
 
 
-@pytest.mark.parametrize("method", ["vanilla", "weight_decay"])
-def test_stacked_seeds_equal_separate_runs(method, step_losses):
+@pytest.mark.parametrize("method, seeds", [("vanilla", SEEDS), ("weight_decay", SEEDS[:2])])  # its optimiser
+def test_stacked_seeds_equal_separate_runs(method, seeds, step_losses):
     alone = {}
-    for config in configs(method):
+    for config in configs(method, seeds=seeds):
         dataset, m, model = built(config)
         result = train(model, m, dataset, config, CPU, Reporter(quiet=True), Checkpointing(share=False))
         alone[config.seed] = (model, result, step_losses.pop(config.seed))
     trainers = []
-    for config in configs(method):
+    for config in configs(method, seeds=seeds):
         dataset, m, model = built(config)
         trainers.append(Trainer(model, m, dataset, config, CPU, Reporter(quiet=True), Checkpointing(share=False),
                                 World()))
     stacked = train_stacked(trainers, Reporter(quiet=True))
-    for seed, trainer, result in zip(SEEDS, trainers, stacked):
+    for seed, trainer, result in zip(seeds, trainers, stacked):
         model, expected, losses = alone[seed]
         assert len(step_losses[seed]) == len(losses) == 20
         assert step_losses[seed] == pytest.approx(losses, abs=1e-5, rel=0)
@@ -67,12 +67,12 @@ def test_stacked_seeds_equal_separate_runs(method, step_losses):
             difference = (got - want).norm() / want.norm()
             assert difference <= 1e-4 and (got - want).abs().max() <= 1e-3, (name, float(difference))
         (record,), (want,) = result.history, expected.history
-        assert record.pop("stacked_seeds") == 3
+        assert record.pop("stacked_seeds") == len(seeds)
         assert set(record) == set(want)
         for key in set(record) - {"duration_s"}:
             assert record[key] == pytest.approx(want[key], abs=1e-5), key
     # the seeds really differ: one stack is not one model three times
-    assert len({round(losses[-1], 4) for _, _, losses in alone.values()}) == 3
+    assert len({round(losses[-1], 4) for _, _, losses in alone.values()}) == len(seeds)
 
 
 def test_clipping_per_seed_is_clip_grad_norm_of_each_seed():
