@@ -94,7 +94,7 @@ def test_resume_checkpoint_case_writes_a_checkpoint_that_restores_adam(monkeypat
 
 @pytest.mark.parametrize("name", ["agreement_metrics", "pgd_masked", "prepared_cache", "report_intervals",
                                   "external_pgd", "resnet50_ceiling", "mprt_explainers", "train_stacked_seeds",
-                                  "decode_on_device", "train_step_hsplid_resnet50"])
+                                  "train_step_hsplid_resnet50"])  # decode_on_device's loader: test_device_decode
 def test_every_case_builds_its_two_sides(name, monkeypatch, tmp_path):
     """Building a case runs its imports and set-up (timing is `benchmark perf`'s job, not a test's)."""
     import tempfile
