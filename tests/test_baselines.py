@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import benchmark.losses.hsic as hsic
+import benchmark.losses.subspaces as subspaces
 from benchmark.config import resolve
 from benchmark.data.split import Batch
 from benchmark.engine.run import run
@@ -97,10 +98,12 @@ def test_rrr_penalty_is_zero_when_gradients_vanish_outside_the_mask_and_positive
 
 
 def test_hbar_terms_use_the_shared_nocco_estimator():
-    # One implementation: both methods call benchmark.losses.hsic, neither defines its own.
+    # One implementation: both methods call benchmark.losses.hsic, neither defines its own
+    # (H-SPLID through its terms in benchmark.losses.subspaces).
+    assert hsplid_module.hsic_terms is subspaces.hsic_terms
     for name in ("normalised_operator", "nhsic_from_operators", "gaussian_kernel", "label_kernel"):
         assert getattr(hbar_module, name) is getattr(hsic, name)
-        assert getattr(hsplid_module, name) is getattr(hsic, name)
+        assert getattr(subspaces, name) is getattr(hsic, name)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(16, 1, 6, 6, generator=g, dtype=torch.float64)
     y = torch.arange(16) % 3

@@ -6,8 +6,9 @@ The same code runs on the CPU where there is no CUDA (torchvision's libjpeg-turb
 `interpolate` on the CPU), which is how its batches are tested against the PIL path: the same
 images, labels, masks and indices in the same order; pixels differ only by the two resamplers
 (PIL's bilinear filter against `interpolate(antialias=True)`) and, on a GPU, nvJPEG's IDCT.
-The differences are measured in docs/PERFORMANCE.md. Files that are not baseline/progressive
-JPEGs (a PNG in a JPEG's name, CMYK) are decoded by PIL in the worker, as before.
+The differences are measured in docs/PERFORMANCE.md. A file that is not a JPEG (ImageNet has a
+PNG under a JPEG's name) is decoded by PIL in the worker, as before; a JPEG the device decoder
+refuses (CMYK on nvJPEG) is decoded by PIL in the training process.
 
 Which decoder runs is `train.decoder` / `eval.decoder`: "auto" (the device decoder for a CUDA
 device, PIL otherwise), "pil" or "device".
