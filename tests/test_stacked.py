@@ -105,7 +105,7 @@ def test_stacked_checkpoints_are_evaluated_by_each_seeds_run(tmp_path, monkeypat
     small = ["train.samples=64", "train.batch_size=32", "train.epochs=1", "eval.samples=32",
              "eval.suites=accuracy"]
     note = stack_seeds("vanilla", "cmnist", profile="quick", seeds=(0, 1), overrides=small, workspace=where)
-    assert note == "vanilla: seeds 0, 1 trained as one stacked model"
+    assert note.startswith("vanilla: seeds 0, 1 trained as one stacked model (on a CPU that is slower")
     assert "nothing to stack" in stack_seeds("vanilla", "cmnist", profile="quick", seeds=(0, 1), overrides=small,
                                              workspace=where)
 

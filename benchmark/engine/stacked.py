@@ -166,7 +166,9 @@ def stack_seeds(method: str, dataset: str, *, profile: str, seeds: Sequence[int]
     trained = train_seeds_together(configs, workspace)
     if not trained:
         return f"{name}: nothing to stack (at most one seed without a finished checkpoint)"
-    return f"{name}: seeds {', '.join(map(str, trained))} trained as one stacked model"
+    note = " (on a CPU that is slower than one at a time: docs/PERFORMANCE.md)" \
+        if provenance.resolve_device(workspace.device).type == "cpu" else ""
+    return f"{name}: seeds {', '.join(map(str, trained))} trained as one stacked model{note}"
 
 
 def train_seeds_together(configs: Sequence[RunConfig], workspace: Workspace) -> list[int]:
