@@ -74,7 +74,7 @@ def stacked_optimizer(template: torch.optim.Optimizer, model: torch.nn.Module,
 class StackedStep:
     """One optimiser step of S seeds at once: vmapped forward, one backward, clipping per seed."""
 
-    def __init__(self, models: Sequence[Classifier], method: Method, state: TrainState,  # noqa: PLR0913
+    def __init__(self, models: Sequence[Classifier], method: Method, state: TrainState,
                  optimizer: torch.optim.Optimizer, grad_clip: float | None, seeds: Sequence[int]):
         """`models`: one per seed, each as its own run initialised it; `optimizer`: the first
         model's, whose class and settings the stack uses; `seeds` name the seeds in errors."""

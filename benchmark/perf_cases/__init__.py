@@ -14,6 +14,8 @@ from benchmark.method import Method, TrainState
 from benchmark.models import Classifier, create_encoder
 
 CMNIST_INFO = DataInfo(10, tuple("0123456789"), (1, 64, 64), (0.05,), (0.2009,))
+IN9_INFO = DataInfo(9, tuple(f"class{k}" for k in range(9)), (3, 224, 224), (0.485, 0.456, 0.406),
+                    (0.229, 0.224, 0.225))
 
 
 def cmnist_batch(device: torch.device, size: int = 256) -> Batch:

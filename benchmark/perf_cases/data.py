@@ -55,6 +55,21 @@ def photo_like_jpegs(root, count: int) -> list:
     return paths
 
 
+def imagenet_sized_split(files: int, classes: int = 10):
+    """A FileSplit at 224 px over `files` photo-like JPEGs of 500x375 in a temporary folder
+    (removed at exit), labelled k mod `classes`: the in9 loading pipeline's input."""
+    import atexit
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from benchmark.data.images import FileSplit
+
+    root = Path(tempfile.mkdtemp(prefix="benchmark-perf-"))
+    atexit.register(shutil.rmtree, root, True)
+    return FileSplit(photo_like_jpegs(root, files), [k % classes for k in range(files)], 224)
+
+
 @PERF_CASES.register("prepared_cache")
 def prepared_cache(device: torch.device) -> PerfCase:
     """Loading ISIC-2017's splits from the prepared cache against decoding and resizing the raw files."""
@@ -86,18 +101,10 @@ def prepared_cache(device: torch.device) -> PerfCase:
 def data_pipeline(device: torch.device) -> PerfCase:
     """2,048 ImageNet-sized JPEG reads (decode, resize to 224, seeded flip) by worker processes,
     one per core, against decoding them in the training process."""
-    import atexit
-    import shutil
-    import tempfile
-    from pathlib import Path
-
     from benchmark.data.augment import flipped
-    from benchmark.data.images import FileSplit
     from benchmark.data.loader import available_cores, load_batches
 
-    root = Path(tempfile.mkdtemp(prefix="benchmark-perf-"))
-    atexit.register(shutil.rmtree, root, True)
-    split = FileSplit(photo_like_jpegs(root, 512), [k % 10 for k in range(512)], 224)
+    split = imagenet_sized_split(512)
     # 8 batches of 256 (each file read 4 times, decoded every time): enough batches for the workers'
     # decoding to overlap the flips of the batches before, as over a training epoch
     order = torch.randperm(2048, generator=torch.Generator().manual_seed(0)) % 512
@@ -118,18 +125,10 @@ def decode_on_device(device: torch.device) -> PerfCase:
     """2,048 ImageNet-sized JPEGs to flipped 224 px batches on `device` with at most 4 loader
     workers: decoded on the device (the workers read bytes; data/device_decode.py) against PIL
     in the workers. On a CPU the "device" is the training process (torchvision's decoder)."""
-    import atexit
-    import shutil
-    import tempfile
-    from pathlib import Path
-
     from benchmark.data.augment import flipped
-    from benchmark.data.images import FileSplit
     from benchmark.data.loader import available_cores, load_batches
 
-    root = Path(tempfile.mkdtemp(prefix="benchmark-perf-"))
-    atexit.register(shutil.rmtree, root, True)
-    split = FileSplit(photo_like_jpegs(root, 512), [k % 10 for k in range(512)], 224)
+    split = imagenet_sized_split(512)
     order = torch.randperm(2048, generator=torch.Generator().manual_seed(0)) % 512
     workers = min(4, available_cores())
 
@@ -137,8 +136,6 @@ def decode_on_device(device: torch.device) -> PerfCase:
         generator = torch.Generator().manual_seed(0)
         for batch in load_batches(split, order, 256, workers=workers, device=device, decoder=decoder):
             flipped(batch, generator)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
 
     return PerfCase(lambda: one_pass("device"), lambda: one_pass("pil"), f"decoded on {device.type}, {workers} workers",
                     f"PIL in {workers} workers", "ratio < 1 on a GPU",

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from benchmark.config import TrainConfig
 from benchmark.method import Method, TrainState
 from benchmark.models import Classifier, create_encoder
-from benchmark.perf_cases import CMNIST_INFO, BatchSplit, cmnist_batch, engine_step, method_stepper
+from benchmark.perf_cases import CMNIST_INFO, IN9_INFO, BatchSplit, cmnist_batch, engine_step, method_stepper
 from benchmark.perf_cases.harness import PerfCase, gpu_case
 from benchmark.registry import PERF_CASES
 
@@ -57,13 +57,12 @@ def train_step_hsplid_resnet50(device: torch.device) -> PerfCase:
     """H-SPLID's step against vanilla's on ResNet-50 (the paper's regime: 1.16-1.23x on an A100),
     batch 64 of 224 px in bf16 autocast with channels-last, through the engine's Stepper, hard
     split at the median so every term runs. On a CPU it only shows that it runs (batch 4)."""
-    from benchmark.data.split import Batch, DataInfo
+    from benchmark.data.split import Batch
     from benchmark.engine.step import Stepper
     from benchmark_methods.hsplid import HSplid, HSplidParams
 
     size = 64 if device.type == "cuda" else 4
-    info = DataInfo(9, tuple(f"class{k}" for k in range(9)), (3, 224, 224), (0.485, 0.456, 0.406),
-                    (0.229, 0.224, 0.225))
+    info = IN9_INFO
     g = torch.Generator().manual_seed(0)
     batch = Batch(torch.rand(size, 3, 224, 224, generator=g), torch.randint(0, 9, (size,), generator=g),
                   torch.ones(size, 1, 224, 224), torch.arange(size)).to(device)
@@ -79,10 +78,7 @@ def train_step_hsplid_resnet50(device: torch.device) -> PerfCase:
         step = Stepper(model, method, method.optimizer(model, cfg), cfg, state)
 
         def one() -> None:
-            out = step(batch, size)
-            method.on_step_end(model, batch, out, state)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            method.on_step_end(model, batch, step(batch, size), state)
 
         return one
 
@@ -95,8 +91,8 @@ def train_step_hsplid_resnet50(device: torch.device) -> PerfCase:
 def train_stacked_seeds(device: torch.device) -> PerfCase:
     """One step of three LeNet-3 seeds stacked into one vmapped model (engine/stacked.py) against
     three vanilla engine steps one after the other, batch 256 each: what `--stack-seeds` saves per
-    step. On a CPU both are compute-bound (ratio about 1); on a GPU one LeNet-3 step leaves most
-    of the device idle."""
+    step. On a GPU one LeNet-3 step leaves most of the device idle; on a CPU the stacked step is
+    slower (vmap's grouped convolutions and layout copies; docs/PERFORMANCE.md)."""
     from benchmark.engine.stacked import StackedStep
 
     seeds = (0, 1, 2)
@@ -111,19 +107,13 @@ def train_stacked_seeds(device: torch.device) -> PerfCase:
     stacked = StackedStep(models, method, state, method.optimizer(models[0], TrainConfig(lr=1e-3)), 1000.0, seeds)
     alone = [method_stepper(Method(None, CMNIST_INFO), device, batch)[0] for _ in seeds]
 
-    def candidate() -> None:
-        stacked([batch] * len(seeds))
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     def peer() -> None:
         for step in alone:
             step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
 
-    return PerfCase(candidate, peer, "3 seeds, one stacked step", "3 vanilla steps, one after the other",
-                    "ratio < 1 on a GPU (about 1 on a CPU: compute-bound)", "LeNet-3, batch 256 per seed, 1x64x64")
+    return PerfCase(lambda: stacked([batch] * len(seeds)), peer, "3 seeds, one stacked step",
+                    "3 vanilla steps, one after the other", "ratio < 1 on a GPU (on a CPU it is slower)",
+                    "LeNet-3, batch 256 per seed, 1x64x64")
 
 
 @PERF_CASES.register("resume_checkpoint")
@@ -195,24 +185,14 @@ def resnet50_training_device_decode(device: torch.device) -> PerfCase:
 def resnet50_through_loader(device: torch.device, precision: Literal["bf16", "fp32"], decoder: str, workers: int):
     """One pass of ResNet-50 training steps over ImageNet-sized JPEGs through the loader (resize
     224, seeded flip, Adam), as a closure; and what it reads, in words."""
-    import atexit
-    import shutil
-    import tempfile
-    from pathlib import Path
-
     from benchmark.data.augment import flipped
-    from benchmark.data.images import FileSplit
     from benchmark.data.loader import load_batches
-    from benchmark.data.split import DataInfo
     from benchmark.engine.step import Stepper
-    from benchmark.perf_cases.data import photo_like_jpegs
+    from benchmark.perf_cases.data import imagenet_sized_split
 
     batch_size, batches, files = (256, 8, 512) if device.type == "cuda" else (4, 2, 8)
-    root = Path(tempfile.mkdtemp(prefix="benchmark-perf-"))
-    atexit.register(shutil.rmtree, root, True)
-    split = FileSplit(photo_like_jpegs(root, files), [k % 9 for k in range(files)], 224)
-    info = DataInfo(9, tuple(f"class{k}" for k in range(9)), (3, 224, 224), (0.485, 0.456, 0.406),
-                    (0.229, 0.224, 0.225))
+    split = imagenet_sized_split(files, classes=9)
+    info = IN9_INFO
     order = torch.randperm(batch_size * batches, generator=torch.Generator().manual_seed(0)) % files
     method = Method(None, info)
     model = method.build_model(create_encoder("resnet50", info)).to(device).train()
@@ -225,8 +205,6 @@ def resnet50_through_loader(device: torch.device, precision: Literal["bf16", "fp
     def one_pass() -> None:
         for batch in load_batches(split, order, batch_size, workers=workers, device=device, decoder=decoder):
             stepper(flipped(batch, generator), len(batch))
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
 
     return one_pass, f"{batches} batches of {batch_size} ({batch_size * batches} images per call) from {files} " \
                      "JPEGs of 500x375"
@@ -238,12 +216,11 @@ def resnet50_ceiling(device: torch.device) -> PerfCase:
     """The device's own ResNet-50 training rate: the engine's step on tensors already on the device
     (no decoding, no loader), bf16 autocast with channels-last against fp32. The ceiling that the
     loader's images/s (`resnet50_training`) is read against. On a CPU it only shows that it runs."""
-    from benchmark.data.split import Batch, DataInfo, TensorSplit
+    from benchmark.data.split import Batch, TensorSplit
     from benchmark.engine.step import Stepper
 
     batch_size, steps = (256, 8) if device.type == "cuda" else (4, 2)
-    info = DataInfo(9, tuple(f"class{k}" for k in range(9)), (3, 224, 224), (0.485, 0.456, 0.406),
-                    (0.229, 0.224, 0.225))
+    info = IN9_INFO
     g = torch.Generator().manual_seed(0)
     batches = [Batch(torch.rand(batch_size, 3, 224, 224, generator=g).to(device),
                      torch.randint(0, 9, (batch_size,), generator=g).to(device),
